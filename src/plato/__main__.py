@@ -1,0 +1,3 @@
+from plato.cli import main
+
+main()

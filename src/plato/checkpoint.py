@@ -1,0 +1,146 @@
+"""Checkpoints: weights in safetensors, JSON metadata in the same file's header. Never pickle.
+
+The metadata records everything needed to rebuild the model (name and config), where it came
+from (dataset, recipe, seed, accuracy, versions) and a SHA-256 of the weights, checked on load:
+a truncated file, altered weights, or metadata that does not fit the weights are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from plato.errors import CheckpointError, PlatoError
+
+FORMAT = "plato-checkpoint/1"
+
+
+def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    meta: dict
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.meta["model"]
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.meta.get("test_accuracy")
+
+    @property
+    def content_hash(self) -> str:
+        """Identifies the network: its weights and how to build it."""
+        ident = json.dumps([self.meta["model"], self.meta["config"], self.meta["weights_sha256"]],
+                           sort_keys=True)
+        return hashlib.sha256(ident.encode()).hexdigest()
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
+    """Save a zoo model (built by create_model) with metadata such as dataset, recipe, accuracy.
+
+    Refuses non-finite weights: a NaN model is never saved.
+    """
+    from safetensors.torch import save_file
+
+    from plato import __version__
+
+    if not hasattr(model, "plato_name"):
+        raise PlatoError("only models built by plato.create_model can be saved as checkpoints")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for k, v in tensors.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"refusing to save: '{k}' holds NaN or infinite values")
+    full = {
+        "format": FORMAT,
+        "model": model.plato_name,
+        "config": model.plato_config,
+        **meta,
+        "plato_version": __version__,
+        "torch_version": torch.__version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "weights_sha256": weights_hash(tensors),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    save_file(tensors, tmp, metadata={"plato": json.dumps(full, sort_keys=True)})
+    tmp.replace(path)  # atomic: a crash never leaves half a checkpoint under the real name
+    return Checkpoint(model, full, path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata alone, without building the model."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(path, framework="pt") as f:
+            raw = (f.metadata() or {}).get("plato")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({e}): it is truncated or corrupt"
+        ) from None
+    if raw is None:
+        raise CheckpointError(f"{path} is a safetensors file but not a Plato checkpoint")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: the checkpoint metadata is not valid JSON") from None
+    missing = [k for k in ("format", "model", "config", "weights_sha256") if k not in meta]
+    if missing or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: metadata lacks {missing or 'a known format'}")
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model from the metadata and load the verified weights into it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from plato.models import create_model
+
+    path = Path(path)
+    meta = read_metadata(path)
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: cannot read the weights ({e}); the file is corrupt"
+        ) from None
+    if weights_hash(tensors) != meta["weights_sha256"]:
+        raise CheckpointError(
+            f"{path}: the weights do not match the checksum in the metadata: the file was "
+            "altered or damaged; retrain or restore it"
+        )
+    try:
+        model = create_model(meta["model"], **meta["config"])
+        model.load_state_dict(tensors, strict=True)
+    except (PlatoError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: the metadata (model '{meta['model']}', config {meta['config']}) does not "
+            f"match the weights: {first}"
+        ) from None
+    model.to(device).eval()
+    return Checkpoint(model, meta, path)

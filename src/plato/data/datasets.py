@@ -1,0 +1,351 @@
+"""The dataset registry: `load_dataset(name)` gives uint8 images and int64 labels per split.
+
+Names: `digits` (bundled with scikit-learn, the offline default), `mnist`, `cifar10`,
+`cifar100` (canonical archives, checksum-verified) and `imagefolder:<path>` (a folder or
+`.tar.gz` holding `train/<class>/*` and `test/<class>/*` images, decoded once and cached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from plato.data import archives
+from plato.errors import DatasetError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DatasetError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
+                               f"{tuple(self.images.shape)}")
+        if self.labels.shape != (len(self.images),):
+            raise DatasetError(f"{len(self.images)} images but labels of shape "
+                               f"{tuple(self.labels.shape)}")
+        self.labels = self.labels.to(torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, n: int, seed: int = 0) -> Split:
+        """A class-balanced-in-expectation random subset of n examples (deterministic)."""
+        if n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:n].sort().values
+        return Split(self.images[idx], self.labels[idx])
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    classes: list[str]
+    mean: tuple[float, ...]  # per channel, of pixel values scaled to [0, 1]
+    std: tuple[float, ...]
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # (C, H, W)
+
+    @property
+    def short_name(self) -> str:
+        """A name fit for a file name: `imagefolder:/x/cifar10-jpeg.tar.gz` -> `cifar10-jpeg`."""
+        if not self.name.startswith("imagefolder:"):
+            return self.name
+        base = Path(self.name.split(":", 1)[1]).name
+        for suffix in (".tar.gz", ".tgz", ".tar"):
+            base = base.removesuffix(suffix)
+        return base
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the content (images, labels, classes): identifies the data in job keys."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for split in (self.train, self.test):
+                h.update(split.images.numpy().tobytes())
+                h.update(split.labels.numpy().tobytes())
+            h.update(json.dumps(self.classes).encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> Dataset:
+        """The same dataset with random subsets of the splits (for quick runs and benchmarks)."""
+        return Dataset(
+            f"{self.name}[train={train},test={test},seed={seed}]" if (train or test) else self.name,
+            self.train.subset(train, seed) if train else self.train,
+            self.test.subset(test, seed) if test else self.test,
+            self.classes,
+            self.mean,
+            self.std,
+        )
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets and canonical files are kept: $PLATO_CACHE, else ~/.cache/plato."""
+    return Path(os.environ.get("PLATO_CACHE", Path.home() / ".cache" / "plato")).expanduser()
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std of [0, 1] pixels, from a 256-bin histogram (no copies)."""
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        counts = torch.bincount(images[:, c].flatten(), minlength=256).to(torch.float64)
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        var = (counts * (values - mean) ** 2).sum() / (n - 1)
+        means.append(mean.item())
+        stds.append(var.sqrt().item())
+    return tuple(means), tuple(stds)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+_LOADERS: dict[str, Callable[[Path | None, bool], Dataset]] = {}
+
+
+def _register(name: str):
+    def wrap(fn):
+        _LOADERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_datasets() -> list[str]:
+    return sorted(_LOADERS) + ["imagefolder:<path>"]
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = False) -> Dataset:
+    """Load a dataset by name. `root` is the folder holding its files (default: the cache)."""
+    if name.startswith("imagefolder:"):
+        path = name.split(":", 1)[1]
+        if not path:
+            raise DatasetError("imagefolder needs a path: imagefolder:/path/to/folder-or.tar.gz")
+        return load_imagefolder(Path(path).expanduser() if root is None else Path(root) / path)
+    if name not in _LOADERS:
+        raise DatasetError(
+            f"unknown dataset '{name}': choose one of {', '.join(list_datasets())}"
+        )
+    folder = Path(root).expanduser() if root is not None else cache_dir() / name
+    return _LOADERS[name](folder, download)
+
+
+@_register("digits")
+def load_digits(root: Path | None = None, download: bool = False) -> Dataset:
+    """scikit-learn's 8x8 digits (1,797 images), a fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
+    labels = bunch.target.astype(np.int64)
+    tr_x, te_x, tr_y, te_y = train_test_split(
+        images, labels, test_size=0.2, random_state=0, stratify=labels
+    )
+    train = Split(torch.from_numpy(tr_x), torch.from_numpy(tr_y))
+    mean, std = _channel_stats(train.images)
+    return Dataset(
+        "digits", train, Split(torch.from_numpy(te_x), torch.from_numpy(te_y)),
+        [str(i) for i in range(10)], mean, std,
+    )
+
+
+@_register("mnist")
+def load_mnist(root: Path, download: bool = False) -> Dataset:
+    paths = {k: archives.fetch(f, root, download) for k, f in archives.MNIST_FILES.items()}
+    parts = {k: archives.read_idx(p) for k, p in paths.items()}
+    for split in ("train", "test"):
+        if parts[f"{split}_images"].ndim != 3 or len(parts[f"{split}_images"]) != len(
+            parts[f"{split}_labels"]
+        ):
+            raise DatasetError(f"MNIST {split} images and labels in {root} do not match")
+    return Dataset(
+        "mnist",
+        Split(torch.from_numpy(parts["train_images"][:, None].copy()),
+              torch.from_numpy(parts["train_labels"].astype(np.int64))),
+        Split(torch.from_numpy(parts["test_images"][:, None].copy()),
+              torch.from_numpy(parts["test_labels"].astype(np.int64))),
+        [str(i) for i in range(10)],
+        (0.1307,),
+        (0.3081,),
+    )
+
+
+def _cifar(name: str, remote, reader, mean, std, root: Path, download: bool) -> Dataset:
+    tr_x, tr_y, te_x, te_y, classes = reader(archives.fetch(remote, root, download))
+    return Dataset(
+        name,
+        Split(torch.from_numpy(tr_x.copy()), torch.from_numpy(tr_y)),
+        Split(torch.from_numpy(te_x.copy()), torch.from_numpy(te_y)),
+        classes, mean, std,
+    )
+
+
+@_register("cifar10")
+def load_cifar10(root: Path, download: bool = False) -> Dataset:
+    return _cifar("cifar10", archives.CIFAR10_FILE, archives.read_cifar10,
+                  (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), root, download)
+
+
+@_register("cifar100")
+def load_cifar100(root: Path, download: bool = False) -> Dataset:
+    return _cifar("cifar100", archives.CIFAR100_FILE, archives.read_cifar100,
+                  (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), root, download)
+
+
+# --------------------------------------------------------------------------------------------
+# Image folders: decoded once, cached as safetensors keyed by the source's checksum
+# --------------------------------------------------------------------------------------------
+
+def _walk_folder(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    for file in sorted(path.rglob("*")):
+        if file.is_file():
+            yield file.relative_to(path).as_posix(), file.read_bytes
+
+
+def _walk_tar(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                if member.isfile():
+                    data = tar.extractfile(member).read()
+                    yield member.name.removeprefix("./"), lambda d=data: d
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DatasetError(f"{path} is truncated or corrupt ({e}): replace the archive") from None
+
+
+def _source_key(path: Path) -> str:
+    """A checksum of the source: the archive's bytes, or a folder's names, sizes and times."""
+    if path.is_file():
+        return archives.file_digest(path)
+    h = hashlib.sha256()
+    for file in sorted(path.rglob("*")):
+        if file.is_file():
+            st = file.stat()
+            h.update(f"{file.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _split_and_class(relpath: str) -> tuple[str, str] | None:
+    """('train', 'cat') for '[top/]train/cat/0001.png'; None for files outside the layout."""
+    parts = relpath.split("/")
+    if Path(relpath).suffix.lower() not in IMAGE_SUFFIXES or len(parts) < 3:
+        return None
+    split, cls = parts[-3], parts[-2]
+    return (split, cls) if split in ("train", "test") else None
+
+
+def _decode(relpath: str, data: bytes, source: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.mode not in ("L", "RGB"):
+                img = img.convert("RGB")
+            arr = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DatasetError(f"{source}: cannot decode '{relpath}' ({e}): fix or remove it") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr  # (H, W, C)
+
+
+def _decode_imagefolder(path: Path) -> tuple[dict[str, Split], list[str]]:
+    from tqdm import tqdm
+
+    walk = _walk_tar(path) if path.is_file() else _walk_folder(path)
+    found: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "test": []}
+    shape: tuple[int, int] | None = None
+    for relpath, read in tqdm(walk, desc=f"decoding {path.name}", unit="img", leave=False):
+        where = _split_and_class(relpath)
+        if where is None:
+            continue
+        arr = _decode(relpath, read(), path)
+        if shape is None:
+            shape = arr.shape[:2]
+        elif arr.shape[:2] != shape:
+            raise DatasetError(
+                f"{path}: '{relpath}' is {arr.shape[1]}x{arr.shape[0]} but earlier images are "
+                f"{shape[1]}x{shape[0]}: all images must have one size"
+            )
+        found[where[0]].append((where[1], arr))
+    for split in ("train", "test"):
+        if not found[split]:
+            raise DatasetError(
+                f"{path} has no images under '{split}/<class>/': an image folder needs "
+                "train/<class>/*.png|jpg and test/<class>/*.png|jpg"
+            )
+    classes = sorted({cls for cls, _ in found["train"]})
+    unknown = sorted({cls for cls, _ in found["test"]} - set(classes))
+    if unknown:
+        raise DatasetError(f"{path}: test classes {unknown} have no training images")
+    channels = max(arr.shape[2] for items in found.values() for _, arr in items)
+    index = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for split, items in found.items():
+        # Grey images join colour ones by repeating the channel.
+        images = np.stack([np.broadcast_to(a, (*a.shape[:2], channels)) for _, a in items])
+        labels = np.array([index[c] for c, _ in items], dtype=np.int64)
+        splits[split] = Split(
+            torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),  # (N, C, H, W)
+            torch.from_numpy(labels),
+        )
+    return splits, classes
+
+
+def load_imagefolder(path: Path) -> Dataset:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import save_file
+
+    if not path.exists():
+        raise DatasetError(
+            f"image folder {path} does not exist: give a folder or .tar.gz holding "
+            "train/<class>/* and test/<class>/* images"
+        )
+    key = _source_key(path)
+    cached = cache_dir() / "imagefolder" / f"{key[:32]}.safetensors"
+    tensors = None
+    if cached.exists():
+        try:
+            with safe_open(cached, framework="pt") as f:
+                classes = json.loads(f.metadata()["classes"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError):
+            tensors = None  # a damaged cache is rebuilt, never trusted
+    if tensors is None:
+        splits, classes = _decode_imagefolder(path)
+        tensors = {
+            "train_images": splits["train"].images, "train_labels": splits["train"].labels,
+            "test_images": splits["test"].images, "test_labels": splits["test"].labels,
+        }
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
+        save_file(tensors, tmp, metadata={"classes": json.dumps(classes), "source": str(path)})
+        tmp.replace(cached)  # atomic: readers never see half a cache
+    train = Split(tensors["train_images"], tensors["train_labels"])
+    mean, std = _channel_stats(train.images)
+    return Dataset(f"imagefolder:{path}", train, Split(tensors["test_images"],
+                   tensors["test_labels"]), classes, mean, std)

@@ -1,0 +1,111 @@
+"""Model registry: create models by name, list them with shell wildcards.
+
+Two kinds of entries: exact names (`resnet18`) and families whose names carry their
+configuration (`resnet-ABCD`, `cnn-N`, `mlp-W1xW2x...`). A family lists a few example names;
+any name matching its pattern can be created.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from plato.errors import ModelError
+
+
+@dataclass(frozen=True)
+class _Family:
+    pattern: re.Pattern
+    builder: Callable[..., nn.Module]
+    examples: tuple[str, ...]
+    syntax: str
+
+
+_EXACT: dict[str, Callable[..., nn.Module]] = {}
+_FAMILIES: list[_Family] = []
+
+
+def register_model(name: str):
+    """Register `builder(num_classes, input_shape, **options)` under an exact name."""
+
+    def wrap(builder):
+        _EXACT[name] = builder
+        return builder
+
+    return wrap
+
+
+def register_family(pattern: str, syntax: str, examples: tuple[str, ...]):
+    """Register `builder(match, num_classes, input_shape, **options)` for names matching a regex."""
+
+    def wrap(builder):
+        _FAMILIES.append(_Family(re.compile(pattern + r"\Z"), builder, examples, syntax))
+        return builder
+
+    return wrap
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names (and the families' example names) matching a shell wildcard."""
+    names = set(_EXACT) | {ex for fam in _FAMILIES for ex in fam.examples}
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+
+
+def model_syntax() -> list[str]:
+    """The name patterns of the families, for help texts."""
+    return [fam.syntax for fam in _FAMILIES]
+
+
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    in_channels: int | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    **options,
+) -> nn.Module:
+    """Build a model. `input_shape` (C, H, W) defaults to (in_channels or 3, 32, 32).
+
+    The model keeps `plato_name` and `plato_config` (everything needed to build it again, as
+    checkpoints store it), `input_shape`, and `cut_blocks` (its block-level cut points).
+    """
+    if input_shape is None:
+        input_shape = (in_channels or 3, 32, 32)
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ModelError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape}")
+    if in_channels is not None and in_channels != input_shape[0]:
+        raise ModelError(f"in_channels={in_channels} contradicts input_shape={input_shape}")
+    if num_classes < 1:
+        raise ModelError(f"num_classes must be at least 1, got {num_classes}")
+
+    if name in _EXACT:
+        builder, args = _EXACT[name], ()
+    else:
+        for fam in _FAMILIES:
+            match = fam.pattern.match(name)
+            if match:
+                builder, args = fam.builder, (match,)
+                break
+        else:
+            raise ModelError(
+                f"unknown model '{name}': see `plato models`; names are "
+                f"{', '.join(sorted(_EXACT))} or one of {', '.join(model_syntax())}"
+            )
+    allowed = [p for p in inspect.signature(builder).parameters if p not in (
+        "match", "num_classes", "input_shape")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ModelError(
+            f"model '{name}' has no option {', '.join(unknown)}: its options are "
+            f"{', '.join(allowed) or 'none'}"
+        )
+    model = builder(*args, num_classes=num_classes, input_shape=input_shape, **options)
+    model.plato_name = name
+    model.plato_config = {"num_classes": num_classes, "input_shape": list(input_shape), **options}
+    model.input_shape = input_shape
+    return model

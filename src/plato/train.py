@@ -1,0 +1,239 @@
+"""Training and evaluation: a `Recipe` dataclass, `train()` and `evaluate()`."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plato.data.datasets import Dataset, Split
+from plato.data.loader import AUGMENT_PRESETS, Augment, DeviceLoader, make_loader
+from plato.errors import PlatoError, TrainingError
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "onecycle", "constant")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class Recipe:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" (Nesterov, momentum 0.9) or "adam"
+    lr: float | None = None  # peak learning rate; None: 0.1 * batch/256 for sgd, 1e-3 for adam
+    schedule: str = "cosine"  # "cosine" (linear warmup, cosine decay), "onecycle", "constant"
+    warmup_epochs: float = 1.0  # linear warmup for "cosine"
+    weight_decay: float = 5e-4  # applied to conv/linear weights, not to BN or biases
+    label_smoothing: float = 0.0
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    augment: str = "auto"  # see Augment.preset: auto = crop+flip for colour images >= 32 px
+    seed: int = 0
+    device: str = "auto"  # "auto": cuda if available, else mps, else cpu
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("schedule", self.schedule, SCHEDULES),
+                                     ("precision", self.precision, PRECISIONS),
+                                     ("augment", self.augment, AUGMENT_PRESETS)):
+            if value not in allowed:
+                raise PlatoError(f"recipe {name} '{value}' is not one of {', '.join(allowed)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise PlatoError("recipe epochs and batch_size must be at least 1")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise PlatoError(f"recipe lr must be a positive number, got {self.lr}")
+
+    @property
+    def peak_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 0.1 * self.batch_size / 256 if self.optimizer == "sgd" else 1e-3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    test_accuracy: float
+    test_loss: float
+    train_accuracy: float  # on the augmented batches of the last epoch
+    train_loss: float
+    epochs: int
+    seconds: float
+    images_per_second: float
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) != "auto":
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise PlatoError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise PlatoError(f"device '{device}' asked for, but no CUDA GPU is available")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)  # BN weights and biases are 1-D
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _lr_factor(recipe: Recipe, total_steps: int, steps_per_epoch: int):
+    """Multiplier of the peak lr at each step."""
+    warmup = int(recipe.warmup_epochs * steps_per_epoch)
+
+    def cosine(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    def onecycle(step: int) -> float:  # linear up for 30% of the steps, linear down to 0
+        peak = max(1, int(0.3 * total_steps))
+        return (step + 1) / peak if step < peak else max(0.0, (total_steps - step) / (
+            total_steps - peak))
+
+    return {"cosine": cosine, "onecycle": onecycle, "constant": lambda step: 1.0}[recipe.schedule]
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train `model` in place on `dataset`; evaluate on its test split after every epoch."""
+    from tqdm import tqdm
+
+    recipe = recipe or Recipe()
+    device = resolve_device(recipe.device)
+    torch.manual_seed(recipe.seed)
+    model.to(device)
+    loader = make_loader(dataset, "train", recipe.batch_size, device=device, train=True,
+                         augment=recipe.augment, seed=recipe.seed)
+    steps_per_epoch = len(loader)
+    total = recipe.epochs * steps_per_epoch
+    groups = _param_groups(model, recipe.weight_decay)
+    if recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=recipe.peak_lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(groups, lr=recipe.peak_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(recipe, total, steps_per_epoch))
+
+    history, start, step = [], time.perf_counter(), 0
+    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False,
+               file=sys.stderr)
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        # Sums stay on the device: no host sync per step on a GPU.
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        seen, first_bad = 0, torch.full((), -1, device=device, dtype=torch.int64)
+        epoch_start = time.perf_counter()
+        for x, y in loader:
+            with _autocast(device, recipe.precision):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bad = ~torch.isfinite(loss.detach())
+            first_bad = torch.where(bad & (first_bad < 0), step + 1, first_bad)
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+            step += 1
+            if step % 25 == 0 or step == total:
+                _check_finite(first_bad, epoch)
+                rate = seen / (time.perf_counter() - epoch_start)
+                bar.set_postfix(epoch=f"{epoch}/{recipe.epochs}",
+                                loss=f"{loss_sum.item() / seen:.3f}",
+                                acc=f"{correct.item() / seen:.3f}", img_s=f"{rate:.0f}")
+            bar.update(1)
+        _check_finite(first_bad, epoch)
+        test = evaluate(model, dataset, batch_size=max(256, recipe.batch_size), device=device,
+                        precision=recipe.precision)
+        elapsed = time.perf_counter() - epoch_start
+        history.append({
+            "epoch": epoch, "train_loss": loss_sum.item() / seen,
+            "train_accuracy": correct.item() / seen, "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"], "seconds": elapsed,
+            "lr": opt.param_groups[0]["lr"],
+        })
+        if progress:
+            row = history[-1]
+            bar.write(f"epoch {epoch}/{recipe.epochs}  loss {row['train_loss']:.4f}  "
+                      f"train {row['train_accuracy']:.4f}  test {row['test_accuracy']:.4f}  "
+                      f"{seen / elapsed:.0f} img/s", file=sys.stderr)
+    bar.close()
+    seconds = time.perf_counter() - start
+    last = history[-1]
+    return TrainResult(
+        test_accuracy=last["test_accuracy"], test_loss=last["test_loss"],
+        train_accuracy=last["train_accuracy"], train_loss=last["train_loss"],
+        epochs=recipe.epochs, seconds=seconds,
+        images_per_second=recipe.epochs * loader.num_examples / seconds, history=history,
+    )
+
+
+def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
+    bad = int(first_bad.item())
+    if bad >= 0:
+        raise TrainingError(
+            f"the training loss became non-finite at step {bad} (epoch {epoch}); "
+            "lower the learning rate or use fp32. Nothing was saved."
+        )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset | Split, batch_size: int = 512,
+             device: str | torch.device | None = None, precision: str = "fp32",
+             mean: tuple[float, ...] | None = None,
+             std: tuple[float, ...] | None = None) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of `model` on a dataset's test split (or a Split).
+
+    The model is evaluated in eval mode and returned to the mode it was in.
+    """
+    if isinstance(data, Dataset):
+        split, mean, std = data.test, data.mean, data.std
+    else:
+        split = data
+        if mean is None or std is None:
+            raise PlatoError("evaluating a Split needs the dataset's mean and std")
+    if device is None:
+        device = next(model.parameters()).device
+    device = resolve_device(device)
+    loader = DeviceLoader(split, batch_size, mean=mean, std=std, device=device,
+                          augment=Augment())
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    for x, y in loader:
+        with _autocast(device, precision):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = loader.num_examples
+    return {"accuracy": correct.item() / n, "loss": loss_sum.item() / n, "n": n}

@@ -1,0 +1,138 @@
+"""Cut points and splits, over the whole registry: suffix(prefix(x)) == model(x) exactly."""
+
+import pytest
+import torch
+from torch import nn
+
+import plato
+from plato.errors import ModelError
+from plato.models import CutGraph
+
+# Small widths keep the layer-level sweep over every model fast; structure is unchanged.
+SMALL = {"resnet50": 8, "resnet18": 8, "resnet34": 8, "resnet9": 8}
+
+
+def build(name, **kw):
+    torch.manual_seed(0)
+    opts = {"width": SMALL[name]} if name in SMALL else {}
+    model = plato.create_model(name, **opts, **kw)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode matters
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", plato.list_models())
+def test_split_is_exact_at_every_point(name):
+    model = build(name)
+    graph = CutGraph(model)
+    x = torch.randn(2, *model.input_shape)
+    with torch.no_grad():
+        expected = model(x)
+        for granularity in ("block", "layer"):
+            for point in graph.points(granularity):
+                prefix, suffix = graph.split(point)
+                act = prefix(x)
+                assert tuple(act.shape[1:]) == point.shape, (name, point.name)
+                assert torch.equal(suffix(act), expected), (name, granularity, point.name)
+
+
+@pytest.mark.parametrize("name", plato.list_models())
+def test_point_conventions(name):
+    model = build(name)
+    blocks = plato.cut_points(model)
+    layers = plato.cut_points(model, granularity="layer")
+    assert [p.index for p in blocks] == list(range(len(blocks)))
+    assert blocks[0].name == model.cut_blocks[0]  # index 0: the stem's output
+    final = blocks[-1]  # the last point: the pre-logit feature vector
+    assert len(final.shape) == 1
+    head = model.fc if isinstance(model.fc, nn.Linear) else model.fc[0]
+    assert final.shape[0] == head.in_features
+    # "layer" refines "block": same first and last points, every block point included.
+    assert layers[0] == blocks[0] and layers[-1].name == blocks[-1].name
+    assert {p.name for p in blocks} <= {p.name for p in layers}
+    assert len({p.name for p in layers}) == len(layers)
+
+
+def test_residual_blocks_hide_their_inside():
+    with_skip = [p.name for p in plato.cut_points(build("resnet-1111"), granularity="layer")]
+    plain = [p.name for p in plato.cut_points(build("resnet-1111", residual=False),
+                                              granularity="layer")]
+    assert "layer1.0.conv1" not in with_skip  # two tensors live: not a cut point
+    assert "layer1.0.add" in with_skip  # after the sum one tensor carries the state
+    assert {"layer1.0.conv1", "layer1.0.bn1", "layer1.0.act1"} <= set(plain)
+
+
+def test_train_mode_split_is_exact_too():
+    model = build("resnet-1111").train()
+    x = torch.randn(4, 3, 32, 32)
+    prefix, suffix = plato.split(model, "layer2.0")
+    torch.manual_seed(0)
+    a = model(x)
+    b = suffix(prefix(x))
+    assert torch.equal(a, b)
+
+
+def test_split_shares_parameters():
+    model = build("cnn-3")
+    prefix, suffix = plato.split(model, 1)
+    ids = {id(p) for p in model.parameters()}
+    assert {id(p) for p in prefix.parameters()} | {id(p) for p in suffix.parameters()} == ids
+
+
+def test_point_lookup():
+    model = build("resnet-1111")
+    graph = CutGraph(model)
+    assert graph.point(0).name == "stem" and graph.point(-1).name == "pool"
+    assert graph.point("3").name == graph.point(3).name
+    assert graph.point("layer1.0.add").shape == (64, 32, 32)  # layer names work in any mode
+    with pytest.raises(ModelError, match="out of range"):
+        graph.point(99)
+    with pytest.raises(ModelError, match="no cut point named 'layer9'"):
+        graph.point("layer9")
+
+
+def test_shapes_follow_the_input_shape():
+    model = plato.create_model("resnet-1111", in_channels=1)
+    points = plato.cut_points(model, input_shape=(1, 8, 8))
+    assert points[0].shape == (64, 8, 8) and points[-2].shape == (512, 1, 1)
+
+
+def test_extractor_matches_prefixes():
+    model = build("resnet20")
+    graph = CutGraph(model)
+    x = torch.randn(2, 3, 32, 32)
+    names = ["layer3.2", "stem", "layer2.0"]
+    outs = graph.extractor(names)(x)
+    for name, out in zip(names, outs, strict=True):
+        assert torch.equal(out, graph.split(name)[0](x))
+
+
+class UserNet(nn.Module):
+    """A model Plato never saw: no cut_blocks, a skip connection, a functional relu."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.body = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        h = h + self.body(h)
+        return self.head(h.mean((2, 3)))
+
+
+def test_any_traceable_module():
+    model = UserNet().eval()
+    graph = CutGraph(model, input_shape=(3, 8, 8))
+    names = [p.name for p in graph.points("layer")]
+    assert "body.0" not in names  # inside the skip connection
+    x = torch.randn(2, 3, 8, 8)
+    for p in graph.points("layer"):
+        prefix, suffix = graph.split(p, "layer")
+        assert torch.equal(suffix(prefix(x)), model(x))
+    with pytest.raises(ModelError, match="input_shape"):
+        CutGraph(UserNet())

@@ -1,0 +1,70 @@
+"""The `plato` command as a user runs it: a real subprocess, JSON on stdout, clean errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def plato(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "plato", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+    return proc
+
+
+def plato_json(*args, cwd=None):
+    proc = plato(*args, "--json", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_models_json():
+    out = plato_json("models", "resnet-11*")
+    names = [m["name"] for m in out["models"]]
+    assert names == ["resnet-1111", "resnet-1112", "resnet-1121", "resnet-1122"]
+    first = out["models"][0]["cut_points"]
+    assert first[0] == {"name": "stem", "index": 0, "shape": [64, 32, 32]}
+    assert first[-1]["name"] == "pool" and first[-1]["shape"] == [512]
+
+
+def test_train_then_eval(tmp_path):
+    ckpt = tmp_path / "net.ckpt"
+    out = plato_json("train", "cnn-3", "--dataset", "digits", "--epochs", "4", "--width", "16",
+                     "--batch-size", "64", "--seed", "1", "--out", str(ckpt), "--quiet")
+    assert out["checkpoint"] == str(ckpt) and ckpt.exists()
+    assert 0.9 < out["test_accuracy"] <= 1.0 and out["epochs"] == 4
+    ev = plato_json("eval", str(ckpt))
+    assert ev["dataset"] == "digits" and ev["test_accuracy"] == out["test_accuracy"]
+
+
+def test_demo(tmp_path):
+    out = plato_json("demo", "--out", str(tmp_path / "demo"), "--quiet")
+    assert len(out["networks"]) == 2
+    assert {n["model"] for n in out["networks"]} == {"resnet-1111", "cnn-3"}
+    assert all(n["test_accuracy"] > 0.9 for n in out["networks"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (("train", "resnet-99"), "unknown model 'resnet-99'"),
+    (("train", "cnn-2", "--dataset", "imagenet"), "unknown dataset 'imagenet'"),
+    (("train", "mlp-8", "--width", "4"), "has no option width"),
+    (("train", "cnn-2", "--optimizer", "rmsprop"), "optimizer 'rmsprop'"),
+    (("eval", "missing.ckpt"), "missing.ckpt does not exist"),
+    (("models", "vgg*"), "no model matches"),
+    (("data", "cifar10", "--root", "nowhere"), "missing dataset file nowhere/cifar-10"),
+])
+def test_user_errors_are_one_clean_line(args, message, tmp_path):
+    proc = plato(*args, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("plato: error")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_corrupt_checkpoint_is_a_clean_error(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    proc = plato("eval", str(bad))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "corrupt" in proc.stderr
