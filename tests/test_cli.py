@@ -68,3 +68,49 @@ def test_corrupt_checkpoint_is_a_clean_error(tmp_path):
     proc = plato("eval", str(bad))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "corrupt" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpts")
+    paths = []
+    for model, seed in (("resnet-1111", 0), ("cnn-3", 1)):
+        path = folder / f"{model}.ckpt"
+        plato_json("train", model, "--epochs", "3", "--width", "8", "--batch-size", "64",
+                   "--seed", str(seed), "--out", str(path), "--quiet")
+        paths.append(path)
+    return paths
+
+
+def test_stitch_json(two_checkpoints):
+    a, b = two_checkpoints
+    out = plato_json("stitch", str(a), str(b), "--from", "layer2.0", "--to", "1",
+                     "--objective", "lstsq", "--quiet")
+    assert out["sender_point"] == "layer2.0" and out["receiver_point"] == "block1"
+    assert out["objective"] == "lstsq" and out["epochs"] == 0
+    for key in ("stitched_accuracy", "receiver_accuracy", "sender_accuracy",
+                "normalized_accuracy", "activation_cka"):
+        assert 0 <= out[key] <= 1.5, key
+    assert out["stitch_parameters"] > 0 and out["seconds"] > 0
+
+
+def test_replace_json(two_checkpoints):
+    a, _ = two_checkpoints
+    out = plato_json("replace", str(a), "--from", "0", "--to", "layer1.0", "--epochs", "1",
+                     "--quiet")
+    assert [r["objective"] for r in out["replacements"]] == ["match", "task"]
+    assert out["from"] == "stem" and out["to"] == "layer1.0"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--from", "pool", "--to", "0"), "not stitchable"),
+    (("--from", "99", "--to", "0"), "out of range"),
+    (("--from", "0", "--to", "0", "--objective", "magic"), "objective 'magic'"),
+    (("--from", "0", "--to", "0", "--stitch", "mlp", "--objective", "lstsq"),
+     "lstsq needs a linear stitch"),
+])
+def test_stitch_user_errors(two_checkpoints, args, message):
+    a, b = two_checkpoints
+    proc = plato("stitch", str(a), str(b), *args, "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert message in proc.stderr, proc.stderr

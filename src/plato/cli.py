@@ -216,6 +216,124 @@ def demo(
     _emit({"dataset": "digits", "networks": rows}, as_json, text)
 
 
+def _stitch_config(objective, epochs, batch_size, lr, seed, device, match_loss, ridge):
+    from plato.stitch import StitchConfig
+
+    return StitchConfig(objective=objective, epochs=epochs, batch_size=batch_size, lr=lr,
+                        seed=seed, device=device, match_loss=match_loss, ridge=ridge)
+
+
+def _stitch_dataset(name: str | None, root: Path | None, *checkpoints):
+    from plato.data import load_dataset
+
+    name = name or checkpoints[0].meta.get("dataset")
+    if not name:
+        raise PlatoError("the checkpoint records no dataset: pass --dataset")
+    ds = load_dataset(name, root=root)
+    for ckpt in checkpoints:
+        cfg = ckpt.meta["config"]
+        if tuple(cfg["input_shape"]) != ds.input_shape or cfg["num_classes"] != ds.num_classes:
+            raise PlatoError(
+                f"{ckpt.path} expects {cfg['num_classes']} classes of shape "
+                f"{tuple(cfg['input_shape'])}; {ds.name} has {ds.num_classes} of shape "
+                f"{ds.input_shape}"
+            )
+    return ds
+
+
+def _result_line(r) -> str:
+    return (f"{r.sender}:{r.sender_point} -> {r.receiver}:{r.receiver_point}  "
+            f"[{r.stitch}, {r.objective}, {r.stitch_parameters} parameters]\n"
+            f"  stitched accuracy {r.stitched_accuracy:.4f}  (sender {r.sender_accuracy:.4f}, "
+            f"receiver {r.receiver_accuracy:.4f}, normalised {r.normalized_accuracy:.4f})\n"
+            f"  activation MSE {r.activation_mse:.4g}  CKA {r.activation_cka:.4f}  "
+            f"stitch loss {r.stitch_loss:.4g}  {r.epochs} epochs  {r.seconds:.1f} s")
+
+
+OBJECTIVE_HELP = "task, match, lstsq or lstsq+task"
+
+
+@app.command()
+def stitch(
+    sender: Path = typer.Argument(..., help="Sender checkpoint (frozen up to --from)."),
+    receiver: Path = typer.Argument(..., help="Receiver checkpoint (frozen from --to on)."),
+    from_point: str = typer.Option(..., "--from", help="Sender cut point: name or index."),
+    to_point: str = typer.Option(..., "--to", help="Receiver cut point: name or index."),
+    objective: str = typer.Option("task", help=OBJECTIVE_HELP),
+    stitch_type: str = typer.Option("bn-conv1x1-bn", "--stitch",
+                                    help="bn-conv1x1-bn, conv1x1, convKxK, lowrank-R, mlp, plato"),
+    resize: str = typer.Option("area", help="Spatial resize: area, bilinear or nearest."),
+    epochs: int = typer.Option(3, help="SGD epochs (lstsq: none)."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    match_loss: str = typer.Option("mse", help="mse or l1, for the match objective."),
+    ridge: float = typer.Option(1e-4, help="Relative ridge of lstsq."),
+    granularity: str = typer.Option("block", help="block or layer: how indices are counted."),
+    dataset: str = typer.Option(None, help="Default: the sender's training dataset."),
+    root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
+    seed: int = typer.Option(0, help="Seed of the stitch's initialisation and data order."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Stitch SENDER at --from into RECEIVER at --to, train the stitch, and measure it."""
+    from plato.checkpoint import load_checkpoint
+    from plato.stitch import stitch_networks
+
+    config = _stitch_config(objective, epochs, batch_size, lr, seed, device, match_loss, ridge)
+    s_ckpt, r_ckpt = load_checkpoint(sender), load_checkpoint(receiver)
+    ds = _stitch_dataset(dataset, root, s_ckpt, r_ckpt)
+    result, _ = stitch_networks(s_ckpt, r_ckpt, from_point, to_point, ds, stitch=stitch_type,
+                                config=config, granularity=granularity, resize=resize,
+                                progress=not quiet)
+    _emit(result.to_dict(), as_json, _result_line(result))
+
+
+@app.command()
+def replace(
+    checkpoint: Path = typer.Argument(..., help="A trained network."),
+    from_point: str = typer.Option(..., "--from", help="First cut point of the span."),
+    to_point: str = typer.Option(..., "--to", help="Last cut point of the span."),
+    objective: list[str] = typer.Option(
+        None, help="match (autoencoder) and/or task (vanilla); default both, side by side."),
+    stitch_type: str = typer.Option("bn-conv1x1-bn", "--stitch", help="Stitch type."),
+    epochs: int = typer.Option(3, help="SGD epochs."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    granularity: str = typer.Option("block", help="block or layer: how indices are counted."),
+    dataset: str = typer.Option(None, help="Default: the network's training dataset."),
+    root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
+    seed: int = typer.Option(0, help="Seed."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Replace the span --from..--to of one network by a stitch (autoencoder vs vanilla)."""
+    from plato.checkpoint import load_checkpoint
+    from plato.stitch import replace_span
+
+    objectives = tuple(objective or ("match", "task"))
+    config = _stitch_config(objectives[0], epochs, batch_size, lr, seed, device, "mse", 1e-4)
+    ckpt = load_checkpoint(checkpoint)
+    ds = _stitch_dataset(dataset, root, ckpt)
+    results = replace_span(ckpt, from_point, to_point, ds, objectives=objectives,
+                           stitch=stitch_type, config=config, granularity=granularity,
+                           progress=not quiet)
+    first = results[0]
+    rows = [{"objective": r.objective, "accuracy": r.stitched_accuracy,
+             "activation_mse": r.activation_mse, "activation_cka": r.activation_cka,
+             "stitch_loss": r.stitch_loss, "result": r.to_dict()} for r in results]
+    text = [f"{ckpt.name}: span {first.sender_point} -> {first.receiver_point} replaced by "
+            f"{stitch_type} ({first.stitch_parameters} parameters); original accuracy "
+            f"{first.receiver_accuracy:.4f}",
+            f"  {'objective':<10} {'accuracy':>9} {'MSE at to':>11} {'CKA':>7}"]
+    text += [f"  {r['objective']:<10} {r['accuracy']:>9.4f} {r['activation_mse']:>11.4g} "
+             f"{r['activation_cka']:>7.4f}" for r in rows]
+    obj = {"checkpoint": str(checkpoint), "from": first.sender_point, "to": first.receiver_point,
+           "original_accuracy": first.receiver_accuracy, "replacements": rows}
+    _emit(obj, as_json, "\n".join(text))
+
+
 def main() -> None:
     try:
         app()

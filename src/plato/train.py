@@ -196,11 +196,11 @@ def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
     )
 
 
-def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
+def _check_finite(first_bad: torch.Tensor, epoch: int, what: str = "training") -> None:
     bad = int(first_bad.item())
     if bad >= 0:
         raise TrainingError(
-            f"the training loss became non-finite at step {bad} (epoch {epoch}); "
+            f"the {what} loss became non-finite at step {bad} (epoch {epoch}); "
             "lower the learning rate or use fp32. Nothing was saved."
         )
 

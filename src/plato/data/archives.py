@@ -200,12 +200,12 @@ def read_cifar10(path: Path):
     """(train_x, train_y, test_x, test_y, class_names) from cifar-10-python.tar.gz."""
     root = "cifar-10-batches-py/"
     with _open_tar(path) as tar:
+        def arrays(member: str):
+            return _batch_arrays(_load_batch(tar, root + member, path), "labels", member, path)
+
         try:
-            train = [
-                _batch_arrays(_load_batch(tar, f"{root}data_batch_{i}", path), "labels", f"b{i}", path)
-                for i in range(1, 6)
-            ]
-            test = _batch_arrays(_load_batch(tar, root + "test_batch", path), "labels", "test", path)
+            train = [arrays(f"data_batch_{i}") for i in range(1, 6)]
+            test = arrays("test_batch")
             classes = _names(_load_batch(tar, root + "batches.meta", path), "label_names")
         except (tarfile.TarError, EOFError, OSError) as e:
             raise DatasetError(f"{path} is truncated or corrupt ({e}): download it again") from None
@@ -219,12 +219,19 @@ def read_cifar10(path: Path):
 
 
 def read_cifar100(path: Path):
-    """(train_x, train_y, test_x, test_y, class_names) from cifar-100-python.tar.gz (fine labels)."""
+    """(train_x, train_y, test_x, test_y, class_names) from cifar-100-python.tar.gz.
+
+    Labels are the 100 fine labels.
+    """
     root = "cifar-100-python/"
     with _open_tar(path) as tar:
+        def arrays(member: str):
+            return _batch_arrays(_load_batch(tar, root + member, path), "fine_labels", member,
+                                 path)
+
         try:
-            train = _batch_arrays(_load_batch(tar, root + "train", path), "fine_labels", "train", path)
-            test = _batch_arrays(_load_batch(tar, root + "test", path), "fine_labels", "test", path)
+            train = arrays("train")
+            test = arrays("test")
             classes = _names(_load_batch(tar, root + "meta", path), "fine_label_names")
         except (tarfile.TarError, EOFError, OSError) as e:
             raise DatasetError(f"{path} is truncated or corrupt ({e}): download it again") from None

@@ -1,0 +1,292 @@
+"""Stitch layers: a fixed shape adapter followed by a small trainable map.
+
+Types (one registry; each reports its parameter count):
+
+    bn-conv1x1-bn   BatchNorm, 1x1 conv with bias, BatchNorm (Bansal, Nakkiran & Barak 2021);
+                    the default for conv -> conv
+    conv1x1         a 1x1 conv with bias: affine per position
+    convKxK         a KxK conv (odd K, same padding), e.g. conv3x3
+    lowrank-R       1x1 conv to R channels, then 1x1 conv with bias: rank <= R
+    mlp             1x1 conv, ReLU, 1x1 conv (hidden width max(C_in, C_out))
+    plato           the original Plato study's adapters: a k x k conv with stride k where the
+                    receiver is k times smaller, nearest upsampling by k then a 1x1 conv where
+                    it is k times larger, a 1x1 conv where sizes agree
+
+On vector cut points the same names mean the Linear equivalents (BatchNorm1d, Linear, ...).
+
+Shape adapters: a conv activation is resized to the receiver's H x W (`area`, `bilinear` or
+`nearest`) before the map; a conv activation feeding a vector point is average-pooled first.
+Vector -> conv is declared not stitchable everywhere (a pooled vector has no layout to map
+back; map-and-reshape would need C*H*W outputs, millions of parameters at early layers): such a
+cell is NaN in every table, never 0.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plato.errors import PlatoError
+
+RESIZE_MODES = ("area", "bilinear", "nearest")
+
+
+class NotStitchable(PlatoError):
+    """This pair of cut points cannot be joined by this stitch type; the cell is NaN."""
+
+
+# --------------------------------------------------------------------------------------------
+# Adapters: fixed, no parameters
+# --------------------------------------------------------------------------------------------
+
+class Resize(nn.Module):
+    def __init__(self, size: tuple[int, int], mode: str) -> None:
+        super().__init__()
+        self.size, self.mode = tuple(size), mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        align = False if self.mode == "bilinear" else None
+        return F.interpolate(x, size=self.size, mode=self.mode, align_corners=align)
+
+
+class Pool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))  # (B, C, H, W) -> (B, C)
+
+
+def make_adapter(in_shape: tuple[int, ...], out_shape: tuple[int, ...], resize: str,
+                 kind: str) -> nn.Module:
+    if resize not in RESIZE_MODES:
+        raise PlatoError(f"resize must be one of {RESIZE_MODES}, got '{resize}'")
+    spatial_in, spatial_out = len(in_shape) == 3, len(out_shape) == 3
+    if not spatial_in and spatial_out:
+        raise NotStitchable(
+            f"a vector {in_shape} cannot feed a spatial point {out_shape}: "
+            "vector -> conv is not stitchable"
+        )
+    if spatial_in and not spatial_out:
+        return Pool()
+    if spatial_in and in_shape[1:] != out_shape[1:] and kind != "plato":
+        return Resize(out_shape[1:], resize)
+    return nn.Identity()
+
+
+# --------------------------------------------------------------------------------------------
+# Maps: the trainable part. Each builder gets (c_in, c_out, spatial, in_hw, out_hw, arg).
+# --------------------------------------------------------------------------------------------
+
+def _affine(cin: int, cout: int, spatial: bool, bias: bool = True) -> nn.Module:
+    return nn.Conv2d(cin, cout, 1, bias=bias) if spatial else nn.Linear(cin, cout, bias=bias)
+
+
+def _bn(c: int, spatial: bool) -> nn.Module:
+    return nn.BatchNorm2d(c) if spatial else nn.BatchNorm1d(c)
+
+
+class PlatoAdapter(nn.Module):
+    """The original study's learned resampling: strided k x k conv down, nearest + 1x1 up."""
+
+    def __init__(self, cin: int, cout: int, in_hw: tuple[int, int], out_hw: tuple[int, int]):
+        super().__init__()
+        (hi, wi), (ho, wo) = in_hw, out_hw
+        self.up = 1
+        if (hi, wi) == (ho, wo):
+            self.conv = nn.Conv2d(cin, cout, 1)
+        elif hi % ho == 0 and wi % wo == 0 and hi // ho == wi // wo:
+            k = hi // ho
+            self.conv = nn.Conv2d(cin, cout, k, stride=k)
+        elif ho % hi == 0 and wo % wi == 0 and ho // hi == wo // wi:
+            self.up = ho // hi
+            self.conv = nn.Conv2d(cin, cout, 1)
+        else:
+            raise NotStitchable(f"plato adapters need an integer scale between {in_hw} and "
+                                f"{out_hw}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.up > 1:
+            x = F.interpolate(x, scale_factor=self.up, mode="nearest")
+        return self.conv(x)
+
+
+def _build_map(kind: str, cin: int, cout: int, spatial: bool, in_hw, out_hw) -> nn.Module:
+    if kind == "bn-conv1x1-bn":
+        return nn.Sequential(_bn(cin, spatial), _affine(cin, cout, spatial), _bn(cout, spatial))
+    if kind == "conv1x1":
+        return _affine(cin, cout, spatial)
+    if kind == "mlp":
+        hidden = max(cin, cout)
+        return nn.Sequential(_affine(cin, hidden, spatial), nn.ReLU(),
+                             _affine(hidden, cout, spatial))
+    if kind == "plato":
+        return PlatoAdapter(cin, cout, in_hw, out_hw) if spatial else _affine(cin, cout, False)
+    m = re.fullmatch(r"lowrank-(\d+)", kind)
+    if m:
+        rank = int(m.group(1))
+        if rank < 1:
+            raise PlatoError(f"{kind}: the rank must be at least 1")
+        return nn.Sequential(_affine(cin, rank, spatial, bias=False),
+                             _affine(rank, cout, spatial))
+    m = re.fullmatch(r"conv(\d+)x(\d+)", kind)
+    if m and m.group(1) == m.group(2) and int(m.group(1)) % 2 == 1:
+        if not spatial:
+            raise NotStitchable(f"{kind} needs spatial cut points; use conv1x1 for vectors")
+        k = int(m.group(1))
+        return nn.Conv2d(cin, cout, k, padding=k // 2)
+    raise PlatoError(f"unknown stitch type '{kind}': choose one of {', '.join(STITCH_TYPES)}")
+
+
+STITCH_TYPES = ("bn-conv1x1-bn", "conv1x1", "convKxK", "lowrank-R", "mlp", "plato")
+LINEAR_TYPES = ("bn-conv1x1-bn", "conv1x1", "lowrank-R", "plato")  # fit by lstsq
+
+
+class Stitch(nn.Module):
+    """adapter (fixed) -> map (trained). Maps an activation of `in_shape` to `out_shape`."""
+
+    def __init__(self, kind: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                 resize: str = "area") -> None:
+        super().__init__()
+        self.kind = kind
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.resize = resize
+        self.spatial = len(self.out_shape) == 3
+        self.adapter = make_adapter(self.in_shape, self.out_shape, resize, kind)
+        in_hw = self.in_shape[1:] if len(self.in_shape) == 3 else None
+        out_hw = self.out_shape[1:] if self.spatial else None
+        self.map = _build_map(kind, self.in_shape[0], self.out_shape[0], self.spatial, in_hw,
+                              out_hw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map(self.adapter(x))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def is_linear(self) -> bool:
+        return self.kind in ("bn-conv1x1-bn", "conv1x1", "plato") or self.kind.startswith(
+            "lowrank-")
+
+    # -- closed form: the map seen as Y = X W + b over rows of a design matrix ---------------
+
+    def design(self, a: torch.Tensor) -> torch.Tensor:
+        """Rows the linear map acts on: (N, d_in) from a sender batch."""
+        x = self.adapter(a)
+        if not self.spatial:
+            return x  # (B, C)
+        if self.kind == "plato" and isinstance(self.map, PlatoAdapter):
+            conv = self.map.conv
+            if self.map.up > 1:
+                x = F.interpolate(x, scale_factor=self.map.up, mode="nearest")
+            k = conv.kernel_size[0]
+            if k > 1:  # non-overlapping k x k patches: (B, C*k*k, L) -> (B*L, C*k*k)
+                cols = F.unfold(x, k, stride=k)
+                return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])  # (B, C, H, W) -> (B*H*W, C)
+
+    def targets(self, t: torch.Tensor) -> torch.Tensor:
+        """The receiver activation in the same row layout: (N, d_out)."""
+        if not self.spatial:
+            return t
+        return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])  # (B, C, H, W) -> (B*H*W, C)
+
+    @torch.no_grad()
+    def set_affine(self, weight: torch.Tensor, bias: torch.Tensor, x_mean: torch.Tensor,
+                   x_cov: torch.Tensor) -> None:
+        """Make the map compute rows @ weight + bias (weight: (d_in, d_out)).
+
+        `x_mean` and `x_cov` are the design rows' mean and covariance. BatchNorms are set so
+        that the first standardises its input and the second undoes its own normalisation, in
+        train and eval mode alike, so a task phase can start from the closed form.
+        """
+        if not self.is_linear:
+            raise PlatoError(
+                f"lstsq needs a linear stitch ({', '.join(LINEAR_TYPES)}), not '{self.kind}'"
+            )
+        w, b = weight.double(), bias.double()
+        mu, cov = x_mean.double(), x_cov.double()
+        mean_y = mu @ w + b  # mean of the fitted values
+        if self.kind == "bn-conv1x1-bn":
+            bn1, lin, bn2 = self.map
+            sd = torch.sqrt(torch.diagonal(cov) + bn1.eps)
+            _set_bn(bn1, mean=mu, var=torch.diagonal(cov), weight=torch.ones_like(sd),
+                    bias=torch.zeros_like(sd))
+            # x @ w + b == ((x - mu) / sd) @ (sd * w) + mean_y
+            _copy_linear(lin, sd[:, None] * w, mean_y)
+            var_y = torch.einsum("io,ij,jo->o", w, cov, w)  # diag(w^T cov w)
+            sd_y = torch.sqrt(var_y + bn2.eps)
+            _set_bn(bn2, mean=mean_y, var=var_y, weight=sd_y, bias=mean_y)
+        elif self.kind.startswith("lowrank-"):
+            first, second = self.map
+            rank = first.out_channels if self.spatial else first.out_features
+            # Reduced-rank regression: project the centred fitted values onto their top-R
+            # principal axes V: y = x w V V^T + (mean_y - mu w V V^T).
+            axes = torch.linalg.eigh(w.T @ cov @ w).eigenvectors.flip(1)[:, :rank]  # (d_out, R)
+            if axes.shape[1] < rank:  # more rank than outputs: the extra units stay silent
+                axes = torch.cat([axes, axes.new_zeros(axes.shape[0], rank - axes.shape[1])], 1)
+            _copy_linear(first, w @ axes, None)
+            _copy_linear(second, axes.T, mean_y - (mu @ w @ axes) @ axes.T)
+        elif isinstance(self.map, PlatoAdapter):
+            _copy_linear(self.map.conv, w, b)
+        else:
+            _copy_linear(self.map, w, b)
+
+    @torch.no_grad()
+    def init_identity(self) -> None:
+        """The identity map (same shape in and out), exact in eval mode."""
+        if self.in_shape != self.out_shape or self.kind in ("mlp",):
+            raise PlatoError(f"an identity {self.kind} stitch needs equal shapes and a linear type")
+        c = self.in_shape[0]
+        eye = torch.eye(c, dtype=torch.float64)
+        zero = torch.zeros(c, dtype=torch.float64)
+        if self.kind.startswith("conv") and self.kind != "conv1x1":
+            conv = self.map
+            conv.weight.zero_()
+            k = conv.kernel_size[0]
+            conv.weight[:, :, k // 2, k // 2] = torch.eye(c)
+            conv.bias.zero_()
+            return
+        if self.kind.startswith("lowrank-"):
+            first, second = self.map
+            rank = first.out_channels if self.spatial else first.out_features
+            if rank < c:
+                raise PlatoError(f"{self.kind} has rank {rank} < {c}: it cannot be the identity")
+            _copy_linear(first, torch.eye(c, rank, dtype=torch.float64), None)
+            _copy_linear(second, torch.eye(rank, c, dtype=torch.float64), zero)
+            return
+        if self.kind == "bn-conv1x1-bn":
+            bn1, lin, bn2 = self.map
+            for bn in (bn1, bn2):  # (x - 0) / sqrt((1 - eps) + eps) * 1 + 0 == x exactly
+                _set_bn(bn, mean=zero, var=torch.full((c,), 1 - bn.eps, dtype=torch.float64),
+                        weight=torch.ones(c, dtype=torch.float64), bias=zero)
+            _copy_linear(lin, eye, zero)
+            return
+        target = self.map.conv if isinstance(self.map, PlatoAdapter) else self.map
+        _copy_linear(target, eye, zero)
+
+
+def _copy_linear(layer: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> None:
+    """Set a Linear or conv layer to rows @ w + b; w is (d_in, d_out) in design-row order."""
+    weight = w.T.to(layer.weight.dtype)  # (d_out, d_in)
+    layer.weight.copy_(weight.reshape(layer.weight.shape))
+    if layer.bias is not None:
+        layer.bias.copy_(b.to(layer.bias.dtype) if b is not None else 0)
+
+
+def _set_bn(bn: nn.Module, mean, var, weight, bias) -> None:
+    bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+    bn.running_var.copy_(var.to(bn.running_var.dtype))
+    bn.weight.copy_(weight.to(bn.weight.dtype))
+    bn.bias.copy_(bias.to(bn.bias.dtype))
+
+
+def list_stitch_types() -> tuple[str, ...]:
+    return STITCH_TYPES
+
+
+def make_stitch(kind: str, in_shape, out_shape, resize: str = "area") -> Stitch:
+    return Stitch(kind, in_shape, out_shape, resize)
+

@@ -1,0 +1,178 @@
+"""The stitching engine against invariants a wrong engine would break."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import plato
+from plato.errors import PlatoError, TrainingError
+from plato.models import CutGraph
+from plato.stitch import (
+    Stitch,
+    StitchConfig,
+    StitchedModel,
+    fit_stitch,
+    replace_span,
+    stitch_networks,
+)
+from plato.stitch.fit import LstsqStats
+from plato.train import evaluate
+
+CPU = {"device": "cpu"}
+
+
+def test_identity_self_stitch_is_the_network(digits, digits_resnet):
+    """Through an identity stitch a network stitched into itself *is* the network."""
+    graph = CutGraph(digits_resnet)
+    x = digits.test.images[:64].float() / 255
+    expected = digits_resnet(x)
+    base = evaluate(digits_resnet, digits)["accuracy"]
+    for point in graph.points():
+        stitch = Stitch("bn-conv1x1-bn", point.shape, point.shape)
+        stitch.init_identity()
+        model = StitchedModel(graph, point, stitch, graph, point).eval()
+        assert torch.equal(model(x), expected), point.name
+        acc = evaluate(model, digits)["accuracy"]
+        assert acc == base, point.name
+
+
+def test_lstsq_self_stitch_recovers_base_accuracy(digits, digits_resnet):
+    base = evaluate(digits_resnet, digits)["accuracy"]
+    for point in CutGraph(digits_resnet).points():
+        result, _ = stitch_networks(digits_resnet, digits_resnet, point.name, point.name,
+                                    digits, config=StitchConfig(objective="lstsq", **CPU))
+        assert abs(result.stitched_accuracy - base) <= 0.005, point.name
+        assert result.activation_cka > 0.999 and result.epochs == 0
+
+
+def _design_rows(model, digits):
+    xs, ys = [], []
+    from plato.data.loader import make_loader
+
+    for x, _ in make_loader(digits, "train", 128):
+        xs.append(model.stitch.design(model.sender_activation(x)).double())
+        ys.append(model.stitch.targets(model.receiver_activation(x)).double())
+    return torch.cat(xs).numpy(), torch.cat(ys).numpy()
+
+
+def _affine_of(stitch, d_in):
+    """Read the stitch back as rows @ W + b by probing it with the identity and zero."""
+    with torch.no_grad():
+        if stitch.spatial:
+            probe = torch.cat([torch.zeros(1, d_in), torch.eye(d_in)]).view(-1, d_in, 1, 1)
+            out = stitch.map(probe.to(torch.float32)).flatten(1).double()
+        else:
+            out = stitch.map(torch.cat([torch.zeros(1, d_in), torch.eye(d_in)])).double()
+    b = out[0]
+    return (out[1:] - b).numpy(), b.numpy()
+
+
+@pytest.mark.parametrize("kind", ["conv1x1", "bn-conv1x1-bn", "lowrank-16"])
+def test_lstsq_equals_numpy(digits, digits_resnet, kind):
+    graph = CutGraph(digits_resnet)
+    a, b = graph.point("layer1.0"), graph.point("layer2.0")  # 8x8x8 -> 16x4x4: a resize too
+    model = StitchedModel(graph, a, Stitch(kind, a.shape, b.shape), graph, b).eval()
+    fit_stitch(model, digits, StitchConfig(objective="lstsq", ridge=0.0, **CPU))
+    x, y = _design_rows(model, digits)
+    solution, *_ = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)
+    w, bias = _affine_of(model.stitch, x.shape[1])
+    np.testing.assert_allclose(w, solution[:-1], atol=2e-4, rtol=1e-3)
+    np.testing.assert_allclose(bias, solution[-1], atol=2e-4, rtol=1e-3)
+
+
+def test_lowrank_is_reduced_rank_regression(digits, digits_resnet):
+    graph = CutGraph(digits_resnet)
+    a, b = graph.point("layer1.0"), graph.point("layer2.0")
+    model = StitchedModel(graph, a, Stitch("lowrank-3", a.shape, b.shape), graph, b).eval()
+    fit_stitch(model, digits, StitchConfig(objective="lstsq", ridge=0.0, **CPU))
+    x, y = _design_rows(model, digits)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    w_ols = np.linalg.lstsq(xc, yc, rcond=None)[0]
+    _, _, vt = np.linalg.svd(xc @ w_ols, full_matrices=False)
+    w_rrr = w_ols @ vt[:3].T @ vt[:3]
+    w, _ = _affine_of(model.stitch, x.shape[1])
+    np.testing.assert_allclose(w, w_rrr, atol=5e-4, rtol=1e-3)
+    assert np.linalg.matrix_rank(w, tol=1e-5) == 3
+
+
+def test_lstsq_stats_solve_matches_numpy_ridge():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(500, 6)), rng.normal(size=(500, 3))
+    stats = LstsqStats()
+    for chunk in range(0, 500, 128):
+        stats.update(torch.from_numpy(x[chunk:chunk + 128]), torch.from_numpy(y[chunk:chunk + 128]))
+    w, b, mu, cov, mse = stats.solve(ridge=0.1)
+    xc = x - x.mean(0)
+    lam = 0.1 * np.trace(xc.T @ xc / 500) / 6
+    w_np = np.linalg.solve(xc.T @ xc / 500 + lam * np.eye(6), xc.T @ (y - y.mean(0)) / 500)
+    np.testing.assert_allclose(w.numpy(), w_np, atol=1e-10)
+    resid = y - (x @ w_np + (y.mean(0) - x.mean(0) @ w_np))
+    assert mse == pytest.approx((resid ** 2).mean(), rel=1e-9)
+
+
+def test_frozen_parts_stay_bit_identical(digits, digits_resnet):
+    sender = copy.deepcopy(digits_resnet)
+    receiver = copy.deepcopy(digits_resnet)
+    before = {k: v.clone() for k, v in {**{"s." + k: v for k, v in sender.state_dict().items()},
+                                         **{"r." + k: v for k, v in
+                                            receiver.state_dict().items()}}.items()}
+    graph_s, graph_r = CutGraph(sender), CutGraph(receiver)
+    p = graph_s.point("layer2.0")
+    model = StitchedModel(graph_s, p, "bn-conv1x1-bn", graph_r, graph_r.point("layer2.0"))
+    stitch_before = copy.deepcopy(model.stitch.state_dict())
+    model.train()  # the whole: the frozen parts must ignore it
+    assert not model.sender_prefix.training and not model.receiver_suffix.training
+    assert model.stitch.training
+    for objective in ("task", "match", "lstsq+task"):
+        fit_stitch(model, digits, StitchConfig(objective=objective, epochs=1, **CPU))
+        model.train()
+    after = {**{"s." + k: v for k, v in sender.state_dict().items()},
+             **{"r." + k: v for k, v in receiver.state_dict().items()}}
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k
+    changed = [k for k, v in model.stitch.state_dict().items()
+               if not torch.equal(v, stitch_before[k])]
+    assert changed  # the stitch itself did train
+    assert {id(p) for p in model.trainable_parameters()} == {
+        id(p) for p in model.stitch.parameters()}
+
+
+def test_objectives_and_result_fields(digits, digits_resnet):
+    other = plato.create_model("cnn-3", width=8, input_shape=digits.input_shape).eval()
+    result, _ = stitch_networks(digits_resnet, other, "layer1.0", "block1", digits,
+                                config=StitchConfig(objective="match", epochs=1, **CPU),
+                                accuracies=(0.9, 0.5))
+    d = result.to_dict()
+    assert d["sender_accuracy"] == 0.9 and d["normalized_accuracy"] == pytest.approx(
+        d["stitched_accuracy"] / 0.5)
+    assert d["stitch_parameters"] == 2 * 8 + 8 * 16 + 16 + 2 * 16  # cnn-3 block1: 16 channels
+    assert d["sender_point"] == "layer1.0" and d["receiver_point"] == "block1"
+    assert 0 <= d["activation_cka"] <= 1 and d["activation_mse"] > 0 and d["epochs"] == 1
+    with pytest.raises(PlatoError, match="lstsq needs a linear stitch"):
+        stitch_networks(digits_resnet, other, 1, 1, digits, stitch="mlp",
+                        config=StitchConfig(objective="lstsq", **CPU))
+
+
+def test_non_finite_stitch_loss_names_the_step(digits):
+    sender = plato.create_model("cnn-2", width=4, input_shape=digits.input_shape).eval()
+    with torch.no_grad():
+        sender.stem[0].weight.fill_(float("nan"))
+    receiver = plato.create_model("cnn-2", width=4, input_shape=digits.input_shape).eval()
+    with pytest.raises(TrainingError, match="stitch loss became non-finite at step 1 "):
+        stitch_networks(sender, receiver, 0, 0, digits, config=StitchConfig(epochs=1, **CPU),
+                        accuracies=(0.1, 0.1))
+
+
+def test_replace_reports_both_objectives(digits, digits_resnet):
+    results = replace_span(digits_resnet, "layer1.0", "layer2.0", digits,
+                           config=StitchConfig(epochs=8, lr=1e-2, **CPU))
+    assert [r.objective for r in results] == ["match", "task"]
+    assert all(r.sender_point == "layer1.0" and r.receiver_point == "layer2.0"
+               for r in results)
+    match, task = results
+    assert match.activation_mse < task.activation_mse  # the autoencoder matches activations
+    assert task.stitched_accuracy > 0.8
+    with pytest.raises(PlatoError, match="from < to"):
+        replace_span(digits_resnet, "layer2.0", "layer1.0", digits)
