@@ -38,11 +38,18 @@ def test_train_then_eval(tmp_path):
     assert ev["dataset"] == "digits" and ev["test_accuracy"] == out["test_accuracy"]
 
 
-def test_demo(tmp_path):
+def test_demo_is_the_whole_pipeline(tmp_path):
     out = plato_json("demo", "--out", str(tmp_path / "demo"), "--quiet")
-    assert len(out["networks"]) == 2
-    assert {n["model"] for n in out["networks"]} == {"resnet-1111", "cnn-3"}
-    assert all(n["test_accuracy"] > 0.9 for n in out["networks"])
+    # resnet-1111 (6 points) and cnn-3 (4 points): (6 + 4)^2 cells per control, 2 controls.
+    assert out["cells"] == 200 and out["failed"] == 0
+    assert out["unstitchable"] > 0 and out["done"] + out["unstitchable"] == 200
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert out["report"].endswith("report.html") and page.count("data:image/png") == 16
+    assert "debiased" in page and "Latest stitchable" in page
+    tables = plato_json("table", str(tmp_path / "demo" / "results.sqlite"), "--pair", "resnet",
+                        "resnet")["tables"][0]
+    diagonal = [tables["values"][i][i] for i in range(len(tables["rows"]))]
+    assert min(diagonal) > 0.85  # a network stitched into itself at the same point
 
 
 @pytest.mark.parametrize("args, message", [

@@ -183,39 +183,6 @@ def eval_cmd(
           f"(loss {res['loss']:.4f}, n={res['n']})")
 
 
-@app.command()
-def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Folder for the demo's outputs."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
-    as_json: bool = JSON_OPT,
-) -> None:
-    """Train two small networks of different architectures on `digits` (offline, ~20 s)."""
-    import torch
-
-    from plato.checkpoint import save_checkpoint
-    from plato.data import load_dataset
-    from plato.models import create_model
-    from plato.train import Recipe, train
-
-    ds = load_dataset("digits")
-    nets = {"resnet-1111": {"width": 16}, "cnn-3": {"width": 16}}
-    rows = []
-    for i, (name, options) in enumerate(nets.items()):
-        recipe = Recipe(epochs=15, batch_size=64, seed=i, device="cpu")
-        torch.manual_seed(recipe.seed)
-        net = create_model(name, num_classes=ds.num_classes, input_shape=ds.input_shape,
-                           **options)
-        result = train(net, ds, recipe, progress=not quiet)
-        path = out / f"{name}-digits-seed{recipe.seed}.ckpt"
-        save_checkpoint(path, net, dataset=ds.name, recipe=recipe.to_dict(), seed=recipe.seed,
-                        test_accuracy=result.test_accuracy, train_seconds=result.seconds)
-        rows.append({"model": name, "checkpoint": str(path),
-                     "test_accuracy": result.test_accuracy, "seconds": result.seconds})
-    text = "\n".join(f"{r['model']:<12} test accuracy {r['test_accuracy']:.4f}  "
-                     f"({r['seconds']:.1f} s)  {r['checkpoint']}" for r in rows)
-    _emit({"dataset": "digits", "networks": rows}, as_json, text)
-
-
 def _stitch_config(objective, epochs, batch_size, lr, seed, device, match_loss, ridge):
     from plato.stitch import StitchConfig
 
@@ -332,6 +299,147 @@ def replace(
     obj = {"checkpoint": str(checkpoint), "from": first.sender_point, "to": first.receiver_point,
            "original_accuracy": first.receiver_accuracy, "replacements": rows}
     _emit(obj, as_json, "\n".join(text))
+
+
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="Sweep spec (YAML)."),
+    out: Path = typer.Option(None, help="Run folder (default runs/SPEC_NAME)."),
+    executor: str = typer.Option("local", help="local or ray"),
+    address: str = typer.Option(None, help="Ray cluster address (default: start a local one)."),
+    gpus_per_job: float = typer.Option(0.0, help="GPUs per stitch on Ray (fractional: 0.25)."),
+    retry_failed: bool = typer.Option(False, help="Run failed cells again."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N (local executor)."),
+    threads: int = typer.Option(None, help="CPU threads per cell (ray default: 1)."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Run every cell of a sweep spec; resumes where a previous run stopped."""
+    from plato.sweep.run import run_sweep
+    from plato.sweep.spec import load_spec
+
+    summary = run_sweep(load_spec(spec), out, executor=executor, address=address,
+                        gpus_per_job=gpus_per_job, retry_failed=retry_failed, device=device,
+                        threads=threads, progress=not quiet)
+    _emit(summary.to_dict(), as_json,
+          f"sweep {summary.spec}: {summary.cells} cells, {summary.skipped} already stored, "
+          f"{summary.done} done, {summary.unstitchable} not stitchable, {summary.failed} "
+          f"failed, in {summary.seconds:.1f} s\nstore: {summary.store}")
+
+
+@app.command()
+def table(
+    store: Path = typer.Argument(..., help="A sweep's results.sqlite."),
+    spec: str = typer.Option(None, help="Only this spec's cells (default: all)."),
+    pair: tuple[str, str] = typer.Option((None, None), help="SENDER RECEIVER (default: all)."),
+    control: str = typer.Option("trained->trained", help="Which control's table."),
+    metric: str = typer.Option("stitched_accuracy",
+                               help="stitched_accuracy, normalized_accuracy, activation_mse, "
+                                    "activation_cka, ..."),
+    stat: str = typer.Option("mean", help="mean, std or n over seeds."),
+    debiased: str = typer.Option(None, help="diff or normalized: trained minus --control."),
+    latest: bool = typer.Option(False, help="Also the latest stitchable receiver point."),
+    threshold: float = typer.Option(0.9, help="Fraction of receiver accuracy for --latest."),
+    csv: Path = typer.Option(None, help="Export every aggregated cell (long form) as CSV."),
+    parquet: Path = typer.Option(None, help="The same as Parquet."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Print similarity tables (rows = sender points, columns = receiver points)."""
+    from plato.sweep import tables as T
+    from plato.sweep.store import Store
+
+    with Store(store, create=False) as db:
+        cells = T.load_cells(db, spec)
+    if csv or parquet:
+        long = T.tidy(cells)
+        if csv:
+            long.to_csv(csv, index=False)
+        if parquet:
+            long.to_parquet(parquet, index=False)
+    keys = [k for k in T.table_keys(cells) if pair == (None, None) or k[:2] == tuple(pair)]
+    if debiased and debiased not in ("diff", "normalized"):
+        raise PlatoError(f"--debiased must be diff or normalized, got '{debiased}'")
+    if debiased:
+        keys = sorted({(s, r, control) for s, r, _ in keys})
+    else:
+        keys = [k for k in keys if k[2] == control]
+    if not keys:
+        raise PlatoError(f"no table for pair {pair[0]} -> {pair[1]} and control {control}")
+    out, text = [], []
+    for s, r, c in keys:
+        if debiased:
+            m = T.debiased_table(cells, s, r, metric, control, debiased == "normalized")
+            title = f"{s} -> {r}: {metric}, debiased ({debiased}) against {control}"
+        else:
+            m = T.stat_table(cells, s, r, c, metric, stat)
+            title = f"{s} -> {r} ({c}): {metric} {stat}"
+        entry = {"sender": s, "receiver": r, "control": c, "metric": metric,
+                 "stat": "debiased-" + debiased if debiased else stat,
+                 "rows": list(m.index), "columns": list(m.columns),
+                 "values": [[None if v != v else v for v in row] for row in m.to_numpy()]}
+        text += [title, T.format_table(m), ""]
+        if latest and not debiased:
+            acc = T.receiver_accuracy(cells, r, c)
+            ls = T.latest_stitchable(T.stat_table(cells, s, r, c), acc, threshold)
+            entry["latest_stitchable"] = ls.to_dict()
+            text += [ls.name, ls.fillna("none").to_string(), ""]
+        out.append(entry)
+    _emit({"tables": out}, as_json, "\n".join(text).rstrip())
+
+
+@app.command()
+def report(
+    store: Path = typer.Argument(..., help="A sweep's results.sqlite."),
+    out: Path = typer.Option(..., help="Folder for report.html and the heatmaps."),
+    spec: str = typer.Option(None, help="Only this spec's cells."),
+    metric: str = typer.Option("stitched_accuracy", help="The metric of the tables."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write heatmaps (PNG) and one self-contained report.html."""
+    from plato.report import write_report
+
+    path = write_report(store, out, spec=spec, metric=metric)
+    _emit({"report": str(path)}, as_json, f"report: {path}")
+
+
+DEMO_SPEC = """\
+# The demo: two small networks of different architectures on the bundled digits data,
+# every ordered pair (self-pairs included), with random-sender controls.
+name: demo
+dataset: digits
+networks:
+  resnet: {train: {model: resnet-1111, width: 8, epochs: 15, batch_size: 64, seed: 0}}
+  cnn: {train: {model: cnn-3, width: 16, epochs: 15, batch_size: 64, seed: 1}}
+pairs: all
+points: all
+controls: [trained->trained, random->trained]
+seeds: [0]
+stitch: bn-conv1x1-bn
+objective: lstsq+task
+recipe: {epochs: 2, batch_size: 64, lr: 0.003}
+"""
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Folder for the demo's outputs."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """The whole pipeline on `digits`: train two networks, sweep all tables, write a report."""
+    from plato.report import write_report
+    from plato.sweep.run import run_sweep
+    from plato.sweep.spec import load_spec
+
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / "demo.yaml"
+    spec_path.write_text(DEMO_SPEC)
+    summary = run_sweep(load_spec(spec_path), out, device="cpu", progress=not quiet)
+    path = write_report(summary.store, out, spec="demo")
+    obj = {**summary.to_dict(), "report": str(path)}
+    _emit(obj, as_json, f"demo: {summary.cells} cells ({summary.done} stitched, "
+          f"{summary.unstitchable} not stitchable, {summary.failed} failed) in "
+          f"{summary.seconds:.0f} s\nreport: {path}")
 
 
 def main() -> None:

@@ -37,12 +37,13 @@ def stitch_networks(
     resize: str = "area",
     identity_init: bool = False,
     accuracies: tuple[float, float] | None = None,
+    graphs: tuple[CutGraph, CutGraph] | None = None,
     progress: bool = False,
 ) -> tuple[StitchResult, StitchedModel]:
     """Stitch `sender` at one cut point into `receiver` at another; fit and measure.
 
-    `accuracies` (sender, receiver) skips re-evaluating the two networks when known.
-    Raises NotStitchable for a pair of points the stitch type cannot join.
+    `accuracies` (sender, receiver) skips re-evaluating the two networks when known, and
+    `graphs` re-tracing them. Raises NotStitchable for points the stitch type cannot join.
     """
     config = config or StitchConfig()
     device = resolve_device(config.device)
@@ -52,8 +53,10 @@ def stitch_networks(
     if accuracies is None:
         accuracies = (evaluate(s_net, dataset, device=device)["accuracy"],
                       evaluate(r_net, dataset, device=device)["accuracy"])
-    s_graph = CutGraph(s_net)
-    r_graph = s_graph if r_net is s_net else CutGraph(r_net)
+    if graphs is None:
+        s_graph = CutGraph(s_net)
+        graphs = (s_graph, s_graph if r_net is s_net else CutGraph(r_net))
+    s_graph, r_graph = graphs
     s_point = s_graph.point(sender_point, granularity)
     r_point = r_graph.point(receiver_point, granularity)
 

@@ -1,0 +1,6 @@
+"""Heatmaps and the HTML report of a sweep."""
+
+from plato.report.heatmaps import heatmap
+from plato.report.html import write_report
+
+__all__ = ["heatmap", "write_report"]

@@ -1,0 +1,92 @@
+"""Annotated heatmaps of similarity tables (PNG). NaN cells are blank and hatched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+# One colour scale per metric: (colour map, vmin, vmax); None = from the data.
+SCALES = {
+    "stitched_accuracy": ("viridis", 0.0, 1.0),
+    "sender_accuracy": ("viridis", 0.0, 1.0),
+    "receiver_accuracy": ("viridis", 0.0, 1.0),
+    "normalized_accuracy": ("viridis", 0.0, 1.0),
+    "activation_cka": ("viridis", 0.0, 1.0),
+    "activation_mse": ("magma_r", 0.0, None),
+    "stitched_loss": ("magma_r", 0.0, None),
+    "stitch_loss": ("magma_r", 0.0, None),
+    "debiased": ("RdBu", -1.0, 1.0),
+    "debiased_normalized": ("RdBu", -1.0, 1.0),
+    "std": ("Greys", 0.0, None),
+}
+
+
+def heatmap(table: pd.DataFrame, path: str | Path, title: str, scale: str = "stitched_accuracy",
+            vmax: float | None = None, annotate: bool | None = None) -> plt.Figure:
+    """Draw `table` (rows = sender points, columns = receiver points) to `path`.
+
+    Row 0 (the sender's first point) is at the top. Returns the (closed) figure so callers can
+    inspect labels and data.
+    """
+    cmap_name, lo, hi = SCALES[scale]
+    hi = vmax if vmax is not None else hi
+    values = table.to_numpy(dtype=float)
+    if hi is None:
+        finite = values[np.isfinite(values)]
+        hi = float(finite.max()) if finite.size else 1.0
+        hi = hi if hi > lo else lo + 1.0
+    rows, cols = values.shape
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * cols + 1.6, 1.0 + 0.45 * rows + 1.2))
+    # NaN cells are transparent, so the hatched background shows through them.
+    cmap = plt.get_cmap(cmap_name).with_extremes(bad=(1.0, 1.0, 1.0, 0.0))
+    ax.patch.set_facecolor("white")
+    ax.patch.set_hatch("///")  # shows through the blank (NaN) cells
+    ax.patch.set_edgecolor("#bbbbbb")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=lo, vmax=hi,
+                      aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(cols), [str(c) for c in table.columns], rotation=60, ha="right",
+                  fontsize=8)
+    ax.set_yticks(range(rows), [str(r) for r in table.index], fontsize=8)
+    ax.set_xlabel(str(table.columns.name or "receiver cut point"))
+    ax.set_ylabel(str(table.index.name or "sender cut point"))
+    ax.set_title(title, fontsize=10)
+    if annotate is None:
+        annotate = rows * cols <= 400
+    if annotate:
+        for i in range(rows):
+            for j in range(cols):
+                v = values[i, j]
+                if np.isfinite(v):
+                    shade = (v - lo) / (hi - lo) if hi > lo else 0.5
+                    dark = shade > 0.55 if cmap_name in ("viridis",) else 0.25 < shade < 0.75
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                            color="black" if dark or cmap_name == "Greys" and shade < 0.5
+                            else "white")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return fig
+
+
+def scatter(x: np.ndarray, y: np.ndarray, path: str | Path, title: str, xlabel: str,
+            ylabel: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(x, y, s=14, alpha=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return fig

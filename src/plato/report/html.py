@@ -1,0 +1,139 @@
+"""The sweep report: every table, control and debiased table as a heatmap, on one
+self-contained HTML page (images inlined), with the spec and the networks' accuracies.
+
+All text that comes from a spec or a store is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from plato.report.heatmaps import heatmap
+from plato.sweep.store import Store
+from plato.sweep.tables import (
+    debiased_table,
+    latest_stitchable,
+    load_cells,
+    receiver_accuracy,
+    stat_table,
+    table_keys,
+)
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+table.meta { border-collapse: collapse; margin: 1em 0; }
+table.meta td, table.meta th { border: 1px solid #ddd; padding: 4px 10px; text-align: left; }
+.grid { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; max-width: 520px; }
+img { max-width: 560px; } pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
+"""
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "__".join(parts)).strip("_")
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _figure(path: Path, caption: str) -> str:
+    return f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row)
+        + "</tr>" for row in df.itertuples(index=False))
+    return f'<table class="meta"><tr>{head}</tr>{body}</table>'
+
+
+def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None = None,
+                 metric: str = "stitched_accuracy", threshold: float = 0.9) -> Path:
+    """Write heatmaps (PNG) and report.html under out_dir; returns the HTML path."""
+    out = Path(out_dir)
+    figs = out / "heatmaps"
+    with Store(store_path, create=False) as store:
+        cells = load_cells(store, spec)
+        all_cells = store.cells(spec)
+        networks = store.networks(spec)
+        sweeps = store.sweeps()
+    if spec is not None:
+        sweeps = sweeps[sweeps.spec == spec]
+    sections = []
+    keys = table_keys(cells)
+    pairs = sorted({(s, r) for s, r, _ in keys}, key=lambda p: (p[0], p[1]))
+    for sender, receiver in pairs:
+        parts, latest_html = [], ""
+        controls = [c for s, r, c in keys if (s, r) == (sender, receiver)]
+        for control in controls:
+            mean = stat_table(cells, sender, receiver, control, metric)
+            n = stat_table(cells, sender, receiver, control, metric, "n")
+            path = figs / f"{_slug(sender, receiver, control, metric)}.png"
+            heatmap(mean, path, f"{metric}: {sender} -> {receiver} ({control}), "
+                    f"mean of n<={int(n.max().max())}", scale=metric)
+            parts.append(_figure(path, f"{control}: rows = {sender} cut points (sender), "
+                                       f"columns = {receiver} cut points (receiver). "
+                                       "Blank = not stitchable."))
+            if n.max().max() > 1:
+                std = stat_table(cells, sender, receiver, control, metric, "std")
+                path = figs / f"{_slug(sender, receiver, control, metric, 'std')}.png"
+                heatmap(std, path, f"std over seeds: {sender} -> {receiver} ({control})",
+                        scale="std")
+                parts.append(_figure(path, f"{control}: standard deviation over seeds"))
+            if control == "trained->trained":
+                acc = receiver_accuracy(cells, receiver, control)
+                latest = latest_stitchable(mean, acc, threshold)
+                latest_html = (f"<p>Latest stitchable receiver point (accuracy &ge; "
+                               f"{threshold:g} &times; receiver's {acc:.4f}):</p>"
+                               + _html_table(latest.rename("latest").reset_index().rename(
+                                   columns={"index": "sender point"}).fillna("none")))
+        for random_control in ("random->trained", "trained->random"):
+            if {"trained->trained", random_control} <= set(controls):
+                for normalized in (False, True):
+                    table = debiased_table(cells, sender, receiver, metric, random_control,
+                                           normalized)
+                    kind = "debiased_normalized" if normalized else "debiased"
+                    path = figs / f"{_slug(sender, receiver, kind, random_control)}.png"
+                    formula = ("(trained - random) / (receiver accuracy - random)"
+                               if normalized else "trained - random")
+                    heatmap(table, path, f"{kind}: {sender} -> {receiver} "
+                            f"(random control {random_control})", scale=kind)
+                    parts.append(_figure(path, f"{formula}, control {random_control}"))
+        sections.append(f"<h2>{html.escape(sender)} &rarr; {html.escape(receiver)}</h2>"
+                        f'<div class="grid">{"".join(parts)}</div>{latest_html}')
+
+    status = all_cells.status.value_counts().to_dict()
+    meta = sweeps.iloc[-1] if len(sweeps) else None
+    title = f"Plato report: {meta.spec}" if meta is not None else "Plato report"
+    nets = networks[["name", "role", "model", "accuracy", "init_seed", "checkpoint"]].copy()
+    nets["accuracy"] = nets.accuracy.map(lambda v: f"{v:.4f}")
+    page = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<p>" + html.escape(
+            f"dataset {meta.dataset if meta is not None else '?'}; cut points at "
+            f"{meta.granularity if meta is not None else '?'} granularity; metric {metric}; "
+            f"cells: " + ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
+            + f"; plato {meta.plato_version if meta is not None else '?'}; written "
+            f"{_dt.datetime.now().isoformat(timespec='seconds')}") + "</p>",
+        "<h2>Networks</h2>", _html_table(nets),
+        *sections,
+    ]
+    if meta is not None and meta.source:
+        page += ["<h2>Sweep spec</h2>", f"<pre>{html.escape(meta.source)}</pre>"]
+    page.append("</body></html>")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.html"
+    path.write_text("\n".join(page))
+    return path

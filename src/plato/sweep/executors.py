@@ -1,0 +1,118 @@
+"""Executors run cells and hand each outcome back to the driver, which alone writes the store.
+
+    local  cells one after another in this process (the default)
+    ray    cells as Ray tasks on a cluster (`address`), GPUs per task optional and fractional so
+           several stitches share one GPU; networks and data travel through Ray's object store
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from plato.data.datasets import Dataset
+from plato.errors import PlatoError
+from plato.sweep.jobs import CellSettings, Job, Network, run_cell
+
+OnOutcome = Callable[[Job, dict], None]
+
+
+class LocalExecutor:
+    name = "local"
+
+    def run(self, jobs: list[Job], nets: dict[tuple[str, str], Network], dataset: Dataset,
+            settings: CellSettings, on_outcome: OnOutcome) -> None:
+        for job in jobs:
+            outcome = run_cell(job, nets[(job.sender, job.sender_role)],
+                               nets[(job.receiver, job.receiver_role)], dataset, settings)
+            on_outcome(job, outcome)
+
+
+# Networks rebuilt on a worker, by identity: each worker process builds each network once.
+_WORKER_NETWORKS: dict[str, Network] = {}
+
+
+def _worker_network(payload: dict) -> Network:
+    net = _WORKER_NETWORKS.get(payload["identity"])
+    if net is None:
+        net = _WORKER_NETWORKS[payload["identity"]] = Network.from_payload(payload)
+    return net
+
+
+def _remote_cell(job: Job, sender: dict, receiver: dict, dataset: Dataset,
+                 settings: dict) -> dict:
+    import socket
+
+    outcome = run_cell(job, _worker_network(sender), _worker_network(receiver), dataset,
+                       CellSettings(**settings))
+    outcome["host"] = socket.gethostname()
+    return outcome
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, gpus_per_job: float = 0.0,
+                 cpus_per_job: float = 1.0, max_in_flight: int | None = None) -> None:
+        if gpus_per_job < 0 or cpus_per_job <= 0:
+            raise PlatoError("gpus per job must be >= 0 and cpus per job > 0")
+        self.address = address
+        self.gpus_per_job = gpus_per_job
+        self.cpus_per_job = cpus_per_job
+        self.max_in_flight = max_in_flight
+
+    def run(self, jobs: list[Job], nets: dict[tuple[str, str], Network], dataset: Dataset,
+            settings: CellSettings, on_outcome: OnOutcome) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise PlatoError("the ray executor needs Ray: pip install 'ray>=2.9'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise PlatoError(f"cannot reach a Ray cluster at {self.address or 'local'}: "
+                                 f"{e}") from None
+        try:
+            self._run(ray, jobs, nets, dataset, settings, on_outcome)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _run(self, ray, jobs, nets, dataset, settings, on_outcome) -> None:
+        remote = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job,
+                            max_retries=0)(_remote_cell)
+        data_ref = ray.put(dataset)
+        net_refs = {key: ray.put(net.payload()) for key, net in nets.items()}
+        # One thread per CPU the task holds, as Ray's workers expect.
+        settings_dict = {**settings.to_dict(),
+                         "threads": settings.threads or max(1, int(self.cpus_per_job))}
+        limit = self.max_in_flight or max(2, 4 * int(ray.cluster_resources().get("CPU", 1)))
+        queue, pending = list(jobs), {}
+        while queue or pending:
+            while queue and len(pending) < limit:
+                job = queue.pop(0)
+                ref = remote.remote(job, net_refs[(job.sender, job.sender_role)],
+                                    net_refs[(job.receiver, job.receiver_role)], data_ref,
+                                    settings_dict)
+                pending[ref] = job
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as e:  # the worker died (OOM kill, node lost): record it
+                    import time
+
+                    outcome = {"key": job.key, "started": time.time(), "status": "failed",
+                               "reason": f"worker failed: {type(e).__name__}: {e}"}
+                on_outcome(job, outcome)
+
+
+def make_executor(name: str, address: str | None = None, gpus_per_job: float = 0.0):
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address=address, gpus_per_job=gpus_per_job)
+    raise PlatoError(f"unknown executor '{name}': choose local or ray")

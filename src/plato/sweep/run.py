@@ -1,0 +1,95 @@
+"""Running a sweep: networks, jobs, the executor, the store, and a progress bar."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from plato.data.datasets import Dataset, load_dataset
+from plato.sweep.executors import make_executor
+from plato.sweep.jobs import CellSettings, Job, build_jobs, prepare_networks
+from plato.sweep.spec import SweepSpec
+from plato.sweep.store import Store
+from plato.train import resolve_device
+
+
+@dataclass
+class SweepSummary:
+    spec: str
+    store: str
+    cells: int
+    skipped: int  # already in the store
+    done: int
+    failed: int
+    unstitchable: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def sweep_dataset(spec: SweepSpec) -> Dataset:
+    ds = load_dataset(spec.dataset.name, root=spec.dataset.root)
+    if spec.dataset.train_subset or spec.dataset.test_subset:
+        ds = ds.subset(train=spec.dataset.train_subset, test=spec.dataset.test_subset)
+    return ds
+
+
+def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: str = "local",
+              address: str | None = None, gpus_per_job: float = 0.0,
+              retry_failed: bool = False, device: str = "auto", threads: int | None = None,
+              progress: bool = True) -> SweepSummary:
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    run_dir = Path(out_dir) if out_dir else Path("runs") / spec.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    executor_ = make_executor(executor, address, gpus_per_job)
+    dataset = sweep_dataset(spec)
+    dev = resolve_device(device)
+    nets = prepare_networks(spec, dataset, run_dir, dev, progress)
+    with Store(run_dir / "results.sqlite") as store:
+        store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity)
+        for net in nets.values():
+            store.record_network(spec.name, net.name, net.role, net.model.plato_name,
+                                 net.identity, net.checkpoint, net.init_seed, net.accuracy)
+        jobs = build_jobs(spec, nets, dataset.fingerprint())
+        statuses = store.statuses()
+        todo = [j for j in jobs if j.key not in statuses
+                or (retry_failed and statuses[j.key] == "failed")]
+        counts = {"done": 0, "failed": 0, "unstitchable": 0}
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"sweep {spec.name}",
+                   unit="cell", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+        def on_outcome(job: Job, outcome: dict) -> None:
+            stitch_file = None
+            state = outcome.pop("stitch_state", None)
+            if state is not None:
+                path = run_dir / "stitches" / f"{job.key[:24]}.safetensors"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_file(state, path, metadata={"key": job.key, "sender": job.sender,
+                                                 "receiver": job.receiver,
+                                                 "sender_point": job.sender_point,
+                                                 "receiver_point": job.receiver_point})
+                stitch_file = str(path.relative_to(run_dir))
+            store.record_cell(job, outcome["status"], result=outcome.get("result"),
+                              reason=outcome.get("reason"), started=outcome["started"],
+                              stitch_file=stitch_file, host=outcome.get("host"))
+            counts[outcome["status"]] += 1
+            bar.set_postfix(done=counts["done"], failed=counts["failed"],
+                            nan=counts["unstitchable"])
+            bar.update(1)
+            if outcome["status"] == "failed" and progress:
+                bar.write(f"cell failed: {job.sender}:{job.sender_point} -> "
+                          f"{job.receiver}:{job.receiver_point} ({job.control}, seed "
+                          f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
+
+        settings = CellSettings.from_spec(spec, str(dev), threads)
+        executor_.run(todo, nets, dataset, settings, on_outcome)
+        bar.close()
+    return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
+                        len(jobs) - len(todo), counts["done"], counts["failed"],
+                        counts["unstitchable"], time.perf_counter() - start)

@@ -1,0 +1,282 @@
+"""Sweep specs: a YAML file that describes a whole set of similarity tables.
+
+    name: demo                       # names the run folder and the store's rows
+    dataset: digits                  # or {name: imagefolder:PATH, root: DIR, train_subset: N,
+                                     #     test_subset: N}
+    networks:                        # a name -> a checkpoint, or a model the sweep trains first
+      resnet: {checkpoint: runs/resnet.ckpt}
+      cnn: {train: {model: cnn-3, width: 16, epochs: 15, batch_size: 64, seed: 1}}
+    pairs: all                       # all (every ordered pair, self-pairs included), self,
+                                     # distinct (ordered, no self-pairs), or [[a, b], ...]
+    points: all                      # all, {granularity: layer}, or a list of names/indices,
+                                     # or a mapping network -> list
+    controls: [trained->trained, random->trained]   # also trained->random, random->random
+    seeds: [0]                       # or `repeats: 3` for seeds 0, 1, 2
+    random_seed: 0                   # random networks: fresh init from a recorded seed
+    stitch: bn-conv1x1-bn
+    resize: area
+    objective: task                  # task | match | lstsq | lstsq+task
+    recipe: {epochs: 3, batch_size: 128, lr: 0.001}   # any StitchConfig field
+    measures: [stitch]
+    keep_stitches: false             # save each stitch (only the stitch) as safetensors
+
+An invalid spec raises SpecError naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from plato.errors import PlatoError
+from plato.stitch.fit import OBJECTIVES, StitchConfig
+from plato.stitch.layers import RESIZE_MODES
+
+CONTROLS = ("trained->trained", "random->trained", "trained->random", "random->random")
+PAIR_MODES = ("all", "self", "distinct")
+MEASURES = ("stitch",)
+STITCH_RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(StitchConfig)
+                             if f.name not in ("objective",))
+TRAIN_FIELDS = ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs",
+                "weight_decay", "label_smoothing", "precision", "augment", "seed", "width",
+                "residual", "stem")
+
+
+class SpecError(PlatoError):
+    """A sweep spec field is missing or invalid."""
+
+
+@dataclass
+class NetworkSpec:
+    name: str
+    checkpoint: Path | None = None
+    train: dict[str, Any] | None = None
+
+
+@dataclass
+class DatasetSpec:
+    name: str = "digits"
+    root: str | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    dataset: DatasetSpec
+    networks: dict[str, NetworkSpec]
+    pairs: list[tuple[str, str]]
+    points: dict[str, Any]  # network -> "all" | list of names/indices
+    granularity: str = "block"
+    controls: list[str] = field(default_factory=lambda: ["trained->trained"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    random_seed: int = 0
+    stitch: str = "bn-conv1x1-bn"
+    resize: str = "area"
+    objective: str = "task"
+    recipe: dict[str, Any] = field(default_factory=dict)
+    measures: list[str] = field(default_factory=lambda: ["stitch"])
+    keep_stitches: bool = False
+    source: str = ""  # the YAML text, kept in the store and the report
+    base_dir: Path = Path(".")
+
+    def stitch_config(self, seed: int, device: str = "auto") -> StitchConfig:
+        return StitchConfig(objective=self.objective, seed=seed, device=device, **self.recipe)
+
+
+def _fail(field_name: str, message: str) -> SpecError:
+    return SpecError(f"spec field '{field_name}': {message}")
+
+
+def _expect(value, kinds, field_name: str, what: str):
+    if not isinstance(value, kinds):
+        raise _fail(field_name, f"expected {what}, got {value!r}")
+    return value
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"sweep spec {path} does not exist")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path} is not valid YAML: {e}") from None
+    return parse_spec(raw, source=text, base_dir=path.parent, default_name=path.stem)
+
+
+def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
+               default_name: str = "sweep") -> SweepSpec:
+    raw = _expect(raw, dict, "<top level>", "a mapping of fields")
+    known = {"name", "dataset", "networks", "pairs", "points", "controls", "seeds", "repeats",
+             "random_seed", "stitch", "resize", "objective", "recipe", "measures",
+             "keep_stitches"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise _fail(unknown[0], f"unknown field; the fields are {', '.join(sorted(known))}")
+
+    name = str(raw.get("name", default_name))
+    dataset = _dataset(raw.get("dataset", "digits"))
+    networks = _networks(raw.get("networks"), base_dir)
+    pairs = _pairs(raw.get("pairs", "all"), list(networks))
+    points, granularity = _points(raw.get("points", "all"), list(networks))
+
+    controls = raw.get("controls", ["trained->trained"])
+    controls = [controls] if isinstance(controls, str) else controls
+    _expect(controls, list, "controls", f"a list of {', '.join(CONTROLS)}")
+    for c in controls:
+        if c not in CONTROLS:
+            raise _fail("controls", f"'{c}' is not one of {', '.join(CONTROLS)}")
+
+    if "seeds" in raw and "repeats" in raw:
+        raise _fail("seeds", "give seeds or repeats, not both")
+    if "repeats" in raw:
+        repeats = _expect(raw["repeats"], int, "repeats", "a positive integer")
+        if repeats < 1:
+            raise _fail("repeats", "must be at least 1")
+        seeds = list(range(repeats))
+    else:
+        seeds = raw.get("seeds", [0])
+        seeds = [seeds] if isinstance(seeds, int) else seeds
+        _expect(seeds, list, "seeds", "a list of integers")
+        if not seeds or not all(isinstance(s, int) for s in seeds):
+            raise _fail("seeds", f"expected a non-empty list of integers, got {seeds!r}")
+
+    stitch = str(raw.get("stitch", "bn-conv1x1-bn"))
+    _check_stitch_type(stitch)
+    resize = raw.get("resize", "area")
+    if resize not in RESIZE_MODES:
+        raise _fail("resize", f"'{resize}' is not one of {', '.join(RESIZE_MODES)}")
+    objective = raw.get("objective", "task")
+    if objective not in OBJECTIVES:
+        raise _fail("objective", f"'{objective}' is not one of {', '.join(OBJECTIVES)}")
+    recipe = raw.get("recipe") or {}
+    _expect(recipe, dict, "recipe", "a mapping of stitch-training settings")
+    for key in recipe:
+        if key not in STITCH_RECIPE_FIELDS:
+            raise _fail(f"recipe.{key}", f"unknown setting; allowed: "
+                        f"{', '.join(STITCH_RECIPE_FIELDS)}")
+    try:
+        StitchConfig(objective=objective, **recipe)
+    except PlatoError as e:
+        raise _fail("recipe", str(e)) from None
+    except TypeError as e:
+        raise _fail("recipe", str(e)) from None
+    measures = raw.get("measures", ["stitch"])
+    measures = [measures] if isinstance(measures, str) else measures
+    for m in _expect(measures, list, "measures", "a list"):
+        if m not in MEASURES:
+            raise _fail("measures", f"'{m}' is not one of {', '.join(MEASURES)}")
+    return SweepSpec(
+        name=name, dataset=dataset, networks=networks, pairs=pairs, points=points,
+        granularity=granularity, controls=list(controls), seeds=list(seeds),
+        random_seed=int(_expect(raw.get("random_seed", 0), int, "random_seed", "an integer")),
+        stitch=stitch, resize=resize, objective=objective, recipe=dict(recipe),
+        measures=list(measures), keep_stitches=bool(raw.get("keep_stitches", False)),
+        source=source, base_dir=base_dir,
+    )
+
+
+def _check_stitch_type(kind: str) -> None:
+    from plato.stitch.layers import Stitch
+
+    try:  # the stitch registry is the one judge of what a type name means
+        Stitch(kind, (4, 4, 4), (4, 4, 4))
+    except PlatoError as e:
+        raise _fail("stitch", str(e)) from None
+
+
+def _dataset(value) -> DatasetSpec:
+    if isinstance(value, str):
+        return DatasetSpec(name=value)
+    value = _expect(value, dict, "dataset", "a name or a mapping with name, root, "
+                    "train_subset, test_subset")
+    allowed = {"name", "root", "train_subset", "test_subset"}
+    for key in value:
+        if key not in allowed:
+            raise _fail(f"dataset.{key}", f"unknown; allowed: {', '.join(sorted(allowed))}")
+    if "name" not in value:
+        raise _fail("dataset.name", "missing")
+    for key in ("train_subset", "test_subset"):
+        if key in value and (not isinstance(value[key], int) or value[key] < 1):
+            raise _fail(f"dataset.{key}", "expected a positive integer")
+    return DatasetSpec(**value)
+
+
+def _networks(value, base_dir: Path) -> dict[str, NetworkSpec]:
+    if not value:
+        raise _fail("networks", "missing: name at least one network (checkpoint or train)")
+    _expect(value, dict, "networks", "a mapping of name -> {checkpoint: PATH} or {train: {...}}")
+    out = {}
+    for name, entry in value.items():
+        where = f"networks.{name}"
+        _expect(entry, dict, where, "{checkpoint: PATH} or {train: {model: ..., ...}}")
+        if set(entry) == {"checkpoint"}:
+            path = Path(str(entry["checkpoint"])).expanduser()
+            out[str(name)] = NetworkSpec(str(name), checkpoint=path if path.is_absolute()
+                                         else base_dir / path)
+        elif set(entry) == {"train"}:
+            train = _expect(entry["train"], dict, f"{where}.train", "a mapping")
+            if "model" not in train:
+                raise _fail(f"{where}.train.model", "missing: which model to train")
+            for key in train:
+                if key not in TRAIN_FIELDS:
+                    raise _fail(f"{where}.train.{key}",
+                                f"unknown; allowed: {', '.join(TRAIN_FIELDS)}")
+            out[str(name)] = NetworkSpec(str(name), train=dict(train))
+        else:
+            raise _fail(where, "give exactly one of checkpoint or train")
+    return out
+
+
+def _pairs(value, names: list[str]) -> list[tuple[str, str]]:
+    if value == "all":
+        return [(a, b) for a in names for b in names]
+    if value == "self":
+        return [(a, a) for a in names]
+    if value == "distinct":
+        return [(a, b) for a in names for b in names if a != b]
+    if isinstance(value, list):
+        pairs = []
+        for item in value:
+            if not (isinstance(item, list | tuple) and len(item) == 2):
+                raise _fail("pairs", f"each pair is [sender, receiver], got {item!r}")
+            for n in item:
+                if n not in names:
+                    raise _fail("pairs", f"'{n}' is not a network; networks: {', '.join(names)}")
+            pairs.append((str(item[0]), str(item[1])))
+        return pairs
+    raise _fail("pairs", f"expected {', '.join(PAIR_MODES)} or a list of [sender, receiver], "
+                f"got {value!r}")
+
+
+def _points(value, names: list[str]) -> tuple[dict[str, Any], str]:
+    granularity = "block"
+    if isinstance(value, dict) and set(value) <= {"granularity"}:
+        granularity = value.get("granularity", "block")
+        if granularity not in ("block", "layer"):
+            raise _fail("points.granularity", f"'{granularity}' is not block or layer")
+        return {n: "all" for n in names}, granularity
+    if value == "all":
+        return {n: "all" for n in names}, granularity
+    if isinstance(value, list):
+        return {n: list(value) for n in names}, granularity
+    if isinstance(value, dict):
+        out = {}
+        for n in names:
+            chosen = value.get(n, "all")
+            if chosen != "all" and not isinstance(chosen, list):
+                raise _fail(f"points.{n}", f"expected all or a list, got {chosen!r}")
+            out[n] = chosen
+        for n in value:
+            if n not in names:
+                raise _fail(f"points.{n}", f"'{n}' is not a network")
+        return out, granularity
+    raise _fail("points", f"expected all, {{granularity: block|layer}}, a list, or a mapping "
+                f"network -> list; got {value!r}")

@@ -1,0 +1,159 @@
+"""The result store: one SQLite file (WAL mode) per run.
+
+Every finished cell is one row, written in one transaction, so a process killed at any moment
+(SIGKILL included) loses at most the cells in flight and never leaves a half-written row.
+Only the driver process writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from plato.errors import PlatoError
+
+METRICS = ("stitched_accuracy", "sender_accuracy", "receiver_accuracy", "normalized_accuracy",
+           "stitched_loss", "stitch_loss", "activation_mse", "activation_cka")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS cells (
+    key TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    control TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    sender_point TEXT NOT NULL,
+    sender_index INTEGER NOT NULL,
+    receiver_point TEXT NOT NULL,
+    receiver_index INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'unstitchable')),
+    reason TEXT,
+    {", ".join(f"{m} REAL" for m in METRICS)},
+    stitch_parameters INTEGER,
+    epochs INTEGER,
+    seconds REAL,
+    result TEXT,
+    stitch_file TEXT,
+    started REAL,
+    finished REAL,
+    host TEXT
+);
+CREATE INDEX IF NOT EXISTS cells_by_table ON cells (spec, sender, receiver, control);
+CREATE TABLE IF NOT EXISTS networks (
+    spec TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    model TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    checkpoint TEXT,
+    init_seed INTEGER,
+    accuracy REAL,
+    PRIMARY KEY (spec, name, role)
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    spec TEXT PRIMARY KEY,
+    source TEXT,
+    dataset TEXT,
+    granularity TEXT,
+    created REAL,
+    updated REAL,
+    plato_version TEXT
+);
+"""
+
+
+def _finite(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class Store:
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise PlatoError(f"result store {self.path} does not exist: run `plato sweep` first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: safe against crashes
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise PlatoError(f"{self.path} is not a usable result store ({e})") from None
+        self.host = socket.gethostname()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def record_sweep(self, spec: str, source: str, dataset: str, granularity: str) -> None:
+        from plato import __version__
+
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(spec) DO UPDATE SET "
+            "source=excluded.source, dataset=excluded.dataset, "
+            "granularity=excluded.granularity, updated=excluded.updated, "
+            "plato_version=excluded.plato_version",
+            (spec, source, dataset, granularity, now, now, __version__),
+        )
+
+    def record_network(self, spec: str, name: str, role: str, model: str, identity: str,
+                       checkpoint: str | None, init_seed: int | None, accuracy: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO networks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (spec, name, role, model, identity, checkpoint, init_seed, accuracy))
+
+    def record_cell(self, job, status: str, *, result: dict | None = None,
+                    reason: str | None = None, started: float, stitch_file: str | None = None,
+                    host: str | None = None) -> None:
+        r = result or {}
+        row = {
+            "key": job.key, "spec": job.spec, "sender": job.sender, "receiver": job.receiver,
+            "control": job.control, "seed": job.seed, "sender_point": job.sender_point,
+            "sender_index": job.sender_index, "receiver_point": job.receiver_point,
+            "receiver_index": job.receiver_index, "status": status, "reason": reason,
+            **{m: _finite(r.get(m)) for m in METRICS},
+            "stitch_parameters": r.get("stitch_parameters"), "epochs": r.get("epochs"),
+            "seconds": r.get("seconds"), "result": json.dumps(r) if r else None,
+            "stitch_file": stitch_file, "started": started, "finished": time.time(),
+            "host": host or self.host,
+        }
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        # One statement, one implicit transaction: the row is there whole or not at all.
+        self.db.execute(f"INSERT OR REPLACE INTO cells ({cols}) VALUES ({marks})",
+                        tuple(row.values()))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def statuses(self, keys: list[str] | None = None) -> dict[str, str]:
+        rows = self.db.execute("SELECT key, status FROM cells").fetchall()
+        found = dict(rows)
+        return found if keys is None else {k: found[k] for k in keys if k in found}
+
+    def cells(self, spec: str | None = None) -> pd.DataFrame:
+        query = "SELECT * FROM cells" + (" WHERE spec = ?" if spec else "")
+        return pd.read_sql_query(query, self.db, params=(spec,) if spec else None)
+
+    def networks(self, spec: str | None = None) -> pd.DataFrame:
+        query = "SELECT * FROM networks" + (" WHERE spec = ?" if spec else "")
+        return pd.read_sql_query(query, self.db, params=(spec,) if spec else None)
+
+    def sweeps(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM sweeps ORDER BY created", self.db)
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -1,0 +1,110 @@
+"""Similarity tables from the store: rows = sender cut points, columns = receiver cut points.
+
+A cell that could not be stitched (or failed) is NaN: shown blank, never 0. Across seeds each
+cell has a mean, a standard deviation and n.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from plato.errors import PlatoError
+from plato.sweep.store import METRICS, Store
+
+TABLE_METRICS = METRICS
+STATS = ("mean", "std", "n")
+
+
+def load_cells(store: Store, spec: str | None = None) -> pd.DataFrame:
+    cells = store.cells(spec)
+    if cells.empty:
+        raise PlatoError(f"{store.path} holds no cells" + (f" for spec '{spec}'" if spec else ""))
+    cells = cells[cells.status != "failed"].copy()  # failures stay out of every table (NaN)
+    for m in METRICS:
+        cells[m] = pd.to_numeric(cells[m], errors="coerce")
+    return cells
+
+
+def table_keys(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(sender, receiver, control) of every table in the cells, in a stable order."""
+    keys = cells[["sender", "receiver", "control"]].drop_duplicates()
+    return [tuple(r) for r in keys.itertuples(index=False)]
+
+
+def _axis(cells: pd.DataFrame, role: str) -> list[str]:
+    pts = cells[[f"{role}_point", f"{role}_index"]].drop_duplicates().sort_values(
+        f"{role}_index")
+    return list(pts[f"{role}_point"])
+
+
+def stat_table(cells: pd.DataFrame, sender: str, receiver: str,
+               control: str = "trained->trained", metric: str = "stitched_accuracy",
+               stat: str = "mean") -> pd.DataFrame:
+    """The (sender points x receiver points) matrix of one statistic of one metric."""
+    if metric not in TABLE_METRICS:
+        raise PlatoError(f"unknown metric '{metric}': choose one of {', '.join(TABLE_METRICS)}")
+    if stat not in STATS:
+        raise PlatoError(f"unknown statistic '{stat}': choose one of {', '.join(STATS)}")
+    sel = cells[(cells.sender == sender) & (cells.receiver == receiver)
+                & (cells.control == control)]
+    if sel.empty:
+        have = ", ".join(f"{s}->{r} ({c})" for s, r, c in table_keys(cells))
+        raise PlatoError(f"no cells for {sender} -> {receiver} ({control}); the store has {have}")
+    grouped = sel.groupby(["sender_point", "receiver_point"])[metric]
+    values = {"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()}[stat]
+    matrix = values.unstack("receiver_point")
+    matrix = matrix.reindex(index=_axis(sel, "sender"), columns=_axis(sel, "receiver"))
+    matrix.index.name, matrix.columns.name = f"{sender} (sender)", f"{receiver} (receiver)"
+    return matrix.astype(float)
+
+
+def receiver_accuracy(cells: pd.DataFrame, receiver: str, control: str) -> float:
+    sel = cells[(cells.receiver == receiver) & (cells.control == control)]
+    return float(sel.receiver_accuracy.dropna().iloc[0]) if len(sel.receiver_accuracy.dropna()) \
+        else float("nan")
+
+
+def debiased_table(cells: pd.DataFrame, sender: str, receiver: str,
+                   metric: str = "stitched_accuracy", control: str = "random->trained",
+                   normalized: bool = False) -> pd.DataFrame:
+    """trained - random control; normalized: (trained - random) / (receiver accuracy - random)."""
+    trained = stat_table(cells, sender, receiver, "trained->trained", metric)
+    random = stat_table(cells, sender, receiver, control, metric).reindex_like(trained)
+    diff = trained - random
+    if not normalized:
+        return diff
+    ceiling = receiver_accuracy(cells, receiver, "trained->trained")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return diff / (ceiling - random)
+
+
+def latest_stitchable(table: pd.DataFrame, receiver_acc: float,
+                      threshold: float = 0.9) -> pd.Series:
+    """For each sender point, the deepest receiver point with accuracy >= threshold * receiver's.
+
+    None where no receiver point reaches it.
+    """
+    bar = threshold * receiver_acc
+    out = {}
+    for sender_point, row in table.iterrows():
+        ok = [col for col, v in row.items() if pd.notna(v) and v >= bar]
+        out[sender_point] = ok[-1] if ok else None
+    return pd.Series(out, dtype=object,
+                     name=f"latest receiver point >= {threshold:g} x {receiver_acc:.4f}")
+
+
+def tidy(cells: pd.DataFrame) -> pd.DataFrame:
+    """All aggregated cells in long form, for CSV and Parquet export."""
+    keys = ["spec", "sender", "receiver", "control", "sender_point", "sender_index",
+            "receiver_point", "receiver_index"]
+    long = cells.melt(id_vars=keys + ["seed"], value_vars=list(TABLE_METRICS),
+                      var_name="metric", value_name="value")
+    agg = long.groupby(keys + ["metric"], dropna=False)["value"].agg(
+        mean="mean", std=lambda v: v.std(ddof=1), n="count").reset_index()
+    return agg.sort_values(keys + ["metric"]).reset_index(drop=True)
+
+
+def format_table(table: pd.DataFrame, digits: int = 3) -> str:
+    """Terminal rendering: NaN cells are blank."""
+    return table.to_string(na_rep="", float_format=lambda v: f"{v:.{digits}f}")

@@ -1,0 +1,57 @@
+import pytest
+
+from plato.sweep.spec import SpecError, load_spec, parse_spec
+
+BASE = {"networks": {"a": {"checkpoint": "a.ckpt"}, "b": {"train": {"model": "cnn-3"}}}}
+
+
+def spec(**fields):
+    return parse_spec({**BASE, **fields})
+
+
+def test_defaults_and_pair_modes():
+    s = spec()
+    assert s.pairs == [("a", "a"), ("a", "b"), ("b", "a"), ("b", "b")]
+    assert s.controls == ["trained->trained"] and s.seeds == [0] and s.objective == "task"
+    assert spec(pairs="self").pairs == [("a", "a"), ("b", "b")]
+    assert spec(pairs="distinct").pairs == [("a", "b"), ("b", "a")]
+    assert spec(pairs=[["b", "a"]]).pairs == [("b", "a")]
+    assert spec(repeats=3).seeds == [0, 1, 2]
+    assert spec(points={"granularity": "layer"}).granularity == "layer"
+    assert spec(points={"a": ["stem", 2]}).points == {"a": ["stem", 2], "b": "all"}
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"pairs": "most"}, "pairs"),
+    ({"pairs": [["a", "z"]]}, "pairs"),
+    ({"controls": ["trained->nothing"]}, "controls"),
+    ({"objective": "magic"}, "objective"),
+    ({"stitch": "conv2x2"}, "stitch"),
+    ({"recipe": {"epochs": 2, "learning_rate": 1}}, "recipe.learning_rate"),
+    ({"recipe": {"lr": -1}}, "recipe"),
+    ({"seeds": []}, "seeds"),
+    ({"seeds": [0], "repeats": 2}, "seeds"),
+    ({"resize": "cubic"}, "resize"),
+    ({"points": {"granularity": "neuron"}}, "points.granularity"),
+    ({"points": {"z": ["stem"]}}, "points.z"),
+    ({"dataset": {"root": "x"}}, "dataset.name"),
+    ({"measures": ["vibes"]}, "measures"),
+    ({"colour": "red"}, "colour"),
+    ({"networks": {"a": {"checkpoint": "x", "train": {}}}}, "networks.a"),
+    ({"networks": {"a": {"train": {"width": 3}}}}, "networks.a.train.model"),
+    ({"networks": {"a": {"train": {"model": "cnn-2", "depth": 3}}}}, "networks.a.train.depth"),
+    ({"networks": None}, "networks"),
+])
+def test_errors_name_the_field(fields, named):
+    with pytest.raises(SpecError) as err:
+        spec(**fields)
+    assert f"spec field '{named}'" in str(err.value)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("networks: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)

@@ -1,0 +1,183 @@
+"""Sweeps end to end: store, resume, failures, tables, orientation, report."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from plato.report.heatmaps import heatmap
+from plato.stitch import StitchedModel
+from plato.sweep import tables as T
+from plato.sweep.run import run_sweep
+from plato.sweep.spec import load_spec
+from plato.sweep.store import Store
+from tests.sweep.conftest import write_spec
+
+
+def test_sweep_fills_the_store_and_resumes(tmp_path, digits_checkpoints):
+    spec = load_spec(write_spec(tmp_path / "s.yaml", digits_checkpoints))
+    first = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    # resnet-1111 has 6 block points, cnn-2 has 3: (6+3)^2 cells per control, two controls.
+    assert first.cells == 2 * (6 + 3) ** 2 and first.skipped == 0
+    # pool (a vector) cannot feed a conv point: those cells are NaN, never 0.
+    assert first.unstitchable == 2 * (1 + 1) * (5 + 2) and first.failed == 0
+    assert first.done == first.cells - first.unstitchable
+    again = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    assert again.skipped == again.cells and again.done == 0
+    with Store(first.store) as store:
+        cells = store.cells()
+        assert len(cells) == first.cells and cells.key.is_unique and store.integrity_ok()
+        assert set(cells.status) == {"done", "unstitchable"}
+        assert cells[cells.status == "unstitchable"].stitched_accuracy.isna().all()
+        assert set(store.networks().role) == {"trained", "random"}
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_non_finite_cell_is_recorded_and_the_sweep_goes_on(tmp_path, digits_checkpoints,
+                                                           monkeypatch):
+    real = StitchedModel.sender_activation
+
+    def poisoned(self, x):  # a genuinely non-finite activation at one sender point
+        a = real(self, x)
+        return a * float("nan") if self.sender_point.name == "layer1.0" else a
+
+    monkeypatch.setattr(StitchedModel, "sender_activation", poisoned)
+    spec = load_spec(write_spec(tmp_path / "s.yaml", {"resnet": digits_checkpoints["resnet"]},
+                                controls=["trained->trained"], objective="task",
+                                points=["stem", "layer1.0", "layer2.0"],
+                                recipe={"epochs": 1, "batch_size": 256}))
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    assert summary.failed == 3 and summary.done == 6
+    with Store(summary.store) as store:
+        failed = store.cells().query("status == 'failed'")
+    assert set(failed.sender_point) == {"layer1.0"}
+    assert all(r.startswith("non-finite loss") and "step 1" in r for r in failed.reason)
+    monkeypatch.setattr(StitchedModel, "sender_activation", real)
+    plain = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    assert plain.skipped == 9  # failures are not retried unless asked
+    retried = run_sweep(spec, tmp_path / "run", device="cpu", progress=False,
+                        retry_failed=True)
+    assert retried.done == 3 and retried.failed == 0
+
+
+def test_resume_after_sigkill(tmp_path, digits_checkpoints):
+    spec_path = write_spec(tmp_path / "s.yaml", digits_checkpoints, objective="task",
+                           controls=["trained->trained"],
+                           recipe={"epochs": 1, "batch_size": 128})
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "plato", "sweep", str(spec_path), "--out", str(out),
+           "--device", "cpu", "--quiet", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = out / "results.sqlite"
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and done < 8:
+        time.sleep(0.3)
+        if db.exists():
+            try:
+                con = sqlite3.connect(db, timeout=5)
+                done = con.execute("SELECT count(*) FROM cells").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                pass
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Store(db) as store:
+        assert store.integrity_ok()
+        before = store.cells().set_index("key").finished
+    assert 8 <= len(before) < 81
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["cells"] == 81 and summary["skipped"] == len(before)
+    with Store(db) as store:
+        after = store.cells().set_index("key")
+        assert store.integrity_ok()
+    assert len(after) == 81 and after.index.is_unique  # every cell exactly once
+    pd.testing.assert_series_equal(after.finished.loc[before.index], before)  # not redone
+
+
+def _fake_store(path):
+    """A store with known values: value = 10 * sender_index + receiver_index (+ seed / 100)."""
+    from plato.sweep.jobs import Job
+
+    with Store(path) as store:
+        for seed in (0, 1):
+            for si, sp in enumerate(["s0", "s1", "s2"]):
+                for ri, rp in enumerate(["r0", "r1"]):
+                    for control, offset in (("trained->trained", 0.0),
+                                            ("random->trained", -0.5)):
+                        job = Job(f"{seed}{sp}{rp}{control}", "fake", "A", "B", control, seed,
+                                  sp, si, rp, ri)
+                        value = (10 * si + ri + seed / 100) / 100 + offset + 0.5
+                        stitchable = not (sp == "s2" and rp == "r0")
+                        store.record_cell(
+                            job, "done" if stitchable else "unstitchable",
+                            result={"stitched_accuracy": value if stitchable else float("nan"),
+                                    "receiver_accuracy": 0.9} if stitchable else None,
+                            started=time.time())
+
+
+def test_orientation_and_heatmap_labels(tmp_path):
+    _fake_store(tmp_path / "fake.sqlite")
+    with Store(tmp_path / "fake.sqlite") as store:
+        cells = T.load_cells(store)
+    mean = T.stat_table(cells, "A", "B")
+    assert list(mean.index) == ["s0", "s1", "s2"] and list(mean.columns) == ["r0", "r1"]
+    assert mean.loc["s1", "r0"] == pytest.approx((10 + 0.005) / 100 + 0.5)
+    assert mean.loc["s0", "r1"] == pytest.approx((1 + 0.005) / 100 + 0.5)
+    assert np.isnan(mean.loc["s2", "r0"])  # not stitchable: NaN, never 0
+    n = T.stat_table(cells, "A", "B", stat="n")
+    assert n.loc["s0", "r0"] == 2 and n.loc["s2", "r0"] == 0
+    std = T.stat_table(cells, "A", "B", stat="std")
+    assert std.loc["s1", "r1"] == pytest.approx(np.std([0.6100, 0.6101], ddof=1), abs=1e-9)
+    diff = T.debiased_table(cells, "A", "B")
+    assert diff.loc["s1", "r1"] == pytest.approx(0.5)
+    norm = T.debiased_table(cells, "A", "B", normalized=True)
+    random_value = mean.loc["s1", "r1"] - 0.5
+    assert norm.loc["s1", "r1"] == pytest.approx(0.5 / (0.9 - random_value))
+    latest = T.latest_stitchable(mean, receiver_acc=0.6, threshold=1.0)
+    assert latest.to_dict() == {"s0": None, "s1": "r1", "s2": "r1"}
+
+    fig = heatmap(mean, tmp_path / "h.png", "test")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["s0", "s1", "s2"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["r0", "r1"]
+    shown = ax.images[0].get_array()
+    assert shown[1, 0] == pytest.approx(mean.loc["s1", "r0"]) and shown.mask[2, 0]
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+             for t in ax.texts}
+    assert texts[(1, 0)] == f"{mean.loc['s1', 'r0']:.2f}" and (2, 0) not in texts
+
+
+def test_report_and_exports(tmp_path, digits_checkpoints):
+    spec_path = write_spec(tmp_path / "s.yaml", digits_checkpoints,
+                           name="<script>alert(1)</script>")
+    summary = run_sweep(load_spec(spec_path), tmp_path / "run", device="cpu", progress=False)
+    from plato.report import write_report
+
+    page = write_report(summary.store, tmp_path / "report")
+    text = page.read_text()
+    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;" in text
+    pngs = list((tmp_path / "report" / "heatmaps").glob("*.png"))
+    # 4 pairs x (2 controls + 2 debiased tables)
+    assert len(pngs) == 16 and text.count("data:image/png;base64,") == 16
+    proc = subprocess.run([sys.executable, "-m", "plato", "table", summary.store, "--csv",
+                           str(tmp_path / "t.csv"), "--parquet", str(tmp_path / "t.parquet"),
+                           "--pair", "resnet", "cnn", "--latest", "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)["tables"]
+    assert len(out) == 1 and out[0]["rows"][0] == "stem" and out[0]["columns"][-1] == "pool"
+    assert out[0]["values"][-1][0] is None  # pool -> stem: not stitchable, null in JSON
+    csv = pd.read_csv(tmp_path / "t.csv")
+    parquet = pd.read_parquet(tmp_path / "t.parquet")
+    assert len(csv) == len(parquet) > 0 and set(csv.metric) >= {"stitched_accuracy"}
