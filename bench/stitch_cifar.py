@@ -1,6 +1,6 @@
 """Issue-3 target: same-point stitches between two resnet-1111 (width 16) trained on CIFAR-10.
 
-    python bench/stitch_cifar.py --epochs 15 --stitch-epochs 2
+    python bench/stitch_cifar.py --epochs 15 --stitch-epochs 2 [--objective lstsq+task]
 
 Trains two networks with different seeds on the CIFAR-10 JPEG copy (or reuses the checkpoints
 in --out), prints each one's accuracy per epoch with wall time, then stitches the sender into
@@ -61,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--stitch-epochs", type=int, default=2)
+    parser.add_argument("--objective", default="task", help="task, lstsq, lstsq+task, match")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/cifar"))
     args = parser.parse_args()
     ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
@@ -74,7 +75,7 @@ def main() -> None:
         start = time.perf_counter()
         result, _ = stitch_networks(
             sender, receiver, point.name, point.name, ds, stitch="bn-conv1x1-bn",
-            config=StitchConfig(objective="task", epochs=args.stitch_epochs, device="cpu",
+            config=StitchConfig(objective=args.objective, epochs=args.stitch_epochs, device="cpu",
                                 **STITCH),
             accuracies=accs, progress=sys.stderr.isatty())
         row = {"point": point.name, "stitched_accuracy": round(result.stitched_accuracy, 4),

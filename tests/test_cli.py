@@ -60,6 +60,9 @@ def test_demo_is_the_whole_pipeline(tmp_path):
     (("eval", "missing.ckpt"), "missing.ckpt does not exist"),
     (("models", "vgg*"), "no model matches"),
     (("data", "cifar10", "--root", "nowhere"), "missing dataset file nowhere/cifar-10"),
+    (("sweep", "missing.yaml"), "sweep spec missing.yaml does not exist"),
+    (("table", "missing.sqlite"), "result store missing.sqlite does not exist"),
+    (("report", "missing.sqlite", "--out", "r"), "does not exist"),
 ])
 def test_user_errors_are_one_clean_line(args, message, tmp_path):
     proc = plato(*args, cwd=tmp_path)

@@ -55,3 +55,15 @@ def test_identity_init_is_exact(kind):
     v = Stitch("bn-conv1x1-bn" if kind == "bn-conv1x1-bn" else "conv1x1", (8,), (8,))
     v.init_identity()
     assert torch.equal(v.eval()(x[:, :, 0, 0]), x[:, :, 0, 0])
+
+
+@pytest.mark.parametrize("kind", ["bn-conv1x1-bn", "conv1x1", "mlp", "lowrank-2", "plato"])
+def test_moment_matching_start(kind):
+    torch.manual_seed(0)
+    s = Stitch(kind, (8, 8, 8), (6, 4, 4)).train()
+    a = torch.randn(64, 8, 8, 8)
+    t = 3.0 + 2.0 * torch.rand(64, 6, 4, 4) * torch.arange(1, 7).view(1, 6, 1, 1)
+    s.match_output_moments(a, t)
+    out = s(a)
+    torch.testing.assert_close(out.mean((0, 2, 3)), t.mean((0, 2, 3)), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(out.std((0, 2, 3)), t.std((0, 2, 3)), rtol=2e-2, atol=1e-2)

@@ -181,3 +181,20 @@ def test_report_and_exports(tmp_path, digits_checkpoints):
     csv = pd.read_csv(tmp_path / "t.csv")
     parquet = pd.read_parquet(tmp_path / "t.parquet")
     assert len(csv) == len(parquet) > 0 and set(csv.metric) >= {"stitched_accuracy"}
+
+
+def test_kept_stitches_hold_only_the_stitch(tmp_path, digits_checkpoints):
+    from safetensors.torch import load_file
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", {"cnn": digits_checkpoints["cnn"]},
+                                controls=["trained->trained"], keep_stitches=True))
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    with Store(summary.store) as store:
+        cells = store.cells().query("status == 'done'")
+    assert len(cells) == summary.done > 0 and cells.stitch_file.notna().all()
+    for row in cells.itertuples():
+        tensors = load_file(tmp_path / "run" / row.stitch_file)
+        assert all(k.startswith(("map.", "adapter.")) for k in tensors)
+        n_params = sum(t.numel() for k, t in tensors.items()
+                       if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+        assert n_params == row.stitch_parameters

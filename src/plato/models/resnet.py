@@ -136,25 +136,19 @@ def resnet_abcd(match: re.Match, num_classes, input_shape, width: int = 64,
                   input_shape[0], stem, residual)
 
 
-@register_model("resnet18")
-def resnet18(num_classes, input_shape, width: int = 64, residual: bool = True,
-             stem: str = "cifar") -> ResNet:
-    return ResNet(BasicBlock, (2, 2, 2, 2), _widths(_check_width(width), 4), num_classes,
-                  input_shape[0], stem, residual)
+def _standard_resnet(name: str, block, counts: tuple[int, int, int, int]):
+    def build(num_classes, input_shape, width: int = 64, residual: bool = True,
+              stem: str = "cifar") -> ResNet:
+        return ResNet(block, counts, _widths(_check_width(width), 4), num_classes,
+                      input_shape[0], stem, residual)
+
+    build.__name__ = name
+    register_model(name)(build)
 
 
-@register_model("resnet34")
-def resnet34(num_classes, input_shape, width: int = 64, residual: bool = True,
-             stem: str = "cifar") -> ResNet:
-    return ResNet(BasicBlock, (3, 4, 6, 3), _widths(_check_width(width), 4), num_classes,
-                  input_shape[0], stem, residual)
-
-
-@register_model("resnet50")
-def resnet50(num_classes, input_shape, width: int = 64, residual: bool = True,
-             stem: str = "cifar") -> ResNet:
-    return ResNet(Bottleneck, (3, 4, 6, 3), _widths(_check_width(width), 4), num_classes,
-                  input_shape[0], stem, residual)
+_standard_resnet("resnet18", BasicBlock, (2, 2, 2, 2))
+_standard_resnet("resnet34", BasicBlock, (3, 4, 6, 3))
+_standard_resnet("resnet50", Bottleneck, (3, 4, 6, 3))
 
 
 def _cifar_resnet(depth: int):

@@ -42,6 +42,8 @@ class StitchConfig:
     weight_decay: float = 0.0
     match_loss: str = "mse"  # "mse" or "l1", for `match`
     ridge: float = 1e-4  # lstsq ridge, relative to the mean input variance
+    init: str = "moments"  # task/match start: "moments" (output matches the receiver's
+    #                        per-channel mean and std on the first batches) or "default"
     augment: str = "none"  # stitches see the data as it is, unless asked otherwise
     precision: str = "fp32"  # or "bf16" autocast for the SGD phase
     seed: int = 0
@@ -52,6 +54,7 @@ class StitchConfig:
                   ("optimizer", self.optimizer, ("adam", "sgd")),
                   ("schedule", self.schedule, ("cosine", "constant")),
                   ("match_loss", self.match_loss, ("mse", "l1")),
+                  ("init", self.init, ("moments", "default")),
                   ("augment", self.augment, AUGMENT_PRESETS),
                   ("precision", self.precision, ("fp32", "bf16")))
         for name, value, allowed in checks:
@@ -89,6 +92,8 @@ def fit_stitch(model: StitchedModel, dataset: Dataset, config: StitchConfig | No
     if config.objective in ("lstsq", "lstsq+task"):
         loss = fit_lstsq(model, dataset, config, device)
         history.append({"phase": "lstsq", "loss": loss})
+    if config.objective in ("task", "match") and config.init == "moments":
+        init_moments(model, dataset, config, device)
     if config.sgd_epochs:
         history += fit_sgd(model, dataset, config, device, progress)
         loss = history[-1]["loss"]
@@ -155,6 +160,22 @@ def fit_lstsq(model: StitchedModel, dataset: Dataset, config: StitchConfig,
     w, b, mu, cov, mse = stats.solve(config.ridge)
     model.stitch.set_affine(w, b, mu, cov)
     return mse
+
+
+@torch.no_grad()
+def init_moments(model: StitchedModel, dataset: Dataset, config: StitchConfig,
+                 device: torch.device, examples: int = 1024) -> None:
+    """Start the stitch with the receiver's per-channel output statistics (first examples)."""
+    loader = make_loader(dataset, "train", min(config.batch_size, examples), device=device)
+    xs, seen = [], 0
+    for x, _ in loader:
+        xs.append(x)
+        seen += len(x)
+        if seen >= examples:
+            break
+    x = torch.cat(xs)
+    model.stitch.train()
+    model.stitch.match_output_moments(model.sender_activation(x), model.receiver_activation(x))
 
 
 # --------------------------------------------------------------------------------------------

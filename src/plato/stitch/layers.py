@@ -235,6 +235,36 @@ class Stitch(nn.Module):
             _copy_linear(self.map, w, b)
 
     @torch.no_grad()
+    def match_output_moments(self, a: torch.Tensor, t: torch.Tensor) -> None:
+        """Data-dependent start: rescale the last layer so that, on the sender batch `a`, each
+        output channel has the mean and std of the receiver's own activation `t`.
+
+        A freshly initialised stitch emits zero-mean, unit-scale values where the receiver
+        expects (often large, non-negative) activations; at lr 1e-3 the optimiser needs many
+        steps just to shift and scale them.
+        """
+        dims = (0, 2, 3) if self.spatial else (0,)
+        mu_r, sd_r = t.mean(dims).double(), t.std(dims).double()
+        last = self.map[-1] if isinstance(self.map, nn.Sequential) else self.map
+        if isinstance(last, PlatoAdapter):
+            last = last.conv
+        if isinstance(last, nn.BatchNorm1d | nn.BatchNorm2d):
+            # In train mode the BN outputs weight * (standardised) + bias.
+            last.weight.copy_(sd_r.to(last.weight.dtype))
+            last.bias.copy_(mu_r.to(last.bias.dtype))
+            last.running_mean.copy_(mu_r.to(last.running_mean.dtype))
+            last.running_var.copy_((sd_r ** 2).to(last.running_var.dtype))
+            return
+        out = self(a)
+        mu_s, sd_s = out.mean(dims).double(), out.std(dims).double()
+        scale = torch.where(sd_s > 1e-12, sd_r / sd_s.clamp_min(1e-12), torch.ones_like(sd_s))
+        shape = (-1,) + (1,) * (last.weight.ndim - 1)
+        last.weight.mul_(scale.view(shape).to(last.weight.dtype))
+        bias = last.bias.double() if last.bias is not None else torch.zeros_like(mu_s)
+        if last.bias is not None:
+            last.bias.copy_(((bias - mu_s) * scale + mu_r).to(last.bias.dtype))
+
+    @torch.no_grad()
     def init_identity(self) -> None:
         """The identity map (same shape in and out), exact in eval mode."""
         if self.in_shape != self.out_shape or self.kind in ("mlp",):

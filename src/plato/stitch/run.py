@@ -46,6 +46,8 @@ def stitch_networks(
     `graphs` re-tracing them. Raises NotStitchable for points the stitch type cannot join.
     """
     config = config or StitchConfig()
+    if identity_init:  # the identity is the start: no data-dependent re-initialisation
+        config = StitchConfig(**{**config.to_dict(), "init": "default"})
     device = resolve_device(config.device)
     (s_net, s_name), (r_net, r_name) = _network(sender), _network(receiver)
     for net in (s_net, r_net):

@@ -122,7 +122,7 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
         raise _fail(unknown[0], f"unknown field; the fields are {', '.join(sorted(known))}")
 
     name = str(raw.get("name", default_name))
-    dataset = _dataset(raw.get("dataset", "digits"))
+    dataset = _dataset(raw.get("dataset", "digits"), base_dir)
     networks = _networks(raw.get("networks"), base_dir)
     pairs = _pairs(raw.get("pairs", "all"), list(networks))
     points, granularity = _points(raw.get("points", "all"), list(networks))
@@ -192,9 +192,9 @@ def _check_stitch_type(kind: str) -> None:
         raise _fail("stitch", str(e)) from None
 
 
-def _dataset(value) -> DatasetSpec:
+def _dataset(value, base_dir: Path) -> DatasetSpec:
     if isinstance(value, str):
-        return DatasetSpec(name=value)
+        value = {"name": value}
     value = _expect(value, dict, "dataset", "a name or a mapping with name, root, "
                     "train_subset, test_subset")
     allowed = {"name", "root", "train_subset", "test_subset"}
@@ -206,6 +206,10 @@ def _dataset(value) -> DatasetSpec:
     for key in ("train_subset", "test_subset"):
         if key in value and (not isinstance(value[key], int) or value[key] < 1):
             raise _fail(f"dataset.{key}", "expected a positive integer")
+    name = str(value["name"])
+    if name.startswith("imagefolder:"):  # a relative path is relative to the spec's folder
+        path = Path(name.split(":", 1)[1]).expanduser()
+        value["name"] = f"imagefolder:{path if path.is_absolute() else base_dir / path}"
     return DatasetSpec(**value)
 
 
