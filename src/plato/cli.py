@@ -331,7 +331,7 @@ def sweep(
 def table(
     store: Path = typer.Argument(..., help="A sweep's results.sqlite."),
     spec: str = typer.Option(None, help="Only this spec's cells (default: all)."),
-    pair: tuple[str, str] = typer.Option((None, None), help="SENDER RECEIVER (default: all)."),
+    pair: tuple[str, str] | None = typer.Option(None, help="SENDER RECEIVER (default: all)."),
     control: str = typer.Option("trained->trained", help="Which control's table."),
     metric: str = typer.Option("stitched_accuracy",
                                help="stitched_accuracy, normalized_accuracy, activation_mse, "
@@ -356,7 +356,7 @@ def table(
             long.to_csv(csv, index=False)
         if parquet:
             long.to_parquet(parquet, index=False)
-    keys = [k for k in T.table_keys(cells) if pair == (None, None) or k[:2] == tuple(pair)]
+    keys = [k for k in T.table_keys(cells) if not pair or k[:2] == tuple(pair)]
     if debiased and debiased not in ("diff", "normalized"):
         raise PlatoError(f"--debiased must be diff or normalized, got '{debiased}'")
     if debiased:
@@ -364,7 +364,8 @@ def table(
     else:
         keys = [k for k in keys if k[2] == control]
     if not keys:
-        raise PlatoError(f"no table for pair {pair[0]} -> {pair[1]} and control {control}")
+        which = f"{pair[0]} -> {pair[1]}" if pair else "any pair"
+        raise PlatoError(f"no table for {which} and control {control}")
     out, text = [], []
     for s, r, c in keys:
         if debiased:
