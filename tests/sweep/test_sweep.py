@@ -198,3 +198,11 @@ def test_kept_stitches_hold_only_the_stitch(tmp_path, digits_checkpoints):
         n_params = sum(t.numel() for k, t in tensors.items()
                        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
         assert n_params == row.stitch_parameters
+
+
+def test_bad_train_entry_names_the_field(tmp_path):
+    from plato.sweep.spec import SpecError, parse_spec
+
+    spec = parse_spec({"networks": {"a": {"train": {"model": "cnn-2", "optimizer": "rms"}}}})
+    with pytest.raises(SpecError, match=r"spec field 'networks.a.train': .*optimizer 'rms'"):
+        run_sweep(spec, tmp_path / "run", device="cpu", progress=False)

@@ -118,7 +118,12 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
             if not path.exists():
                 print(f"training network '{name}' ({entry.train['model']})", file=sys.stderr,
                       flush=True)
-                _train_network(entry.train, dataset, path, progress)
+                try:
+                    _train_network(entry.train, dataset, path, progress)
+                except SpecError:
+                    raise
+                except PlatoError as e:
+                    raise SpecError(f"spec field 'networks.{name}.train': {e}") from None
         try:
             ckpt = load_checkpoint(path, device=device)
         except PlatoError as e:
