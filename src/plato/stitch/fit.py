@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from plato.data.datasets import Dataset
 from plato.data.loader import AUGMENT_PRESETS, make_loader
 from plato.errors import PlatoError
-from plato.stitch.layers import LINEAR_TYPES
 from plato.stitch.stitched import StitchedModel
 from plato.train import _autocast, _check_finite, resolve_device
 
@@ -148,9 +147,7 @@ class LstsqStats:
 @torch.no_grad()
 def fit_lstsq(model: StitchedModel, dataset: Dataset, config: StitchConfig,
               device: torch.device) -> float:
-    if not model.stitch.is_linear:
-        raise PlatoError(f"lstsq needs a linear stitch ({', '.join(LINEAR_TYPES)}), "
-                         f"not '{model.stitch.kind}'")
+    model.stitch.require_linear()  # before the pass over the data, not after
     loader = make_loader(dataset, "train", config.batch_size, device=device, seed=config.seed)
     stats = LstsqStats()
     for x, _ in loader:

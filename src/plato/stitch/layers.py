@@ -172,6 +172,12 @@ class Stitch(nn.Module):
 
     # -- closed form: the map seen as Y = X W + b over rows of a design matrix ---------------
 
+    def require_linear(self) -> None:
+        if not self.is_linear:
+            raise PlatoError(
+                f"lstsq needs a linear stitch ({', '.join(LINEAR_TYPES)}), not '{self.kind}'"
+            )
+
     def design(self, a: torch.Tensor) -> torch.Tensor:
         """Rows the linear map acts on: (N, d_in) from a sender batch."""
         x = self.adapter(a)
@@ -202,10 +208,7 @@ class Stitch(nn.Module):
         that the first standardises its input and the second undoes its own normalisation, in
         train and eval mode alike, so a task phase can start from the closed form.
         """
-        if not self.is_linear:
-            raise PlatoError(
-                f"lstsq needs a linear stitch ({', '.join(LINEAR_TYPES)}), not '{self.kind}'"
-            )
+        self.require_linear()
         w, b = weight.double(), bias.double()
         mu, cov = x_mean.double(), x_cov.double()
         mean_y = mu @ w + b  # mean of the fitted values
@@ -312,11 +315,4 @@ def _set_bn(bn: nn.Module, mean, var, weight, bias) -> None:
     bn.weight.copy_(weight.to(bn.weight.dtype))
     bn.bias.copy_(bias.to(bn.bias.dtype))
 
-
-def list_stitch_types() -> tuple[str, ...]:
-    return STITCH_TYPES
-
-
-def make_stitch(kind: str, in_shape, out_shape, resize: str = "area") -> Stitch:
-    return Stitch(kind, in_shape, out_shape, resize)
 

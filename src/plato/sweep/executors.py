@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from plato.data.datasets import Dataset
@@ -103,8 +104,6 @@ class RayExecutor:
                 try:
                     outcome = ray.get(ref)
                 except Exception as e:  # the worker died (OOM kill, node lost): record it
-                    import time
-
                     outcome = {"key": job.key, "started": time.time(), "status": "failed",
                                "reason": f"worker failed: {type(e).__name__}: {e}"}
                 on_outcome(job, outcome)

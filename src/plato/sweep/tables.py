@@ -12,7 +12,6 @@ import pandas as pd
 from plato.errors import PlatoError
 from plato.sweep.store import METRICS, Store
 
-TABLE_METRICS = METRICS
 STATS = ("mean", "std", "n")
 
 
@@ -42,8 +41,8 @@ def stat_table(cells: pd.DataFrame, sender: str, receiver: str,
                control: str = "trained->trained", metric: str = "stitched_accuracy",
                stat: str = "mean") -> pd.DataFrame:
     """The (sender points x receiver points) matrix of one statistic of one metric."""
-    if metric not in TABLE_METRICS:
-        raise PlatoError(f"unknown metric '{metric}': choose one of {', '.join(TABLE_METRICS)}")
+    if metric not in METRICS:
+        raise PlatoError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
     if stat not in STATS:
         raise PlatoError(f"unknown statistic '{stat}': choose one of {', '.join(STATS)}")
     sel = cells[(cells.sender == sender) & (cells.receiver == receiver)
@@ -98,7 +97,7 @@ def tidy(cells: pd.DataFrame) -> pd.DataFrame:
     """All aggregated cells in long form, for CSV and Parquet export."""
     keys = ["spec", "sender", "receiver", "control", "sender_point", "sender_index",
             "receiver_point", "receiver_index"]
-    long = cells.melt(id_vars=keys + ["seed"], value_vars=list(TABLE_METRICS),
+    long = cells.melt(id_vars=keys + ["seed"], value_vars=list(METRICS),
                       var_name="metric", value_name="value")
     agg = long.groupby(keys + ["metric"], dropna=False)["value"].agg(
         mean="mean", std=lambda v: v.std(ddof=1), n="count").reset_index()
