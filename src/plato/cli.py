@@ -307,10 +307,12 @@ def sweep(
     out: Path = typer.Option(None, help="Run folder (default runs/SPEC_NAME)."),
     executor: str = typer.Option("local", help="local or ray"),
     address: str = typer.Option(None, help="Ray cluster address (default: start a local one)."),
-    gpus_per_job: float = typer.Option(0.0, help="GPUs per stitch on Ray (fractional: 0.25)."),
+    gpus_per_job: float = typer.Option(0.0, help="GPUs per Ray task (fractional: 0.25)."),
     retry_failed: bool = typer.Option(False, help="Run failed cells again."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N (local executor)."),
     threads: int = typer.Option(None, help="CPU threads per cell (ray default: 1)."),
+    group_size: int = typer.Option(64, min=1, help="Cells sharing one pass of the frozen "
+                                   "networks (a Ray task; lost together on a crash)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -320,7 +322,7 @@ def sweep(
 
     summary = run_sweep(load_spec(spec), out, executor=executor, address=address,
                         gpus_per_job=gpus_per_job, retry_failed=retry_failed, device=device,
-                        threads=threads, progress=not quiet)
+                        threads=threads, group_size=group_size, progress=not quiet)
     _emit(summary.to_dict(), as_json,
           f"sweep {summary.spec}: {summary.cells} cells, {summary.skipped} already stored, "
           f"{summary.done} done, {summary.unstitchable} not stitchable, {summary.failed} "

@@ -10,11 +10,14 @@ import plato
 from plato.errors import PlatoError, TrainingError
 from plato.models import CutGraph
 from plato.stitch import (
+    NotStitchable,
     Stitch,
     StitchConfig,
     StitchedModel,
     fit_stitch,
+    measure_stitched,
     replace_span,
+    stitch_grid,
     stitch_networks,
 )
 from plato.stitch.fit import LstsqStats
@@ -176,3 +179,34 @@ def test_replace_reports_both_objectives(digits, digits_resnet):
     assert task.stitched_accuracy > 0.8
     with pytest.raises(PlatoError, match="from < to"):
         replace_span(digits_resnet, "layer2.0", "layer1.0", digits)
+
+
+@pytest.mark.parametrize("objective", ["task", "match", "lstsq", "lstsq+task"])
+def test_grid_gives_each_cell_its_result_alone(digits, digits_resnet, objective):
+    """Shared passes change the cost, never the answer: a grid's cells equal the same stitches
+    fitted one at a time through their own prefixes, bit for bit."""
+    torch.manual_seed(5)
+    receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
+    pairs = [("stem", "stem"), ("layer1.0", "stem"), ("layer2.0", "block1"),
+             ("layer4.0", "block1"), ("pool", "stem"), ("pool", "pool")]
+    config = StitchConfig(objective=objective, epochs=1, batch_size=256, seed=3, **CPU)
+    grid = stitch_grid(digits_resnet, receiver, pairs, digits, config=config)
+    assert len(grid) == len(pairs)
+    s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
+    for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
+        torch.manual_seed(config.seed)
+        s_point, r_point = s_graph.point(sp), r_graph.point(rp)
+        if sp == "pool" and rp != "pool":  # a vector cannot feed a conv point
+            assert isinstance(result, NotStitchable) and model is None
+            continue
+        alone = StitchedModel(s_graph, s_point, Stitch("bn-conv1x1-bn", s_point.shape,
+                                                       r_point.shape), r_graph, r_point)
+        fit = fit_stitch(alone, digits, config)
+        metrics = measure_stitched(alone, digits)
+        assert result.stitch_loss == fit.loss, (sp, rp)
+        assert result.stitched_accuracy == metrics["accuracy"], (sp, rp)
+        assert result.activation_mse == metrics["activation_mse"], (sp, rp)
+        for (name, a), b in zip(model.stitch.state_dict().items(),
+                                alone.stitch.state_dict().values(), strict=True):
+            assert torch.equal(a, b), (sp, rp, name)
+

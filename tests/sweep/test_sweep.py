@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import plato.stitch.run
 from plato.report.heatmaps import heatmap
-from plato.stitch import StitchedModel
+from plato.stitch import Activations
 from plato.sweep import tables as T
 from plato.sweep.run import run_sweep
 from plato.sweep.spec import load_spec
@@ -42,13 +43,20 @@ def test_sweep_fills_the_store_and_resumes(tmp_path, digits_checkpoints):
 
 def test_non_finite_cell_is_recorded_and_the_sweep_goes_on(tmp_path, digits_checkpoints,
                                                            monkeypatch):
-    real = StitchedModel.sender_activation
+    class Poisoned(Activations):  # a genuinely non-finite activation at one sender point
+        def __call__(self, x):
+            return {k: v * float("nan") if k == "layer1.0" else v
+                    for k, v in super().__call__(x).items()}
 
-    def poisoned(self, x):  # a genuinely non-finite activation at one sender point
-        a = real(self, x)
-        return a * float("nan") if self.sender_point.name == "layer1.0" else a
+    class SenderPoisoned:  # a grid builds its sender's source first, then its receiver's
+        built = 0
 
-    monkeypatch.setattr(StitchedModel, "sender_activation", poisoned)
+        @classmethod
+        def of(cls, graph, points):
+            cls.built += 1
+            return (Poisoned if cls.built % 2 else Activations).of(graph, points)
+
+    monkeypatch.setattr(plato.stitch.run, "Activations", SenderPoisoned)
     spec = load_spec(write_spec(tmp_path / "s.yaml", {"resnet": digits_checkpoints["resnet"]},
                                 controls=["trained->trained"], objective="task",
                                 points=["stem", "layer1.0", "layer2.0"],
@@ -59,7 +67,7 @@ def test_non_finite_cell_is_recorded_and_the_sweep_goes_on(tmp_path, digits_chec
         failed = store.cells().query("status == 'failed'")
     assert set(failed.sender_point) == {"layer1.0"}
     assert all(r.startswith("non-finite loss") and "step 1" in r for r in failed.reason)
-    monkeypatch.setattr(StitchedModel, "sender_activation", real)
+    monkeypatch.setattr(plato.stitch.run, "Activations", Activations)
     plain = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
     assert plain.skipped == 9  # failures are not retried unless asked
     retried = run_sweep(spec, tmp_path / "run", device="cpu", progress=False,

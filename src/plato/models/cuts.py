@@ -80,6 +80,8 @@ class CutGraph:
         self._propagate_shapes()
         self._valid = self._single_tensor_cuts()
         self._points = {g: self._make_points(g) for g in GRANULARITIES}
+        # Splits are reused (a grid builds one model per cell); they share the parameters.
+        self._splits: dict[str, tuple[fx.GraphModule, fx.GraphModule]] = {}
 
     # -- analysis ---------------------------------------------------------------------------
 
@@ -187,8 +189,16 @@ class CutGraph:
 
     def split(self, point: str | int | CutPoint,
               granularity: str = "block") -> tuple[fx.GraphModule, fx.GraphModule]:
-        """(prefix, suffix) with suffix(prefix(x)) == model(x), bit for bit."""
+        """(prefix, suffix) with suffix(prefix(x)) == model(x), bit for bit.
+
+        The same point gives the same two modules each time (they hold no state of their own).
+        """
         cut = self._node(self.point(point, granularity))
+        if cut.name not in self._splits:
+            self._splits[cut.name] = self._split(cut)
+        return self._splits[cut.name]
+
+    def _split(self, cut: fx.Node) -> tuple[fx.GraphModule, fx.GraphModule]:
         k = self.position[cut]
 
         prefix_graph, env = fx.Graph(), {}

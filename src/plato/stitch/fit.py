@@ -7,8 +7,12 @@
                 statistics streamed over the training set in float64 (after the resize); no SGD
     lstsq+task  the closed form as the starting point, then the task loss
 
-The loops take the stitch and the frozen parts separately, so that a later sweep can feed many
-stitches from one sender forward pass.
+Every loop fits many stitches at once (`fit_stitches`): the stitches of one sender/receiver
+pair read their frozen activations from one `Activations` pass per batch and step in lockstep
+over the same batches, so the frozen networks run once per batch, not once per cell. Each cell's
+arithmetic is exactly what it would be alone (same batches, same initialisation, same order of
+operations), so a grid gives the results of its cells fitted one by one. A cell that fails (a
+non-finite loss, a singular system) is dropped and reported; the others go on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -23,9 +28,10 @@ import torch.nn.functional as F
 
 from plato.data.datasets import Dataset
 from plato.data.loader import AUGMENT_PRESETS, make_loader
-from plato.errors import PlatoError
+from plato.errors import PlatoError, TrainingError
+from plato.stitch.activations import Activations
 from plato.stitch.stitched import StitchedModel
-from plato.train import _autocast, _check_finite, resolve_device
+from plato.train import _autocast, resolve_device
 
 OBJECTIVES = ("task", "match", "lstsq", "lstsq+task")
 
@@ -76,28 +82,64 @@ class StitchConfig:
 class FitInfo:
     loss: float  # the objective's final training loss (lstsq: the closed-form train MSE)
     epochs: int
-    seconds: float
+    seconds: float  # this cell's share of the shared passes
     history: list[dict] = field(default_factory=list)
 
 
 def fit_stitch(model: StitchedModel, dataset: Dataset, config: StitchConfig | None = None,
                progress: bool = False) -> FitInfo:
-    """Fit `model.stitch` in place; the frozen parts never change."""
+    """Fit `model.stitch` in place; the frozen parts never change. Raises if it fails."""
+    outcome = fit_stitches([model], dataset, config, progress=progress)[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
+                 config: StitchConfig | None = None, senders: Activations | None = None,
+                 receivers: Activations | None = None,
+                 progress: bool = False) -> list[FitInfo | PlatoError]:
+    """Fit every model's stitch with one pass of the frozen networks per batch.
+
+    `senders` / `receivers` give the activations at every point the models cut at (default:
+    the models' own prefixes). Returns, per model, its FitInfo or the error that stopped it.
+    """
     config = config or StitchConfig()
     device = resolve_device(config.device)
-    model.to(device)
+    for m in models:
+        m.to(device)
+    senders = (senders or Activations.senders(models)).to(device)
+    receivers = (receivers or Activations.receivers(models)).to(device)
     start = time.perf_counter()
-    loss, history = float("nan"), []
+    cells = [_Cell(m) for m in models]
     if config.objective in ("lstsq", "lstsq+task"):
-        loss = fit_lstsq(model, dataset, config, device)
-        history.append({"phase": "lstsq", "loss": loss})
+        _fit_lstsq(cells, dataset, config, device, senders, receivers)
     if config.objective in ("task", "match") and config.init == "moments":
-        init_moments(model, dataset, config, device)
+        _init_moments(cells, dataset, config, device, senders, receivers)
     if config.sgd_epochs:
-        history += fit_sgd(model, dataset, config, device, progress)
-        loss = history[-1]["loss"]
-    return FitInfo(loss=loss, epochs=config.sgd_epochs, seconds=time.perf_counter() - start,
-                   history=history)
+        _fit_sgd(cells, dataset, config, device, senders, receivers, progress)
+    share = (time.perf_counter() - start) / max(1, len(cells))
+    return [c.error if c.error is not None else
+            FitInfo(loss=c.history[-1]["loss"], epochs=config.sgd_epochs, seconds=share,
+                    history=c.history) for c in cells]
+
+
+class _Cell:
+    """One stitch being fitted: its model, history, and the error that stopped it, if any."""
+
+    def __init__(self, model: StitchedModel) -> None:
+        self.model = model
+        self.s_name, self.r_name = model.sender_point.name, model.receiver_point.name
+        self.history: list[dict] = []
+        self.error: PlatoError | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None
+
+
+def _alive(cells: list[_Cell]) -> list[_Cell]:
+    return [c for c in cells if c.alive]
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,24 +187,42 @@ class LstsqStats:
 
 
 @torch.no_grad()
-def fit_lstsq(model: StitchedModel, dataset: Dataset, config: StitchConfig,
-              device: torch.device) -> float:
-    model.stitch.require_linear()  # before the pass over the data, not after
+def _fit_lstsq(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
+               device: torch.device, senders: Activations, receivers: Activations) -> None:
+    for c in cells:  # before the pass over the data, not after
+        try:
+            c.model.stitch.require_linear()
+        except PlatoError as e:
+            c.error = e
+    live = _alive(cells)
+    if not live:
+        return
     loader = make_loader(dataset, "train", config.batch_size, device=device, seed=config.seed)
-    stats = LstsqStats()
+    stats = [LstsqStats() for _ in live]
     for x, _ in loader:
-        a = model.sender_activation(x)
-        t = model.receiver_activation(x)
-        stats.update(model.stitch.design(a), model.stitch.targets(t))
-    w, b, mu, cov, mse = stats.solve(config.ridge)
-    model.stitch.set_affine(w, b, mu, cov)
-    return mse
+        a, t = senders(x), receivers(x)
+        for c, st in zip(live, stats, strict=True):
+            stitch = c.model.stitch
+            st.update(stitch.design(a[c.s_name]), stitch.targets(t[c.r_name]))
+    for c, st in zip(live, stats, strict=True):
+        try:
+            w, b, mu, cov, mse = st.solve(config.ridge)
+        except RuntimeError as e:  # a singular system: this cell fails, the others go on
+            c.error = PlatoError(f"the least-squares system could not be solved: {e}")
+            continue
+        if not math.isfinite(mse) or not bool(torch.isfinite(w).all()):
+            c.error = TrainingError("the least-squares fit is non-finite (non-finite "
+                                    "activations at the sender or receiver point)")
+            continue
+        c.model.stitch.set_affine(w, b, mu, cov)
+        c.history.append({"phase": "lstsq", "loss": mse})
 
 
 @torch.no_grad()
-def init_moments(model: StitchedModel, dataset: Dataset, config: StitchConfig,
-                 device: torch.device, examples: int = 1024) -> None:
-    """Start the stitch with the receiver's per-channel output statistics (first examples)."""
+def _init_moments(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
+                  device: torch.device, senders: Activations, receivers: Activations,
+                  examples: int = 1024) -> None:
+    """Start each stitch with the receiver's per-channel output statistics (first examples)."""
     loader = make_loader(dataset, "train", min(config.batch_size, examples), device=device)
     xs, seen = [], 0
     for x, _ in loader:
@@ -171,69 +231,109 @@ def init_moments(model: StitchedModel, dataset: Dataset, config: StitchConfig,
         if seen >= examples:
             break
     x = torch.cat(xs)
-    model.stitch.train()
-    model.stitch.match_output_moments(model.sender_activation(x), model.receiver_activation(x))
+    a, t = senders(x), receivers(x)
+    for c in _alive(cells):
+        c.model.stitch.train()
+        c.model.stitch.match_output_moments(a[c.s_name], t[c.r_name])
 
 
 # --------------------------------------------------------------------------------------------
 # Gradient descent: task, match, and the task phase of lstsq+task
 # --------------------------------------------------------------------------------------------
 
-def _loss(model: StitchedModel, objective: str, match_loss: str, x, y) -> torch.Tensor:
-    out = model.stitch(model.sender_activation(x))
+class _Optimiser:
+    """One cell's optimiser, schedule and device-side loss bookkeeping."""
+
+    def __init__(self, cell: _Cell, config: StitchConfig, total: int, device) -> None:
+        params = cell.model.trainable_parameters()
+        if config.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            self.opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True,
+                                       weight_decay=config.weight_decay)
+        if config.schedule == "cosine":
+            self.sched = torch.optim.lr_scheduler.LambdaLR(
+                self.opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+        else:
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: 1.0)
+        self.device = device
+        self.new_epoch()
+
+    def new_epoch(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        # The first step whose loss was non-finite, kept on the device: no per-step sync.
+        self.first_bad = torch.full((), -1, device=self.device, dtype=torch.int64)
+        self.seen = 0
+
+    def step(self, loss: torch.Tensor, step: int, batch: int) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        loss = loss.detach()
+        self.first_bad = torch.where(~torch.isfinite(loss) & (self.first_bad < 0), step,
+                                     self.first_bad)
+        self.loss_sum += loss * batch
+        self.seen += batch
+
+
+def _cell_loss(cell: _Cell, objective: str, match_loss: str, a: dict, t: dict | None,
+               y: torch.Tensor) -> torch.Tensor:
+    model = cell.model
+    out = model.stitch(a[cell.s_name])
     if objective == "match":
-        target = model.receiver_activation(x)
         fn = F.mse_loss if match_loss == "mse" else F.l1_loss
-        return fn(out.float(), target.float())
+        return fn(out.float(), t[cell.r_name].float())
     return F.cross_entropy(model.receiver_suffix(out).float(), y)
 
 
-def fit_sgd(model: StitchedModel, dataset: Dataset, config: StitchConfig, device: torch.device,
-            progress: bool = False) -> list[dict]:
+def _drop_non_finite(cells: list[_Cell], optims: dict, epoch: int) -> None:
+    for c in _alive(cells):
+        bad = int(optims[id(c)].first_bad.item())
+        if bad >= 0:
+            c.error = TrainingError(
+                f"the stitch loss became non-finite at step {bad} (epoch {epoch}); "
+                "lower the learning rate or use fp32. Nothing was saved.")
+
+
+def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device: torch.device,
+             senders: Activations, receivers: Activations, progress: bool = False) -> None:
     from tqdm import tqdm
 
     objective = "task" if config.objective == "lstsq+task" else config.objective
     loader = make_loader(dataset, "train", config.batch_size, device=device, train=True,
                          augment=config.augment, seed=config.seed)
-    params = model.trainable_parameters()
-    if config.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True,
-                              weight_decay=config.weight_decay)
     total = config.sgd_epochs * len(loader)
-    if config.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    history, step = [], 0
+    optims = {id(c): _Optimiser(c, config, total, device) for c in _alive(cells)}
+    step = 0
     bar = tqdm(total=total, desc=f"stitch ({objective})", unit="step", leave=False,
                disable=not progress, file=sys.stderr)
     for epoch in range(1, config.sgd_epochs + 1):
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-        seen = 0
+        for c in _alive(cells):
+            c.model.train()
+            optims[id(c)].new_epoch()
         for x, y in loader:
-            with _autocast(device, config.precision):
-                loss = _loss(model, objective, config.match_loss, x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
             step += 1
-            first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad < 0), step,
-                                    first_bad)
-            loss_sum += loss.detach() * len(y)
-            seen += len(y)
+            with _autocast(device, config.precision):
+                a = senders(x)
+                t = receivers(x) if objective == "match" else None
+            for c in _alive(cells):
+                with _autocast(device, config.precision):
+                    loss = _cell_loss(c, objective, config.match_loss, a, t, y)
+                optims[id(c)].step(loss, step, len(y))
             if step % 25 == 0:
-                _check_finite(first_bad, epoch, "stitch")
-                bar.set_postfix(epoch=f"{epoch}/{config.sgd_epochs}",
-                                loss=f"{loss_sum.item() / seen:.4f}")
+                _drop_non_finite(cells, optims, epoch)
+                live = _alive(cells)
+                if live:
+                    o = optims[id(live[0])]
+                    bar.set_postfix(epoch=f"{epoch}/{config.sgd_epochs}", cells=len(live),
+                                    loss=f"{o.loss_sum.item() / o.seen:.4f}")
             bar.update(1)
-        _check_finite(first_bad, epoch, "stitch")
-        history.append({"phase": objective, "epoch": epoch, "loss": loss_sum.item() / seen})
+        _drop_non_finite(cells, optims, epoch)
+        for c in _alive(cells):
+            o = optims[id(c)]
+            c.history.append({"phase": objective, "epoch": epoch,
+                              "loss": o.loss_sum.item() / o.seen})
     bar.close()
-    model.eval()
-    return history
+    for c in cells:
+        c.model.eval()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 from plato.data.datasets import Dataset
 from plato.data.loader import make_loader
 from plato.similarity.cka import linear_cka
+from plato.stitch.activations import Activations
 from plato.stitch.stitched import StitchedModel
 
 CKA_EXAMPLES = 1024  # linear CKA uses the first this-many test images (an n x n Gram matrix)
@@ -44,31 +47,55 @@ class StitchResult:
                 for k, v in asdict(self).items()}
 
 
-@torch.no_grad()
 def measure_stitched(model: StitchedModel, dataset: Dataset, batch_size: int = 512,
                      device: torch.device | str = "cpu") -> dict[str, float]:
     """Accuracy, loss, activation MSE and CKA of a stitched network on the test split."""
-    model.eval()
+    return measure_stitches([model], dataset, batch_size, device)[0]
+
+
+@torch.no_grad()
+def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset, batch_size: int = 512,
+                     device: torch.device | str = "cpu", senders: Activations | None = None,
+                     receivers: Activations | None = None) -> list[dict[str, float]]:
+    """`measure_stitched` for many models, the frozen networks run once per test batch."""
+    senders = (senders or Activations.senders(models)).to(device)
+    receivers = (receivers or Activations.receivers(models)).to(device)
+    for m in models:
+        m.to(device).eval()
+    # CKA needs the first CKA_EXAMPLES outputs of a cell together: one cell at a time on one
+    # batch of them, so memory never holds every cell's outputs at once.
+    x0, _ = next(iter(make_loader(dataset, "test", CKA_EXAMPLES, device=device)))
+    a, t = senders(x0), receivers(x0)
+    ckas = [linear_cka(m.stitch(a[m.sender_point.name]).flatten(1),  # (N, C*H*W)
+                       t[m.receiver_point.name].flatten(1)) for m in models]
+    del a, t
     loader = make_loader(dataset, "test", batch_size, device=device)
-    correct, loss_sum, sq_sum, elements = 0, 0.0, 0.0, 0
-    cka_out, cka_ref, kept = [], [], 0
+    sums = [_Sums() for _ in models]
     for x, y in loader:
-        out = model.stitch(model.sender_activation(x))
-        ref = model.receiver_activation(x)
-        logits = model.receiver_suffix(out)
-        correct += int((logits.argmax(1) == y).sum())
-        loss_sum += float(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
-        sq_sum += float(((out.double() - ref.double()) ** 2).sum())
-        elements += out.numel()
-        if kept < CKA_EXAMPLES:
-            take = min(CKA_EXAMPLES - kept, len(x))
-            cka_out.append(out[:take].flatten(1).cpu())  # (B, C*H*W)
-            cka_ref.append(ref[:take].flatten(1).cpu())
-            kept += take
-    n = loader.num_examples
-    return {
-        "accuracy": correct / n,
-        "loss": loss_sum / n,
-        "activation_mse": sq_sum / elements,
-        "activation_cka": linear_cka(torch.cat(cka_out), torch.cat(cka_ref)),
-    }
+        a, t = senders(x), receivers(x)
+        for m, acc in zip(models, sums, strict=True):
+            out = m.stitch(a[m.sender_point.name])
+            acc.add(out, t[m.receiver_point.name], m.receiver_suffix(out), y)
+    return [{**acc.result(loader.num_examples), "activation_cka": cka}
+            for acc, cka in zip(sums, ckas, strict=True)]
+
+
+class _Sums:
+    """Running sums kept on the device (no host synchronisation per batch)."""
+
+    def __init__(self) -> None:
+        self.correct = self.loss_sum = self.sq_sum = 0
+        self.elements = 0
+
+    def add(self, out, ref, logits, y) -> None:
+        self.correct = self.correct + (logits.argmax(1) == y).sum()
+        self.loss_sum = self.loss_sum + F.cross_entropy(logits.double(), y, reduction="sum")
+        self.sq_sum = self.sq_sum + ((out.double() - ref.double()) ** 2).sum()
+        self.elements += out.numel()
+
+    def result(self, n: int) -> dict[str, float]:
+        return {
+            "accuracy": int(self.correct) / n,
+            "loss": float(self.loss_sum) / n,
+            "activation_mse": float(self.sq_sum) / self.elements,
+        }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -11,9 +12,10 @@ from plato.checkpoint import Checkpoint
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
 from plato.models.cuts import CutGraph
-from plato.stitch.fit import StitchConfig, fit_stitch
-from plato.stitch.layers import Stitch
-from plato.stitch.metrics import StitchResult, measure_stitched
+from plato.stitch.activations import Activations
+from plato.stitch.fit import StitchConfig, fit_stitches
+from plato.stitch.layers import NotStitchable, Stitch
+from plato.stitch.metrics import StitchResult, measure_stitches
 from plato.stitch.stitched import StitchedModel
 from plato.train import evaluate, resolve_device
 
@@ -45,6 +47,37 @@ def stitch_networks(
     `accuracies` (sender, receiver) skips re-evaluating the two networks when known, and
     `graphs` re-tracing them. Raises NotStitchable for points the stitch type cannot join.
     """
+    (outcome, model), = stitch_grid(
+        sender, receiver, [(sender_point, receiver_point)], dataset, stitch=stitch,
+        config=config, granularity=granularity, resize=resize, identity_init=identity_init,
+        accuracies=accuracies, graphs=graphs, progress=progress)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome, model
+
+
+def stitch_grid(
+    sender: nn.Module | Checkpoint,
+    receiver: nn.Module | Checkpoint,
+    point_pairs: Sequence[tuple[str | int, str | int]],
+    dataset: Dataset,
+    *,
+    stitch: str = "bn-conv1x1-bn",
+    config: StitchConfig | None = None,
+    granularity: str = "block",
+    resize: str = "area",
+    identity_init: bool = False,
+    accuracies: tuple[float, float] | None = None,
+    graphs: tuple[CutGraph, CutGraph] | None = None,
+    progress: bool = False,
+) -> list[tuple[StitchResult | PlatoError, StitchedModel | None]]:
+    """Many stitches between one sender and one receiver, sharing the frozen networks' passes.
+
+    Each (sender point, receiver point) pair gets the result it would get alone (same seed,
+    same batches); the sender and receiver run once per batch for all of them. Returns, per
+    pair, its result and model, or the error (NotStitchable, a non-finite loss...) and None.
+    Each result's `seconds` is its share of the grid's time.
+    """
     config = config or StitchConfig()
     if identity_init:  # the identity is the start: no data-dependent re-initialisation
         config = StitchConfig(**{**config.to_dict(), "init": "default"})
@@ -59,32 +92,58 @@ def stitch_networks(
         s_graph = CutGraph(s_net)
         graphs = (s_graph, s_graph if r_net is s_net else CutGraph(r_net))
     s_graph, r_graph = graphs
-    s_point = s_graph.point(sender_point, granularity)
-    r_point = r_graph.point(receiver_point, granularity)
 
     start = time.perf_counter()
-    torch.manual_seed(config.seed)  # the stitch's initialisation
-    layer = Stitch(stitch, s_point.shape, r_point.shape, resize)
-    if identity_init:
-        layer.init_identity()
-    model = StitchedModel(s_graph, s_point, layer, r_graph, r_point).to(device)
-    fit = fit_stitch(model, dataset, config, progress=progress)
-    metrics = measure_stitched(model, dataset, device=device)
-    receiver_acc = accuracies[1]
-    result = StitchResult(
-        sender=s_name, receiver=r_name,
-        sender_point=s_point.name, receiver_point=r_point.name,
-        stitch=stitch, objective=config.objective, dataset=dataset.name,
-        stitched_accuracy=metrics["accuracy"],
-        sender_accuracy=accuracies[0], receiver_accuracy=receiver_acc,
-        normalized_accuracy=metrics["accuracy"] / receiver_acc if receiver_acc else float("nan"),
-        stitched_loss=metrics["loss"], stitch_loss=fit.loss,
-        activation_mse=metrics["activation_mse"], activation_cka=metrics["activation_cka"],
-        stitch_parameters=layer.num_parameters, epochs=fit.epochs,
-        seconds=time.perf_counter() - start, seed=config.seed,
-        sender_point_index=s_point.index, receiver_point_index=r_point.index,
-    )
-    return result, model
+    outcomes: list = []
+    models: list[StitchedModel] = []
+    for sp, rp in point_pairs:
+        s_point, r_point = s_graph.point(sp, granularity), r_graph.point(rp, granularity)
+        try:
+            torch.manual_seed(config.seed)  # the stitch's initialisation, the same as alone
+            layer = Stitch(stitch, s_point.shape, r_point.shape, resize)
+        except NotStitchable as e:
+            outcomes.append((e, None))
+            continue
+        if identity_init:
+            layer.init_identity()
+        model = StitchedModel(s_graph, s_point, layer, r_graph, r_point).to(device)
+        outcomes.append((None, model))
+        models.append(model)
+    if models:
+        senders = Activations.of(s_graph, [m.sender_point for m in models])
+        receivers = Activations.of(r_graph, [m.receiver_point for m in models])
+        fits = fit_stitches(models, dataset, config, senders, receivers, progress=progress)
+        fitted = [m for m, f in zip(models, fits, strict=True) if not isinstance(f, Exception)]
+        metrics = dict(zip(map(id, fitted), measure_stitches(
+            fitted, dataset, device=device, senders=senders, receivers=receivers),
+            strict=True))
+        fit_of = dict(zip(map(id, models), fits, strict=True))
+    share = (time.perf_counter() - start) / max(1, len(point_pairs))
+    results = []
+    for error, model in outcomes:
+        if model is None:
+            results.append((error, None))
+            continue
+        fit = fit_of[id(model)]
+        if isinstance(fit, Exception):
+            results.append((fit, None))
+            continue
+        m, receiver_acc = metrics[id(model)], accuracies[1]
+        results.append((StitchResult(
+            sender=s_name, receiver=r_name,
+            sender_point=model.sender_point.name, receiver_point=model.receiver_point.name,
+            stitch=stitch, objective=config.objective, dataset=dataset.name,
+            stitched_accuracy=m["accuracy"],
+            sender_accuracy=accuracies[0], receiver_accuracy=receiver_acc,
+            normalized_accuracy=m["accuracy"] / receiver_acc if receiver_acc else float("nan"),
+            stitched_loss=m["loss"], stitch_loss=fit.loss,
+            activation_mse=m["activation_mse"], activation_cka=m["activation_cka"],
+            stitch_parameters=model.stitch.num_parameters, epochs=fit.epochs,
+            seconds=share, seed=config.seed,
+            sender_point_index=model.sender_point.index,
+            receiver_point_index=model.receiver_point.index,
+        ), model))
+    return results
 
 
 def replace_span(

@@ -1,7 +1,10 @@
 """Executors run cells and hand each outcome back to the driver, which alone writes the store.
 
-    local  cells one after another in this process (the default)
-    ray    cells as Ray tasks on a cluster (`address`), GPUs per task optional and fractional so
+Both run groups of cells that share a sender, receiver and seed (`group_jobs`) as one unit, so
+the frozen networks run once per batch for the whole group.
+
+    local  groups one after another in this process (the default)
+    ray    groups as Ray tasks on a cluster (`address`), GPUs per task optional and fractional so
            several stitches share one GPU; networks and data travel through Ray's object store
 """
 
@@ -12,7 +15,7 @@ from collections.abc import Callable
 
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
-from plato.sweep.jobs import CellSettings, Job, Network, run_cell
+from plato.sweep.jobs import CellSettings, Job, Network, group_jobs, run_cells
 
 OnOutcome = Callable[[Job, dict], None]
 
@@ -22,10 +25,12 @@ class LocalExecutor:
 
     def run(self, jobs: list[Job], nets: dict[tuple[str, str], Network], dataset: Dataset,
             settings: CellSettings, on_outcome: OnOutcome) -> None:
-        for job in jobs:
-            outcome = run_cell(job, nets[(job.sender, job.sender_role)],
-                               nets[(job.receiver, job.receiver_role)], dataset, settings)
-            on_outcome(job, outcome)
+        for group in group_jobs(jobs, settings.group_size):
+            first = group[0]
+            outcomes = run_cells(group, nets[(first.sender, first.sender_role)],
+                                 nets[(first.receiver, first.receiver_role)], dataset, settings)
+            for job, outcome in zip(group, outcomes, strict=True):
+                on_outcome(job, outcome)
 
 
 # Networks rebuilt on a worker, by identity: each worker process builds each network once.
@@ -39,14 +44,14 @@ def _worker_network(payload: dict) -> Network:
     return net
 
 
-def _remote_cell(job: Job, sender: dict, receiver: dict, dataset: Dataset,
-                 settings: dict) -> dict:
+def _remote_cells(jobs: list[Job], sender: dict, receiver: dict, dataset: Dataset,
+                  settings: dict) -> list[dict]:
     import socket
 
-    outcome = run_cell(job, _worker_network(sender), _worker_network(receiver), dataset,
-                       CellSettings(**settings))
-    outcome["host"] = socket.gethostname()
-    return outcome
+    outcomes = run_cells(jobs, _worker_network(sender), _worker_network(receiver), dataset,
+                         CellSettings(**settings))
+    host = socket.gethostname()
+    return [{**o, "host": host} for o in outcomes]
 
 
 class RayExecutor:
@@ -83,30 +88,33 @@ class RayExecutor:
 
     def _run(self, ray, jobs, nets, dataset, settings, on_outcome) -> None:
         remote = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job,
-                            max_retries=0)(_remote_cell)
+                            max_retries=0)(_remote_cells)
         data_ref = ray.put(dataset)
         net_refs = {key: ray.put(net.payload()) for key, net in nets.items()}
         # One thread per CPU the task holds, as Ray's workers expect.
         settings_dict = {**settings.to_dict(),
                          "threads": settings.threads or max(1, int(self.cpus_per_job))}
-        limit = self.max_in_flight or max(2, 4 * int(ray.cluster_resources().get("CPU", 1)))
-        queue, pending = list(jobs), {}
+        limit = self.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        queue, pending = group_jobs(jobs, settings.group_size), {}
         while queue or pending:
             while queue and len(pending) < limit:
-                job = queue.pop(0)
-                ref = remote.remote(job, net_refs[(job.sender, job.sender_role)],
-                                    net_refs[(job.receiver, job.receiver_role)], data_ref,
+                group = queue.pop(0)
+                first = group[0]
+                ref = remote.remote(group, net_refs[(first.sender, first.sender_role)],
+                                    net_refs[(first.receiver, first.receiver_role)], data_ref,
                                     settings_dict)
-                pending[ref] = job
+                pending[ref] = group
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                job = pending.pop(ref)
+                group = pending.pop(ref)
                 try:
-                    outcome = ray.get(ref)
+                    outcomes = ray.get(ref)
                 except Exception as e:  # the worker died (OOM kill, node lost): record it
-                    outcome = {"key": job.key, "started": time.time(), "status": "failed",
-                               "reason": f"worker failed: {type(e).__name__}: {e}"}
-                on_outcome(job, outcome)
+                    outcomes = [{"key": job.key, "started": time.time(), "status": "failed",
+                                 "reason": f"worker failed: {type(e).__name__}: {e}"}
+                                for job in group]
+                for job, outcome in zip(group, outcomes, strict=True):
+                    on_outcome(job, outcome)
 
 
 def make_executor(name: str, address: str | None = None, gpus_per_job: float = 0.0):

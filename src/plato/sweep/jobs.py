@@ -26,7 +26,7 @@ from plato.errors import PlatoError, TrainingError
 from plato.models import create_model
 from plato.models.cuts import CutGraph, CutPoint
 from plato.stitch.layers import NotStitchable
-from plato.stitch.run import stitch_networks
+from plato.stitch.run import stitch_grid
 from plato.sweep.spec import SpecError, SweepSpec
 from plato.train import Recipe, evaluate, train
 
@@ -206,52 +206,79 @@ class CellSettings:
     # CPU threads per cell (None: torch's default). Floating-point sums depend on the thread
     # count, so two runs give bit-identical cells only with the same number of threads.
     threads: int | None = None
+    # At most this many cells share one pass of the frozen networks (and are lost together if
+    # the process dies). Larger groups save more; memory grows only with stitch parameters.
+    group_size: int = 64
 
     @classmethod
-    def from_spec(cls, spec: SweepSpec, device: str, threads: int | None = None) -> CellSettings:
+    def from_spec(cls, spec: SweepSpec, device: str, threads: int | None = None,
+                  group_size: int = 64) -> CellSettings:
         return cls(spec.stitch, spec.resize, spec.objective, dict(spec.recipe), spec.granularity,
-                   spec.keep_stitches, device, threads)
+                   spec.keep_stitches, device, threads, group_size)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def run_cell(job: Job, sender: Network, receiver: Network, dataset: Dataset,
-             settings: CellSettings) -> dict:
-    """Run one cell; never raises for a cell's own failure: the outcome says what happened."""
+def group_jobs(jobs: list[Job], max_cells: int) -> list[list[Job]]:
+    """Jobs that can share passes: same sender, receiver, control and seed, in chunks of at most
+    `max_cells` (a chunk is what a crash can lose), in first-appearance order."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.sender, job.receiver, job.control, job.seed), []).append(job)
+    return [group[i:i + max_cells] for group in groups.values()
+            for i in range(0, len(group), max_cells)]
+
+
+def _failure(e: BaseException) -> dict:
+    if isinstance(e, NotStitchable):
+        return {"status": "unstitchable", "reason": str(e)}
+    if isinstance(e, TrainingError):
+        return {"status": "failed", "reason": f"non-finite loss: {e}"}
+    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+        return {"status": "failed", "reason": f"out of memory: {str(e).splitlines()[0]}"}
+    if isinstance(e, PlatoError):
+        return {"status": "failed", "reason": str(e)}
+    where = " / ".join(traceback.format_exception(e, limit=-2)[-3:]).replace("\n", " ")
+    return {"status": "failed", "reason": f"{type(e).__name__}: {e} | {where.strip()}"}
+
+
+def run_cells(jobs: list[Job], sender: Network, receiver: Network, dataset: Dataset,
+              settings: CellSettings) -> list[dict]:
+    """Run a group of cells that share sender, receiver and seed, with shared passes.
+
+    Never raises for the cells' own failures: each outcome says what happened to its cell.
+    """
     from plato.stitch.fit import StitchConfig
 
     started = time.time()
-    outcome = {"key": job.key, "started": started}
     threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     try:
-        config = StitchConfig(objective=settings.objective, seed=job.seed,
-                              device=settings.device, **settings.recipe)
-        result, model = stitch_networks(
-            sender.model, receiver.model, job.sender_point, job.receiver_point, dataset,
-            stitch=settings.stitch, config=config, granularity=settings.granularity,
+        seed = jobs[0].seed
+        config = StitchConfig(objective=settings.objective, seed=seed, device=settings.device,
+                              **settings.recipe)
+        grid = stitch_grid(
+            sender.model, receiver.model, [(j.sender_point, j.receiver_point) for j in jobs],
+            dataset, stitch=settings.stitch, config=config, granularity=settings.granularity,
             resize=settings.resize, accuracies=(sender.accuracy, receiver.accuracy),
             graphs=(sender.graph, receiver.graph))
-        result = result.to_dict()
-        result["sender"], result["receiver"] = job.sender, job.receiver
-        outcome.update(status="done", result=result)
-        if settings.keep_stitch:
-            outcome["stitch_state"] = {k: v.detach().cpu().contiguous()
-                                       for k, v in model.stitch.state_dict().items()}
-    except NotStitchable as e:
-        outcome.update(status="unstitchable", reason=str(e))
-    except TrainingError as e:
-        outcome.update(status="failed", reason=f"non-finite loss: {e}")
-    except torch.OutOfMemoryError as e:
-        outcome.update(status="failed", reason=f"out of memory: {str(e).splitlines()[0]}")
-    except Exception as e:  # a cell's crash is recorded, and the sweep goes on
-        if "out of memory" in str(e).lower():
-            outcome.update(status="failed", reason=f"out of memory: {e}")
-        else:
-            where = " / ".join(traceback.format_exc(limit=-2).strip().splitlines()[-3:])
-            outcome.update(status="failed", reason=f"{type(e).__name__}: {e} | {where}")
+    except Exception as e:  # a failure of the shared part fails every cell of the group
+        return [{"key": j.key, "started": started, **_failure(e)} for j in jobs]
     finally:
         torch.set_num_threads(threads)
-    return outcome
+    outcomes = []
+    for job, (result, model) in zip(jobs, grid, strict=True):
+        outcome = {"key": job.key, "started": started}
+        if isinstance(result, Exception):
+            outcome.update(_failure(result))
+        else:
+            result = result.to_dict()
+            result["sender"], result["receiver"] = job.sender, job.receiver
+            outcome.update(status="done", result=result)
+            if settings.keep_stitch:
+                outcome["stitch_state"] = {k: v.detach().cpu().contiguous()
+                                           for k, v in model.stitch.state_dict().items()}
+        outcomes.append(outcome)
+    return outcomes

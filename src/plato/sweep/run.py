@@ -40,7 +40,7 @@ def sweep_dataset(spec: SweepSpec) -> Dataset:
 def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: str = "local",
               address: str | None = None, gpus_per_job: float = 0.0,
               retry_failed: bool = False, device: str = "auto", threads: int | None = None,
-              progress: bool = True) -> SweepSummary:
+              group_size: int = 64, progress: bool = True) -> SweepSummary:
     from safetensors.torch import save_file
     from tqdm import tqdm
 
@@ -87,7 +87,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                           f"{job.receiver}:{job.receiver_point} ({job.control}, seed "
                           f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
 
-        settings = CellSettings.from_spec(spec, str(dev), threads)
+        settings = CellSettings.from_spec(spec, str(dev), threads, group_size)
         executor_.run(todo, nets, dataset, settings, on_outcome)
         bar.close()
     return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
