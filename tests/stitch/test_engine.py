@@ -62,21 +62,31 @@ def _design_rows(model, digits):
 
 def _affine_of(stitch, d_in):
     """Read the stitch back as rows @ W + b by probing it with the identity and zero."""
+    layer = stitch.map.conv if stitch.kind == "plato" else stitch.map  # skip its upsampling
     with torch.no_grad():
         if stitch.spatial:
             probe = torch.cat([torch.zeros(1, d_in), torch.eye(d_in)]).view(-1, d_in, 1, 1)
-            out = stitch.map(probe.to(torch.float32)).flatten(1).double()
+            out = layer(probe.to(torch.float32)).flatten(1).double()
         else:
             out = stitch.map(torch.cat([torch.zeros(1, d_in), torch.eye(d_in)])).double()
     b = out[0]
     return (out[1:] - b).numpy(), b.numpy()
 
 
-@pytest.mark.parametrize("kind", ["conv1x1", "bn-conv1x1-bn", "lowrank-16"])
-def test_lstsq_equals_numpy(digits, digits_resnet, kind):
+@pytest.mark.parametrize("kind,sender,receiver,resize", [
+    ("conv1x1", "layer1.0", "layer2.0", "area"),  # 8x8x8 -> 16x4x4: a downsampling too
+    ("bn-conv1x1-bn", "layer1.0", "layer2.0", "area"),
+    ("lowrank-16", "layer1.0", "layer2.0", "area"),
+    # Upsampling repeats sender rows: the statistics are formed on the sender's grid.
+    ("bn-conv1x1-bn", "layer2.0", "layer1.0", "area"),
+    ("conv1x1", "layer3.0", "stem", "nearest"),
+    ("plato", "layer2.0", "layer1.0", "area"),
+    ("conv1x1", "layer2.0", "layer1.0", "bilinear"),  # not a repetition: the plain rows
+])
+def test_lstsq_equals_numpy(digits, digits_resnet, kind, sender, receiver, resize):
     graph = CutGraph(digits_resnet)
-    a, b = graph.point("layer1.0"), graph.point("layer2.0")  # 8x8x8 -> 16x4x4: a resize too
-    model = StitchedModel(graph, a, Stitch(kind, a.shape, b.shape), graph, b).eval()
+    a, b = graph.point(sender), graph.point(receiver)
+    model = StitchedModel(graph, a, Stitch(kind, a.shape, b.shape, resize), graph, b).eval()
     fit_stitch(model, digits, StitchConfig(objective="lstsq", ridge=0.0, **CPU))
     x, y = _design_rows(model, digits)
     solution, *_ = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)

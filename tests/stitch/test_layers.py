@@ -67,3 +67,31 @@ def test_moment_matching_start(kind):
     out = s(a)
     torch.testing.assert_close(out.mean((0, 2, 3)), t.mean((0, 2, 3)), rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(out.std((0, 2, 3)), t.std((0, 2, 3)), rtol=2e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("size_in,size_out", [(32, 8), (16, 8), (4, 32), (8, 16), (6, 4)])
+def test_area_resize_shortcuts_give_the_same_numbers(size_in, size_out):
+    """Integer factors take avg-pool / nearest shortcuts; they must equal area interpolation."""
+    from plato.stitch.layers import Resize
+
+    x = torch.randn(3, 5, size_in, size_in)
+    expected = torch.nn.functional.interpolate(x, size=(size_out, size_out), mode="area")
+    assert torch.equal(Resize((size_out, size_out), "area")(x), expected)
+
+
+@pytest.mark.parametrize("kind", ["bn-conv1x1-bn", "conv1x1", "mlp", "lowrank-3", "plato"])
+@pytest.mark.parametrize("resize", ["area", "nearest"])
+def test_upsampling_stitch_maps_before_repeating_with_the_same_values(kind, resize):
+    torch.manual_seed(0)
+    stitch = Stitch(kind, (6, 4, 4), (5, 16, 16), resize).eval()
+    for p in stitch.parameters():
+        torch.nn.init.normal_(p)
+    x = torch.randn(3, 6, 4, 4)
+    with torch.no_grad():
+        big = torch.nn.functional.interpolate(x, size=(16, 16), mode="nearest")
+        if kind == "plato":
+            expected = stitch.map.conv(big)
+        else:
+            expected = stitch.map(stitch.adapter(x))
+        assert stitch.replication == 4
+        torch.testing.assert_close(stitch(x), expected, rtol=1e-6, atol=1e-6)

@@ -1,5 +1,13 @@
-"""Representational similarity measures."""
+"""Representational similarity: CKA (linear, debiased, RBF, minibatch), Procrustes, the CCA
+family; each measure's metadata in MEASURES; all layer pairs of two networks in one pass."""
 
-from plato.similarity.cka import linear_cka
+from plato.similarity.base import LAYOUTS, MEASURES, TRANSFORMS, Measure, Score, get_measure
+from plato.similarity.cca import cca, pwcca, svcca
+from plato.similarity.cka import MinibatchCKA, linear_cka, minibatch_cka, rbf_cka
+from plato.similarity.procrustes import procrustes, procrustes_similarity
 
-__all__ = ["linear_cka"]
+__all__ = [
+    "LAYOUTS", "MEASURES", "TRANSFORMS", "Measure", "MinibatchCKA", "Score", "cca",
+    "get_measure", "linear_cka", "minibatch_cka", "procrustes", "procrustes_similarity",
+    "pwcca", "rbf_cka", "svcca",
+]

@@ -146,6 +146,13 @@ def _alive(cells: list[_Cell]) -> list[_Cell]:
 # Closed form
 # --------------------------------------------------------------------------------------------
 
+def _columns(rows: torch.Tensor) -> torch.Tensor:
+    """(N, d) rows -> (d, N) float64 columns, one copy. Products of the column layout run
+    several times faster than the same products of tall (N, d) rows."""
+    return torch.empty(rows.shape[1], rows.shape[0], dtype=torch.float64,
+                       device=rows.device).copy_(rows.T)
+
+
 class LstsqStats:
     """Streaming float64 sufficient statistics of design rows X and targets Y."""
 
@@ -155,18 +162,33 @@ class LstsqStats:
         self.syy = 0.0
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        x, y = x.double(), y.double()  # (N, d_in), (N, d_out)
-        if self.sx is None:
-            self.sx, self.sy = x.sum(0), y.sum(0)
-            self.sxx, self.sxy = x.T @ x, x.T @ y
-            self.syy = (y * y).sum()
-        else:
-            self.sx += x.sum(0)
-            self.sy += y.sum(0)
-            self.sxx += x.T @ x
-            self.sxy += x.T @ y
-            self.syy += (y * y).sum()
-        self.n += len(x)
+        """Add rows x (N, d_in) and targets y (N, d_out)."""
+        xt, yt = _columns(x), _columns(y)
+        self.add_x(xt)
+        self.add_y(yt)
+        self.add_cross(xt, yt)
+
+    def add_x(self, xt: torch.Tensor) -> None:
+        sx, sxx = xt.sum(1), xt @ xt.T
+        self.sx, self.sxx = (sx, sxx) if self.sx is None else (self.sx + sx, self.sxx + sxx)
+        self.n += xt.shape[1]
+
+    def add_y(self, yt: torch.Tensor) -> None:
+        flat = yt.reshape(-1)
+        sy, syy = yt.sum(1), flat @ flat
+        self.sy, self.syy = (sy, syy) if self.sy is None else (self.sy + sy, self.syy + syy)
+
+    def add_cross(self, xt: torch.Tensor, yt: torch.Tensor) -> None:
+        sxy = xt @ yt.T
+        self.sxy = sxy if self.sxy is None else self.sxy + sxy
+
+    def with_parts(self, x_part: LstsqStats, y_part: LstsqStats,
+                   repeat: int = 1) -> LstsqStats:
+        """This cross term completed by shared X statistics (of rows each repeated `repeat`
+        times) and shared Y statistics."""
+        self.n, self.sx, self.sxx = x_part.n * repeat, x_part.sx * repeat, x_part.sxx * repeat
+        self.sy, self.syy = y_part.sy, y_part.syy
+        return self
 
     def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                             torch.Tensor, float]:
@@ -186,6 +208,11 @@ class LstsqStats:
         return w, b, mu, cov, float(mse)
 
 
+def _block_sums(t: torch.Tensor, k: int) -> torch.Tensor:
+    """Sums over k x k blocks in float64: (B, C, H, W) -> (B, C, H/k, W/k)."""
+    return F.avg_pool2d(t.double(), k) * (k * k)
+
+
 @torch.no_grad()
 def _fit_lstsq(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
                device: torch.device, senders: Activations, receivers: Activations) -> None:
@@ -198,12 +225,34 @@ def _fit_lstsq(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
     if not live:
         return
     loader = make_loader(dataset, "train", config.batch_size, device=device, seed=config.seed)
-    stats = [LstsqStats() for _ in live]
+    # Cells share statistics: X's by (sender point, design), Y's by receiver point; only the
+    # cross products are per cell. Where the design repeats each sender row in a k x k block
+    # (an integer upsampling), X'X is k^2 times that of the sender's own rows and X'Y pairs
+    # those rows with the targets summed over each block: the same sums, k^2 times fewer rows.
+    x_parts, y_parts = {}, {}
+    cross = [LstsqStats() for _ in live]
     for x, _ in loader:
         a, t = senders(x), receivers(x)
-        for c, st in zip(live, stats, strict=True):
-            stitch = c.model.stitch
-            st.update(stitch.design(a[c.s_name]), stitch.targets(t[c.r_name]))
+        xs, ys = {}, {}
+        for c, st in zip(live, cross, strict=True):
+            stitch, k = c.model.stitch, c.model.stitch.replication
+            dkey = (c.s_name, "coarse" if k > 1 else stitch.design_key)
+            if dkey not in xs:
+                rows = stitch.coarse_design(a[c.s_name]) if k > 1 else stitch.design(
+                    a[c.s_name])
+                xs[dkey] = _columns(rows)
+                x_parts.setdefault(dkey, LstsqStats()).add_x(xs[dkey])
+            if (c.r_name, 1) not in ys:
+                ys[(c.r_name, 1)] = _columns(stitch.targets(t[c.r_name]))
+                y_parts.setdefault(c.r_name, LstsqStats()).add_y(ys[(c.r_name, 1)])
+            if (c.r_name, k) not in ys:
+                ys[(c.r_name, k)] = _columns(stitch.targets(_block_sums(t[c.r_name], k)))
+            st.add_cross(xs[dkey], ys[(c.r_name, k)])
+    stats = []
+    for c, st in zip(live, cross, strict=True):
+        k = c.model.stitch.replication
+        dkey = (c.s_name, "coarse" if k > 1 else c.model.stitch.design_key)
+        stats.append(st.with_parts(x_parts[dkey], y_parts[c.r_name], repeat=k * k))
     for c, st in zip(live, stats, strict=True):
         try:
             w, b, mu, cov, mse = st.solve(config.ridge)

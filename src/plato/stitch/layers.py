@@ -48,6 +48,11 @@ class Resize(nn.Module):
         self.size, self.mode = tuple(size), mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (hi, wi), (ho, wo) = x.shape[-2:], self.size
+        if self.mode == "area" and hi % ho == 0 and wi % wo == 0 and hi // ho == wi // wo:
+            return F.avg_pool2d(x, hi // ho)  # the same numbers, several times faster
+        if self.mode == "area" and ho % hi == 0 and wo % wi == 0 and ho // hi == wo // wi:
+            return F.interpolate(x, size=self.size, mode="nearest")  # area of one pixel each
         align = False if self.mode == "bilinear" else None
         return F.interpolate(x, size=self.size, mode=self.mode, align_corners=align)
 
@@ -106,8 +111,8 @@ class PlatoAdapter(nn.Module):
                                 f"{out_hw}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.up > 1:
-            x = F.interpolate(x, scale_factor=self.up, mode="nearest")
+        if self.up > 1:  # a 1x1 conv commutes with repetition: convolve first, repeat after
+            return F.interpolate(self.conv(x), scale_factor=self.up, mode="nearest")
         return self.conv(x)
 
 
@@ -159,7 +164,19 @@ class Stitch(nn.Module):
                               out_hw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.replication
+        if k > 1 and self.pointwise and not isinstance(self.map, PlatoAdapter):
+            # A per-position map commutes with repeating positions: map the sender's own grid,
+            # then repeat the (usually much narrower) output: k*k times less work, the same
+            # values (in train mode BatchNorm sees the same batch mean and variance; only its
+            # running variance's n/(n-1) correction uses the smaller n).
+            return F.interpolate(self.map(x), scale_factor=k, mode="nearest")
         return self.map(self.adapter(x))
+
+    @property
+    def pointwise(self) -> bool:
+        """The map acts on each position alone (1x1 convs, BatchNorm, ReLU)."""
+        return not re.fullmatch(r"conv(\d+)x\1", self.kind) or self.kind == "conv1x1"
 
     @property
     def num_parameters(self) -> int:
@@ -177,6 +194,33 @@ class Stitch(nn.Module):
             raise PlatoError(
                 f"lstsq needs a linear stitch ({', '.join(LINEAR_TYPES)}), not '{self.kind}'"
             )
+
+    @property
+    def design_key(self) -> tuple:
+        """Stitches with equal keys build equal design rows from the same activation."""
+        plato = (self.map.up, self.map.conv.kernel_size) if isinstance(self.map, PlatoAdapter) \
+            else None
+        return (self.in_shape, self.out_shape[1:] if self.spatial else None, self.resize, plato,
+                self.kind == "plato")
+
+    @property
+    def replication(self) -> int:
+        """k > 1 when the adapter repeats each sender position in a k x k block (an integer
+        `nearest` or `area` upsampling, or the plato adapter's): the design rows are then
+        the sender's own rows, each k*k times, and statistics can be formed on its grid."""
+        if not self.spatial or len(self.in_shape) != 3:
+            return 1
+        if isinstance(self.map, PlatoAdapter):
+            return self.map.up
+        if isinstance(self.adapter, Resize) and self.adapter.mode in ("area", "nearest"):
+            (hi, wi), (ho, wo) = self.in_shape[1:], self.out_shape[1:]
+            if ho % hi == 0 and wo % wi == 0 and ho // hi == wo // wi:
+                return ho // hi
+        return 1
+
+    def coarse_design(self, a: torch.Tensor) -> torch.Tensor:
+        """The sender's rows on its own grid, (B*h*w, C): `design` without the replication."""
+        return a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])  # (B, C, h, w) -> (B*h*w, C)
 
     def design(self, a: torch.Tensor) -> torch.Tensor:
         """Rows the linear map acts on: (N, d_in) from a sender batch."""

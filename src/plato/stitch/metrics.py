@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from plato.data.datasets import Dataset
 from plato.data.loader import make_loader
-from plato.similarity.cka import linear_cka
+from plato.similarity.cka import centred_gram, cka_from_grams
 from plato.stitch.activations import Activations
 from plato.stitch.stitched import StitchedModel
 
@@ -47,35 +47,40 @@ class StitchResult:
                 for k, v in asdict(self).items()}
 
 
-def measure_stitched(model: StitchedModel, dataset: Dataset, batch_size: int = 512,
+def measure_stitched(model: StitchedModel, dataset: Dataset, batch_size: int = CKA_EXAMPLES,
                      device: torch.device | str = "cpu") -> dict[str, float]:
     """Accuracy, loss, activation MSE and CKA of a stitched network on the test split."""
     return measure_stitches([model], dataset, batch_size, device)[0]
 
 
 @torch.no_grad()
-def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset, batch_size: int = 512,
-                     device: torch.device | str = "cpu", senders: Activations | None = None,
+def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
+                     batch_size: int = CKA_EXAMPLES, device: torch.device | str = "cpu",
+                     senders: Activations | None = None,
                      receivers: Activations | None = None) -> list[dict[str, float]]:
-    """`measure_stitched` for many models, the frozen networks run once per test batch."""
+    """`measure_stitched` for many models, the frozen networks run once per test batch.
+
+    CKA uses the first CKA_EXAMPLES test images; the first batch holds them all, and each
+    cell's Gram matrix is formed and used at once, so memory never holds every cell's outputs.
+    """
     senders = (senders or Activations.senders(models)).to(device)
     receivers = (receivers or Activations.receivers(models)).to(device)
     for m in models:
         m.to(device).eval()
-    # CKA needs the first CKA_EXAMPLES outputs of a cell together: one cell at a time on one
-    # batch of them, so memory never holds every cell's outputs at once.
-    x0, _ = next(iter(make_loader(dataset, "test", CKA_EXAMPLES, device=device)))
-    a, t = senders(x0), receivers(x0)
-    ckas = [linear_cka(m.stitch(a[m.sender_point.name]).flatten(1),  # (N, C*H*W)
-                       t[m.receiver_point.name].flatten(1)) for m in models]
-    del a, t
-    loader = make_loader(dataset, "test", batch_size, device=device)
+    loader = make_loader(dataset, "test", max(batch_size, CKA_EXAMPLES), device=device)
     sums = [_Sums() for _ in models]
+    ckas: list[float] = []
     for x, y in loader:
         a, t = senders(x), receivers(x)
+        grams = {} if ckas else {m.receiver_point.name: None for m in models}
+        for name in grams:
+            grams[name] = centred_gram(t[name][:CKA_EXAMPLES])
         for m, acc in zip(models, sums, strict=True):
             out = m.stitch(a[m.sender_point.name])
             acc.add(out, t[m.receiver_point.name], m.receiver_suffix(out), y)
+            if grams:
+                ckas.append(cka_from_grams(centred_gram(out[:CKA_EXAMPLES]),
+                                           grams[m.receiver_point.name]))
     return [{**acc.result(loader.num_examples), "activation_cka": cka}
             for acc, cka in zip(sums, ckas, strict=True)]
 
