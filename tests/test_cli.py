@@ -44,8 +44,9 @@ def test_demo_is_the_whole_pipeline(tmp_path):
     assert out["cells"] == 200 and out["failed"] == 0
     assert out["unstitchable"] > 0 and out["done"] + out["unstitchable"] == 200
     page = (tmp_path / "demo" / "report.html").read_text()
-    assert out["report"].endswith("report.html") and page.count("data:image/png") == 16
-    assert "debiased" in page and "Latest stitchable" in page
+    # 16 stitching heatmaps; per pair and control a CKA heatmap and a scatter against stitching
+    assert out["report"].endswith("report.html") and page.count("data:image/png") == 16 + 16
+    assert "debiased" in page and "Latest stitchable" in page and "Spearman" in page
     tables = plato_json("table", str(tmp_path / "demo" / "results.sqlite"), "--pair", "resnet",
                         "resnet")["tables"][0]
     diagonal = [tables["values"][i][i] for i in range(len(tables["rows"]))]
@@ -124,3 +125,19 @@ def test_stitch_user_errors(two_checkpoints, args, message):
     proc = plato("stitch", str(a), str(b), *args, "--quiet")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert message in proc.stderr, proc.stderr
+
+
+def test_similarity_json(two_checkpoints):
+    a, b = two_checkpoints
+    out = plato_json("similarity", str(a), str(a), "--measure", "cka", "--measure",
+                     "procrustes", "--collect", "200", "--quiet")
+    cka, procrustes = out["tables"]["cka"], out["tables"]["procrustes"]
+    assert cka["rows"] == cka["columns"] == ["stem", "layer1.0", "layer2.0", "layer3.0",
+                                             "layer4.0", "pool"]
+    assert all(abs(cka["values"][i][i] - 1) < 1e-9 for i in range(6))
+    assert procrustes["examples"] == 200 and abs(procrustes["values"][0][0]) < 1e-5
+    text = plato("similarity", str(a), str(b), "--quiet")
+    assert text.returncode == 0 and "cka on 360 digits test examples" in text.stdout
+    bad = plato("similarity", str(a), str(b), "--measure", "cosine")
+    assert bad.returncode == 1 and "unknown similarity measure 'cosine'" in bad.stderr
+    assert "Traceback" not in bad.stderr

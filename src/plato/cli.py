@@ -257,6 +257,50 @@ def stitch(
 
 
 @app.command()
+def similarity(
+    net_a: Path = typer.Argument(..., help="Checkpoint A (rows)."),
+    net_b: Path = typer.Argument(..., help="Checkpoint B (columns)."),
+    measure: list[str] = typer.Option(
+        None, help="cka (minibatch, streaming), linear_cka, linear_cka_debiased, rbf_cka, "
+        "procrustes, procrustes_similarity, cca, svcca, pwcca; repeat for several. "
+        "Default: cka."),
+    dataset: str = typer.Option(None, help="Default: A's training dataset."),
+    root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
+    split: str = typer.Option("test", help="test or train."),
+    examples: int = typer.Option(None, help="Examples to stream (default: the whole split)."),
+    collect: int = typer.Option(2048, help="Examples held for the whole-matrix measures."),
+    batch_size: int = typer.Option(256, help="Batch size (cka: the minibatch)."),
+    layout: str = typer.Option("flatten", help="flatten, positions or pool, for conv points."),
+    granularity: str = typer.Option("block", help="block or layer cut points."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Similarity of every cut point of A to every cut point of B (rows = A, columns = B)."""
+    from plato.checkpoint import load_checkpoint
+    from plato.similarity.grid import similarity_grid
+    from plato.sweep.tables import format_table
+
+    a, b = load_checkpoint(net_a), load_checkpoint(net_b)
+    ds = _stitch_dataset(dataset, root, a, b)
+    tables = similarity_grid(a.model, b.model, ds, tuple(measure or ("cka",)), split=split,
+                             examples=examples, collect=collect, batch_size=batch_size,
+                             layout=layout, granularity=granularity, device=device,
+                             progress=not quiet)
+    text = []
+    for name, t in tables.items():
+        frame = t.frame()
+        frame.index.name, frame.columns.name = f"{a.name} (A)", f"{b.name} (B)"
+        text += [f"{name} on {t.examples} {ds.name} {split} examples (layout {layout}):",
+                 format_table(frame), ""]
+        undefined = {r for row in t.reasons for r in row if r}
+        text += [f"  NaN: {r}" for r in sorted(undefined)]
+    _emit({"a": str(net_a), "b": str(net_b), "dataset": ds.name, "split": split,
+           "layout": layout, "tables": {k: t.to_dict() for k, t in tables.items()}},
+          as_json, "\n".join(text).rstrip())
+
+
+@app.command()
 def replace(
     checkpoint: Path = typer.Argument(..., help="A trained network."),
     from_point: str = typer.Option(..., "--from", help="First cut point of the span."),
@@ -337,7 +381,8 @@ def table(
     control: str = typer.Option("trained->trained", help="Which control's table."),
     metric: str = typer.Option("stitched_accuracy",
                                help="stitched_accuracy, normalized_accuracy, activation_mse, "
-                                    "activation_cka, ..."),
+                                    "activation_cka, ..., or a similarity measure of the "
+                                    "spec (cka, procrustes, ...)"),
     stat: str = typer.Option("mean", help="mean, std or n over seeds."),
     debiased: str = typer.Option(None, help="diff or normalized: trained minus --control."),
     latest: bool = typer.Option(False, help="Also the latest stitchable receiver point."),
@@ -351,7 +396,7 @@ def table(
     from plato.sweep.store import Store
 
     with Store(store, create=False) as db:
-        cells = T.load_cells(db, spec)
+        cells = T.load_for_metric(db, spec, metric)
     if csv or parquet:
         long = T.tidy(cells)
         if csv:
@@ -382,6 +427,9 @@ def table(
                  "values": [[None if v != v else v for v in row] for row in m.to_numpy()]}
         text += [title, T.format_table(m), ""]
         if latest and not debiased:
+            if "receiver_accuracy" not in cells.columns:
+                raise PlatoError("--latest needs a stitching metric (it compares with the "
+                                 "receiver's accuracy)")
             acc = T.receiver_accuracy(cells, r, c)
             ls = T.latest_stitchable(T.stat_table(cells, s, r, c), acc, threshold)
             entry["latest_stitchable"] = ls.to_dict()
@@ -407,7 +455,8 @@ def report(
 
 DEMO_SPEC = """\
 # The demo: two small networks of different architectures on the bundled digits data,
-# every ordered pair (self-pairs included), with random-sender controls.
+# every ordered pair (self-pairs included), with random-sender controls, and minibatch CKA
+# beside the stitching tables.
 name: demo
 dataset: digits
 networks:
@@ -420,6 +469,8 @@ seeds: [0]
 stitch: bn-conv1x1-bn
 objective: lstsq+task
 recipe: {epochs: 2, batch_size: 64, lr: 0.003}
+measures: [stitch, cka]
+similarity: {batch_size: 120}
 """
 
 

@@ -214,3 +214,39 @@ def test_bad_train_entry_names_the_field(tmp_path):
     spec = parse_spec({"networks": {"a": {"train": {"model": "cnn-2", "optimizer": "rms"}}}})
     with pytest.raises(SpecError, match=r"spec field 'networks.a.train': .*optimizer 'rms'"):
         run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+
+
+def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
+    """cka and procrustes in a spec: stored once per (pair, control), oriented like the
+    stitching tables, equal to a direct grid, in the report with a scatter against stitching."""
+    import plato
+    from plato.checkpoint import load_checkpoint
+    from plato.report import write_report
+    from plato.similarity.grid import similarity_grid
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", digits_checkpoints,
+                                measures=["stitch", "cka", "procrustes"],
+                                similarity={"collect": 200, "batch_size": 128}))
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    assert summary.similarity_tables == 4 * 2  # 4 ordered pairs x 2 controls
+    assert run_sweep(spec, tmp_path / "run", device="cpu",
+                     progress=False).similarity_tables == 0  # resumed: nothing recomputed
+    with Store(summary.store) as store:
+        sims, cells = T.load_similarities(store), T.load_cells(store)
+        assert len(store.similarities()) == 2 * 2 * (6 + 3) ** 2
+    cka = T.stat_table(sims, "resnet", "cnn", "trained->trained", "cka")
+    acc = T.stat_table(cells, "resnet", "cnn", "trained->trained", "stitched_accuracy")
+    assert list(cka.index) == list(acc.index) and list(cka.columns) == list(acc.columns)
+    direct = similarity_grid(load_checkpoint(digits_checkpoints["resnet"]).model,
+                             load_checkpoint(digits_checkpoints["cnn"]).model,
+                             plato.load_dataset("digits"), ["cka"], batch_size=128,
+                             device="cpu")["cka"]
+    np.testing.assert_allclose(cka.to_numpy(), direct.values, atol=1e-12)
+    page = write_report(summary.store, tmp_path / "report").read_text()
+    assert page.count("Spearman rank correlation") == 4 * 2 * 2  # pairs x controls x measures
+    proc = subprocess.run([sys.executable, "-m", "plato", "table", summary.store, "--metric",
+                           "procrustes", "--pair", "cnn", "cnn", "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    values = np.array(json.loads(proc.stdout)["tables"][0]["values"], dtype=float)
+    np.testing.assert_allclose(np.diag(values), 0.0, atol=1e-5)  # self-pair: distance 0

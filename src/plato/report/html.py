@@ -12,14 +12,18 @@ import html
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from plato.report.heatmaps import heatmap
+from plato.errors import PlatoError
+from plato.report.heatmaps import heatmap, scatter
 from plato.sweep.store import Store
 from plato.sweep.tables import (
     debiased_table,
     latest_stitchable,
     load_cells,
+    load_similarities,
+    measure_columns,
     receiver_accuracy,
     stat_table,
     table_keys,
@@ -57,21 +61,64 @@ def _html_table(df: pd.DataFrame) -> str:
     return f'<table class="meta"><tr>{head}</tr>{body}</table>'
 
 
+def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: str,
+                      receiver: str, metric: str, figs: Path) -> str:
+    """Heatmaps of every geometric measure, and each against stitching (scatter, Spearman)."""
+    from plato.similarity import MEASURES
+
+    measures = [m for m in measure_columns(sims) if m in MEASURES]
+    controls = [c for s, r, c in table_keys(sims) if (s, r) == (sender, receiver)]
+    parts, rows = [], []
+    for control in controls:
+        for m in measures:
+            table = stat_table(sims, sender, receiver, control, m)
+            path = figs / f"{_slug(sender, receiver, control, m)}.png"
+            heatmap(table, path, f"{m}: {sender} vs {receiver} ({control})", scale=m)
+            more = "higher" if MEASURES[m].larger_is_more_similar else "lower"
+            caption = (f"{MEASURES[m].description} ({more} = more similar), {control}: "
+                       f"rows = {sender} points, columns = {receiver} points. "
+                       "Blank = undefined.")
+            parts.append(_figure(path, caption))
+            if cells is None or (sender, receiver, control) not in table_keys(cells):
+                continue
+            stitched = stat_table(cells, sender, receiver, control, metric).reindex_like(table)
+            x, y = table.to_numpy().ravel(), stitched.to_numpy().ravel()
+            ok = np.isfinite(x) & np.isfinite(y)
+            rho = pd.Series(x[ok]).corr(pd.Series(y[ok]), method="spearman") \
+                if ok.sum() > 2 else float("nan")
+            path = figs / f"{_slug(sender, receiver, control, m, 'scatter')}.png"
+            scatter(x[ok], y[ok], path, f"{sender} -> {receiver} ({control}): "
+                    f"Spearman {rho:.2f}", m, metric)
+            parts.append(_figure(path, f"{metric} against {m}, one dot per cell pair "
+                                       f"({int(ok.sum())}); Spearman rank correlation "
+                                       f"{rho:.3f}"))
+            rows.append({"control": control, "measure": m, "cells": int(ok.sum()),
+                         "spearman": f"{rho:.3f}"})
+    summary = ("<p>Rank correlation of stitching with each measure:</p>"
+               + _html_table(pd.DataFrame(rows))) if rows else ""
+    return ("<h3>Representational similarity</h3>"
+            f'<div class="grid">{"".join(parts)}</div>{summary}')
+
+
 def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None = None,
                  metric: str = "stitched_accuracy", threshold: float = 0.9) -> Path:
     """Write heatmaps (PNG) and report.html under out_dir; returns the HTML path."""
     out = Path(out_dir)
     figs = out / "heatmaps"
     with Store(store_path, create=False) as store:
-        cells = load_cells(store, spec)
         all_cells = store.cells(spec)
+        cells = load_cells(store, spec) if len(all_cells) else None
+        sims = load_similarities(store, spec) if len(store.similarities(spec)) else None
         networks = store.networks(spec)
         sweeps = store.sweeps()
     if spec is not None:
         sweeps = sweeps[sweeps.spec == spec]
+    if cells is None and sims is None:
+        raise PlatoError(f"{store_path} holds no cells and no similarity measures yet")
     sections = []
-    keys = table_keys(cells)
-    pairs = sorted({(s, r) for s, r, _ in keys}, key=lambda p: (p[0], p[1]))
+    keys = table_keys(cells) if cells is not None else []
+    sim_keys = table_keys(sims) if sims is not None else []
+    pairs = sorted({(s, r) for s, r, _ in keys + sim_keys}, key=lambda p: (p[0], p[1]))
     for sender, receiver in pairs:
         parts, latest_html = [], ""
         controls = [c for s, r, c in keys if (s, r) == (sender, receiver)]
@@ -109,10 +156,12 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
                     heatmap(table, path, f"{kind}: {sender} -> {receiver} "
                             f"(random control {random_control})", scale=kind)
                     parts.append(_figure(path, f"{formula}, control {random_control}"))
+        sim_html = _similarity_parts(cells, sims, sender, receiver, metric, figs) \
+            if sims is not None else ""
         sections.append(f"<h2>{html.escape(sender)} &rarr; {html.escape(receiver)}</h2>"
-                        f'<div class="grid">{"".join(parts)}</div>{latest_html}')
+                        f'<div class="grid">{"".join(parts)}</div>{latest_html}{sim_html}')
 
-    status = all_cells.status.value_counts().to_dict()
+    status = all_cells.status.value_counts().to_dict() if len(all_cells) else {}
     meta = sweeps.iloc[-1] if len(sweeps) else None
     title = f"Plato report: {meta.spec}" if meta is not None else "Plato report"
     nets = networks[["name", "role", "model", "accuracy", "init_seed", "checkpoint"]].copy()

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from plato.errors import PlatoError
 from plato.similarity.base import MIN_EXAMPLES, Score, as_matrix, prepare, register, undefined
 
 
@@ -128,6 +129,9 @@ class MinibatchCKA:
     """
 
     def __init__(self, layout: str = "flatten") -> None:
+        if layout == "positions":  # batches are of examples; layers' position counts differ
+            raise PlatoError("minibatch CKA compares examples: use layout 'flatten' or 'pool' "
+                             "(or a whole-matrix measure such as linear_cka for 'positions')")
         self.layout = layout
         self.xy = self.xx = self.yy = None
         self.batches = 0
@@ -175,11 +179,19 @@ class MinibatchCKA:
 
 def minibatch_cka(x, y, *, batch_size: int = 256, layout: str = "flatten") -> Score:
     """Minibatch CKA of two whole representations, split into consecutive batches."""
-    checked = prepare(x, y, layout)  # the same checks as every measure: n, finiteness, constant
-    if isinstance(checked, Score):
-        return checked
     x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
     y = y if isinstance(y, torch.Tensor) else torch.as_tensor(y)
+    if len(x) != len(y):
+        raise PlatoError(f"both representations must hold the same examples: {len(x)} rows "
+                         f"vs {len(y)}")
+    # The checks every measure makes, without a float64 copy of the whole data.
+    if len(x) < MIN_EXAMPLES:
+        return undefined(f"{len(x)} examples: a similarity needs at least {MIN_EXAMPLES}")
+    for name, m in (("x", x), ("y", y)):
+        if not bool(torch.isfinite(m).all()):
+            return undefined(f"{name} holds non-finite values")
+        if not bool((m != m[:1]).any()):
+            return undefined(f"{name} is constant over the examples")
     acc = MinibatchCKA(layout)
     for i in range(0, len(x), batch_size):
         acc.update([x[i:i + batch_size]], [y[i:i + batch_size]])

@@ -154,7 +154,7 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
 # Jobs
 # --------------------------------------------------------------------------------------------
 
-def _points(spec: SweepSpec, net: Network) -> list[CutPoint]:
+def spec_points(spec: SweepSpec, net: Network) -> list[CutPoint]:
     chosen = spec.points[net.name]
     if chosen == "all":
         return net.graph.points(spec.granularity)
@@ -173,7 +173,7 @@ def build_jobs(spec: SweepSpec, nets: dict[tuple[str, str], Network],
         for control in spec.controls:
             s_role, r_role = control.split("->")
             sender, receiver = nets[(s_name, s_role)], nets[(r_name, r_role)]
-            s_points, r_points = _points(spec, sender), _points(spec, receiver)
+            s_points, r_points = spec_points(spec, sender), spec_points(spec, receiver)
             for seed in spec.seeds:
                 for sp in s_points:
                     for rp in r_points:

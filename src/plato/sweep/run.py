@@ -10,6 +10,7 @@ from pathlib import Path
 from plato.data.datasets import Dataset, load_dataset
 from plato.sweep.executors import make_executor
 from plato.sweep.jobs import CellSettings, Job, build_jobs, prepare_networks
+from plato.sweep.similarity import run_similarities
 from plato.sweep.spec import SweepSpec
 from plato.sweep.store import Store
 from plato.train import resolve_device
@@ -25,6 +26,7 @@ class SweepSummary:
     failed: int
     unstitchable: int
     seconds: float
+    similarity_tables: int = 0  # (pair, control) similarity grids computed this run
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -56,7 +58,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
         for net in nets.values():
             store.record_network(spec.name, net.name, net.role, net.model.plato_name,
                                  net.identity, net.checkpoint, net.init_seed, net.accuracy)
-        jobs = build_jobs(spec, nets, dataset.fingerprint())
+        grids = run_similarities(spec, nets, dataset, store, dev, progress)
+        jobs = build_jobs(spec, nets, dataset.fingerprint()) if "stitch" in spec.measures else []
         statuses = store.statuses()
         todo = [j for j in jobs if j.key not in statuses
                 or (retry_failed and statuses[j.key] == "failed")]
@@ -88,8 +91,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                           f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
 
         settings = CellSettings.from_spec(spec, str(dev), threads, group_size)
-        executor_.run(todo, nets, dataset, settings, on_outcome)
+        if todo:
+            executor_.run(todo, nets, dataset, settings, on_outcome)
         bar.close()
     return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
                         len(jobs) - len(todo), counts["done"], counts["failed"],
-                        counts["unstitchable"], time.perf_counter() - start)
+                        counts["unstitchable"], time.perf_counter() - start, grids)

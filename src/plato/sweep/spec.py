@@ -17,7 +17,9 @@
     resize: area
     objective: task                  # task | match | lstsq | lstsq+task
     recipe: {epochs: 3, batch_size: 128, lr: 0.001}   # any StitchConfig field
-    measures: [stitch]
+    measures: [stitch, cka]          # stitch and/or any plato.similarity measure (cka,
+                                     # procrustes, cca, svcca, pwcca, linear_cka, ...)
+    similarity: {layout: flatten, batch_size: 256, examples: null, collect: 2048}
     keep_stitches: false             # save each stitch (only the stitch) as safetensors
 
 An invalid spec raises SpecError naming the field and what is allowed.
@@ -38,7 +40,8 @@ from plato.stitch.layers import RESIZE_MODES
 
 CONTROLS = ("trained->trained", "random->trained", "trained->random", "random->random")
 PAIR_MODES = ("all", "self", "distinct")
-MEASURES = ("stitch",)
+SIMILARITY_FIELDS = {"layout": str, "batch_size": int, "examples": (int, type(None)),
+                     "collect": int, "split": str}
 STITCH_RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(StitchConfig)
                              if f.name not in ("objective",))
 TRAIN_FIELDS = ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs",
@@ -81,6 +84,7 @@ class SweepSpec:
     objective: str = "task"
     recipe: dict[str, Any] = field(default_factory=dict)
     measures: list[str] = field(default_factory=lambda: ["stitch"])
+    similarity: dict[str, Any] = field(default_factory=dict)  # similarity_grid settings
     keep_stitches: bool = False
     source: str = ""  # the YAML text, kept in the store and the report
     base_dir: Path = Path(".")
@@ -116,7 +120,7 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
     raw = _expect(raw, dict, "<top level>", "a mapping of fields")
     known = {"name", "dataset", "networks", "pairs", "points", "controls", "seeds", "repeats",
              "random_seed", "stitch", "resize", "objective", "recipe", "measures",
-             "keep_stitches"}
+             "similarity", "keep_stitches"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _fail(unknown[0], f"unknown field; the fields are {', '.join(sorted(known))}")
@@ -170,17 +174,49 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
         raise _fail("recipe", str(e)) from None
     measures = raw.get("measures", ["stitch"])
     measures = [measures] if isinstance(measures, str) else measures
+    allowed = ("stitch", *similarity_measures())
     for m in _expect(measures, list, "measures", "a list"):
-        if m not in MEASURES:
-            raise _fail("measures", f"'{m}' is not one of {', '.join(MEASURES)}")
+        if m not in allowed:
+            raise _fail("measures", f"'{m}' is not one of {', '.join(allowed)}")
+    if not measures:
+        raise _fail("measures", "name at least one measure")
+    similarity = _expect(raw.get("similarity", {}), dict, "similarity",
+                         f"a mapping with any of {', '.join(SIMILARITY_FIELDS)}")
+    for key, value in similarity.items():
+        if key not in SIMILARITY_FIELDS:
+            raise _fail(f"similarity.{key}", f"unknown setting; allowed: "
+                        f"{', '.join(SIMILARITY_FIELDS)}")
+        _expect(value, SIMILARITY_FIELDS[key], f"similarity.{key}", "a value of the right type")
+    _check_similarity(similarity)
     return SweepSpec(
         name=name, dataset=dataset, networks=networks, pairs=pairs, points=points,
         granularity=granularity, controls=list(controls), seeds=list(seeds),
         random_seed=int(_expect(raw.get("random_seed", 0), int, "random_seed", "an integer")),
         stitch=stitch, resize=resize, objective=objective, recipe=dict(recipe),
-        measures=list(measures), keep_stitches=bool(raw.get("keep_stitches", False)),
+        measures=list(measures), similarity=dict(similarity),
+        keep_stitches=bool(raw.get("keep_stitches", False)),
         source=source, base_dir=base_dir,
     )
+
+
+def similarity_measures() -> tuple[str, ...]:
+    from plato.similarity import MEASURES as SIMILARITY
+
+    return tuple(SIMILARITY)
+
+
+def _check_similarity(settings: dict) -> None:
+    from plato.similarity.base import LAYOUTS
+
+    if settings.get("layout", "flatten") not in LAYOUTS:
+        raise _fail("similarity.layout", f"'{settings['layout']}' is not one of "
+                    f"{', '.join(LAYOUTS)}")
+    if settings.get("split", "test") not in ("train", "test"):
+        raise _fail("similarity.split", "must be train or test")
+    for key in ("batch_size", "collect", "examples"):
+        if settings.get(key) is not None and settings[key] < 4:
+            raise _fail(f"similarity.{key}", "must be at least 4 (the estimators need 4 "
+                        "examples)")
 
 
 def _check_stitch_type(kind: str) -> None:

@@ -57,6 +57,25 @@ CREATE TABLE IF NOT EXISTS networks (
     accuracy REAL,
     PRIMARY KEY (spec, name, role)
 );
+CREATE TABLE IF NOT EXISTS similarities (
+    key TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    control TEXT NOT NULL,
+    measure TEXT NOT NULL,
+    sender_point TEXT NOT NULL,
+    sender_index INTEGER NOT NULL,
+    receiver_point TEXT NOT NULL,
+    receiver_index INTEGER NOT NULL,
+    value REAL,
+    reason TEXT,
+    examples INTEGER,
+    layout TEXT,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS similarities_by_table ON similarities (spec, sender, receiver,
+                                                                  control, measure);
 CREATE TABLE IF NOT EXISTS sweeps (
     spec TEXT PRIMARY KEY,
     source TEXT,
@@ -137,7 +156,27 @@ class Store:
         self.db.execute(f"INSERT OR REPLACE INTO cells ({cols}) VALUES ({marks})",
                         tuple(row.values()))
 
+    def record_similarities(self, rows: list[dict]) -> None:
+        """A whole similarity table (one measure, one pair and control) in one transaction."""
+        if not rows:
+            return
+        cols = list(rows[0])
+        now = time.time()
+        with self.db:  # explicit transaction: all of the table or none of it
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                f"INSERT OR REPLACE INTO similarities ({', '.join(cols)}, finished) "
+                f"VALUES ({', '.join('?' for _ in cols)}, ?)",
+                [tuple(_finite(r[c]) for c in cols) + (now,) for r in rows])
+
     # -- reading ------------------------------------------------------------------------------
+
+    def similarity_keys(self) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT key FROM similarities")}
+
+    def similarities(self, spec: str | None = None) -> pd.DataFrame:
+        query = "SELECT * FROM similarities" + (" WHERE spec = ?" if spec else "")
+        return pd.read_sql_query(query, self.db, params=(spec,) if spec else None)
 
     def statuses(self, keys: list[str] | None = None) -> dict[str, str]:
         rows = self.db.execute("SELECT key, status FROM cells").fetchall()

@@ -25,6 +25,40 @@ def load_cells(store: Store, spec: str | None = None) -> pd.DataFrame:
     return cells
 
 
+def load_similarities(store: Store, spec: str | None = None) -> pd.DataFrame:
+    """The similarity measures of a store, one row per cell and one column per measure, in
+    the shape of the stitching cells (seed 0), so every table function applies."""
+    long = store.similarities(spec)
+    if long.empty:
+        raise PlatoError(f"{store.path} holds no similarity measures"
+                         + (f" for spec '{spec}'" if spec else "")
+                         + ": add them to the spec's `measures`")
+    keys = ["spec", "sender", "receiver", "control", "sender_point", "sender_index",
+            "receiver_point", "receiver_index"]
+    wide = long.set_index(keys + ["measure"])["value"].unstack("measure").reset_index()
+    wide.columns.name = None
+    wide["seed"] = 0
+    return wide
+
+
+def load_for_metric(store: Store, spec: str | None, metric: str) -> pd.DataFrame:
+    """The cells holding `metric`: stitching cells, or the similarity measures."""
+    from plato.similarity import MEASURES as SIMILARITY
+
+    if metric in SIMILARITY:
+        return load_similarities(store, spec)
+    if metric not in METRICS:
+        raise PlatoError(f"unknown metric '{metric}': choose one of "
+                         f"{', '.join((*METRICS, *SIMILARITY))}")
+    return load_cells(store, spec)
+
+
+def measure_columns(cells: pd.DataFrame) -> list[str]:
+    from plato.similarity import MEASURES as SIMILARITY
+
+    return [m for m in (*METRICS, *SIMILARITY) if m in cells.columns]
+
+
 def table_keys(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(sender, receiver, control) of every table in the cells, in a stable order."""
     keys = cells[["sender", "receiver", "control"]].drop_duplicates()
@@ -41,8 +75,9 @@ def stat_table(cells: pd.DataFrame, sender: str, receiver: str,
                control: str = "trained->trained", metric: str = "stitched_accuracy",
                stat: str = "mean") -> pd.DataFrame:
     """The (sender points x receiver points) matrix of one statistic of one metric."""
-    if metric not in METRICS:
-        raise PlatoError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
+    if metric not in measure_columns(cells):
+        raise PlatoError(f"metric '{metric}' is not in these cells: choose one of "
+                         f"{', '.join(measure_columns(cells))}")
     if stat not in STATS:
         raise PlatoError(f"unknown statistic '{stat}': choose one of {', '.join(STATS)}")
     sel = cells[(cells.sender == sender) & (cells.receiver == receiver)
@@ -73,6 +108,9 @@ def debiased_table(cells: pd.DataFrame, sender: str, receiver: str,
     diff = trained - random
     if not normalized:
         return diff
+    if "receiver_accuracy" not in cells.columns:
+        raise PlatoError("the normalized debiased table divides by the receiver's accuracy: "
+                         "it exists for stitching metrics only; use the difference")
     ceiling = receiver_accuracy(cells, receiver, "trained->trained")
     with np.errstate(divide="ignore", invalid="ignore"):
         return diff / (ceiling - random)
@@ -97,7 +135,7 @@ def tidy(cells: pd.DataFrame) -> pd.DataFrame:
     """All aggregated cells in long form, for CSV and Parquet export."""
     keys = ["spec", "sender", "receiver", "control", "sender_point", "sender_index",
             "receiver_point", "receiver_index"]
-    long = cells.melt(id_vars=keys + ["seed"], value_vars=list(METRICS),
+    long = cells.melt(id_vars=keys + ["seed"], value_vars=measure_columns(cells),
                       var_name="metric", value_name="value")
     agg = long.groupby(keys + ["metric"], dropna=False)["value"].agg(
         mean="mean", std=lambda v: v.std(ddof=1), n="count").reset_index()

@@ -1,0 +1,203 @@
+"""Issue-6 harness: Plato's stitch grid against the naive loop, on the same cells, machine and
+data, in one run.
+
+    python bench/grid_vs_naive.py [--train 10000 --test 2000 --naive-cells 8 --naive-epochs 3
+                                   --objective lstsq+task --epochs 1 --device cpu]
+
+Grid: `resnet-1111` <-> `resnet-1112` (width 16), both orders, every block point, trained on a
+CIFAR-10 subset of the JPEG copy in ../shared/data (trained once, cached in --out).
+
+Naive loop, as the original study ran it: each stitch alone, in its own copy of the two
+networks; a standard data pipeline (a torch Dataset that converts and normalises one image at a
+time, a shuffling DataLoader); the sender prefix and the receiver suffix run on every step;
+task loss from PyTorch's initialisation, Adam 1e-3 with a cosine schedule, `--naive-epochs`
+epochs; then the test set. It is timed on `--naive-cells` cells spread evenly over the grid,
+and its per-cell time is extrapolated to the whole grid.
+
+Plato: `stitch_grid` per ordered pair (shared passes, device-resident data) with the fast
+default objective (`--objective`, `--epochs` of task after the closed form).
+
+Prints one JSON summary and the line `cpu-speedup-vs-naive: ...` (or `gpu-...`) for
+BENCHMARKS.md: the wall-time ratio and the mean and maximum absolute accuracy difference over
+the sampled cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import plato
+from plato.checkpoint import load_checkpoint, save_checkpoint
+from plato.models import CutGraph
+from plato.stitch import NotStitchable, Stitch, StitchConfig, stitch_grid
+from plato.stitch.stitched import freeze
+from plato.train import Recipe, evaluate, train
+
+SHARED = Path(os.environ.get("PLATO_SHARED_DATA", Path(__file__).resolve().parents[2] /
+                             "shared" / "data"))
+NETS = (("resnet-1111", 0), ("resnet-1112", 1))
+RECIPE = dict(batch_size=128, lr=0.1, label_smoothing=0.1)  # SGD-Nesterov, warmup + cosine
+
+
+def log(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def networks(ds, args) -> list:
+    out = []
+    for name, seed in NETS:
+        path = args.out / f"{name}-w16-seed{seed}-e{args.train_epochs}-n{args.train}.ckpt"
+        if not path.exists():
+            torch.manual_seed(seed)
+            model = plato.create_model(name, num_classes=10, input_shape=ds.input_shape,
+                                       width=16)
+            res = train(model, ds, Recipe(epochs=args.train_epochs, seed=seed,
+                                          device=args.device, **RECIPE), progress=False)
+            save_checkpoint(path, model, dataset=ds.name, test_accuracy=res.test_accuracy)
+        out.append(load_checkpoint(path, device=args.device))
+    return out
+
+
+# ---- the naive loop ---------------------------------------------------------------------------
+
+class PerImage(torch.utils.data.Dataset):
+    """The standard pipeline: one image converted and normalised per __getitem__."""
+
+    def __init__(self, split, mean, std) -> None:
+        self.images, self.labels = split.images, split.labels
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        x = self.images[i].float().div(255)
+        return (x - self.mean) / self.std, self.labels[i]
+
+
+def naive_cell(sender, receiver, sp, rp, ds, args) -> float:
+    device = torch.device(args.device)
+    s_net, r_net = copy.deepcopy(sender).to(device), copy.deepcopy(receiver).to(device)
+    s_graph, r_graph = CutGraph(s_net), CutGraph(r_net)
+    prefix = freeze(s_graph.split(sp)[0])
+    suffix = freeze(r_graph.split(rp)[1])
+    torch.manual_seed(0)
+    stitch = Stitch("bn-conv1x1-bn", s_graph.point(sp).shape, r_graph.point(rp).shape).to(device)
+    train_data = torch.utils.data.DataLoader(PerImage(ds.train, ds.mean, ds.std), batch_size=128,
+                                             shuffle=True)
+    test_data = torch.utils.data.DataLoader(PerImage(ds.test, ds.mean, ds.std), batch_size=512)
+    opt = torch.optim.Adam(stitch.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.naive_epochs * len(train_data))
+    for _ in range(args.naive_epochs):
+        stitch.train()
+        for x, y in train_data:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(suffix(stitch(prefix(x))), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    stitch.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in test_data:
+            correct += int((suffix(stitch(prefix(x.to(device)))).argmax(1) == y.to(device)).sum())
+    return correct / len(ds.test)
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train", type=int, default=10000, help="training images (CIFAR subset)")
+    p.add_argument("--test", type=int, default=2000)
+    p.add_argument("--train-epochs", type=int, default=15)
+    p.add_argument("--naive-cells", type=int, default=8)
+    p.add_argument("--naive-epochs", type=int, default=3)
+    p.add_argument("--objective", default="lstsq+task")
+    p.add_argument("--epochs", type=int, default=1, help="Plato's task epochs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
+    ds = ds.subset(train=args.train, test=args.test)
+    a, b = networks(ds, args)
+    acc = {id(c): evaluate(c.model, ds, device=args.device)["accuracy"] for c in (a, b)}
+    log({"networks": {c.name: acc[id(c)] for c in (a, b)}})
+    pairs = [(a, b), (b, a)]
+    cells = [(s, r, sp.name, rp.name) for s, r in pairs
+             for sp in CutGraph(s.model).points() for rp in CutGraph(r.model).points()]
+
+    # Plato's grid, every cell
+    config = StitchConfig(objective=args.objective, epochs=args.epochs, batch_size=128,
+                          device=args.device)
+    start = time.perf_counter()
+    plato_acc = {}
+    for s, r in pairs:
+        todo = [(sp, rp) for s_, r_, sp, rp in cells if (s_, r_) == (s, r)]
+        grid = stitch_grid(s.model, r.model, todo, ds, config=config,
+                           accuracies=(acc[id(s)], acc[id(r)]))
+        for (sp, rp), (result, _) in zip(todo, grid, strict=True):
+            plato_acc[(s.name, r.name, sp, rp)] = (None if isinstance(result, Exception)
+                                                   else result.stitched_accuracy)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    plato_seconds = time.perf_counter() - start
+    stitchable = [c for c in cells if plato_acc[(c[0].name, c[1].name, c[2], c[3])] is not None]
+    log({"plato_seconds": round(plato_seconds, 1), "cells": len(cells),
+         "stitchable": len(stitchable)})
+
+    # The naive loop on a sample of the stitchable cells
+    step = max(1, len(stitchable) // args.naive_cells)
+    sample = stitchable[::step][: args.naive_cells]
+    rows, naive_seconds = [], []
+    for s, r, sp, rp in sample:
+        t0 = time.perf_counter()
+        try:
+            naive = naive_cell(s.model, r.model, sp, rp, ds, args)
+        except NotStitchable:
+            continue
+        naive_seconds.append(time.perf_counter() - t0)
+        ours = plato_acc[(s.name, r.name, sp, rp)]
+        rows.append({"cell": f"{s.name}:{sp} -> {r.name}:{rp}", "naive": naive, "plato": ours,
+                     "dacc_pts": round(100 * (ours - naive), 2),
+                     "naive_seconds": round(naive_seconds[-1], 1)})
+        log(rows[-1])
+    per_cell = sum(naive_seconds) / len(naive_seconds)
+    naive_total = per_cell * len(stitchable)
+    dacc = [abs(r["dacc_pts"]) for r in rows]
+    ratio = naive_total / plato_seconds
+    summary = {
+        "machine": platform.processor() or platform.machine(), "threads":
+        torch.get_num_threads(), "torch": torch.__version__, "device": args.device,
+        "train_images": args.train, "test_images": args.test, "cells": len(stitchable),
+        "naive": f"task, {args.naive_epochs} epochs, alone, per-image DataLoader",
+        "plato": f"{args.objective}, {args.epochs} task epochs, stitch_grid",
+        "naive_cells_measured": len(rows), "naive_seconds_per_cell": round(per_cell, 1),
+        "naive_extrapolated_seconds": round(naive_total), "plato_seconds": round(plato_seconds),
+        "speedup": round(ratio, 1), "mean_abs_dacc_pts": round(sum(dacc) / len(dacc), 2),
+        "max_abs_dacc_pts": round(max(dacc), 2),
+        "mean_signed_dacc_pts": round(sum(r["dacc_pts"] for r in rows) / len(rows), 2),
+    }
+    log(summary)
+    kind = "gpu" if args.device.startswith("cuda") else "cpu"
+    print(f"{kind}-speedup-vs-naive: {ratio:.1f}x (mean |dacc| {summary['mean_abs_dacc_pts']:.1f} "
+          f"pts, max {summary['max_abs_dacc_pts']:.1f} pts)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

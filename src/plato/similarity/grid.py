@@ -1,0 +1,170 @@
+"""Every cut point of one network against every cut point of another, in one pass over the data.
+
+Each batch runs both networks once (one traced pass per network returns all their points).
+Streaming measures (`cka`, the minibatch CKA) update an (N, M) accumulator on the device with
+a few matrix products per batch and no host synchronisation, so memory stays bounded however
+much data flows through. The other measures need whole matrices: they use the first
+`collect` examples, and each layer is centred and reduced once (to a factor with the same
+Gram matrix, at most n columns) before the pairs are compared.
+
+Rows are network A's points, columns network B's: the orientation of the stitching tables
+(rows = sender points).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from plato.data.datasets import Dataset
+from plato.data.loader import make_loader
+from plato.errors import PlatoError
+from plato.models.cuts import CutGraph, CutPoint
+from plato.similarity.base import MEASURES, Score, as_matrix, get_measure, undefined
+from plato.similarity.cka import MinibatchCKA
+from plato.similarity.procrustes import gram_factor
+from plato.stitch.activations import Activations
+from plato.train import resolve_device
+
+STREAMING = ("cka",)
+GRAM_ONLY = ("linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes",
+             "procrustes_similarity", "cca", "svcca")  # pwcca needs the units themselves
+
+
+@dataclass
+class SimilarityTable:
+    measure: str
+    rows: list[str]  # network A's cut points
+    columns: list[str]  # network B's cut points
+    values: np.ndarray  # (N, M) float64; NaN where undefined
+    reasons: list[list[str | None]]  # why a cell is NaN
+    examples: int  # examples the measure saw
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.values, index=self.rows, columns=self.columns)
+
+    def to_dict(self) -> dict:
+        return {"measure": self.measure, "rows": self.rows, "columns": self.columns,
+                "examples": self.examples,
+                "values": [[None if math.isnan(v) else float(v) for v in row]
+                           for row in self.values],
+                "reasons": self.reasons}
+
+
+def _points(graph: CutGraph, points: Sequence | None, granularity: str) -> list[CutPoint]:
+    if points is None:
+        return graph.points(granularity)
+    return [graph.point(p, granularity) for p in points]
+
+
+@torch.no_grad()
+def similarity_grid(
+    net_a: nn.Module,
+    net_b: nn.Module,
+    dataset: Dataset,
+    measures: Sequence[str] = ("cka",),
+    *,
+    points_a: Sequence | None = None,
+    points_b: Sequence | None = None,
+    granularity: str = "block",
+    split: str = "test",
+    batch_size: int = 256,
+    examples: int | None = None,
+    collect: int = 2048,
+    layout: str = "flatten",
+    device: str | torch.device = "auto",
+    graphs: tuple[CutGraph, CutGraph] | None = None,
+    progress: bool = False,
+) -> dict[str, SimilarityTable]:
+    """The (N, M) table of each measure over all cut-point pairs of two networks.
+
+    `examples` caps the examples streamed (default: the whole split); `collect` caps those the
+    whole-matrix measures hold in memory. `cka` is minibatch CKA over batches of `batch_size`.
+    """
+    from tqdm import tqdm
+
+    for m in measures:
+        get_measure(m)
+    device = resolve_device(device)
+    graphs = graphs or (CutGraph(net_a), CutGraph(net_b))
+    pa, pb = _points(graphs[0], points_a, granularity), _points(graphs[1], points_b, granularity)
+    for net in (net_a, net_b):
+        net.to(device).eval()
+    source_a, source_b = Activations.of(graphs[0], pa), Activations.of(graphs[1], pb)
+    streaming = [m for m in measures if m in STREAMING]
+    whole = [m for m in measures if m not in STREAMING]
+    accumulators = {m: MinibatchCKA(layout) for m in streaming}
+    held_a: list[list[torch.Tensor]] = [[] for _ in pa]
+    held_b: list[list[torch.Tensor]] = [[] for _ in pb]
+    seen = held = 0
+    loader = make_loader(dataset, split, batch_size, device=device)
+    total = min(examples or loader.num_examples, loader.num_examples)
+    bar = tqdm(total=total, desc="similarity", unit="img", leave=False, disable=not progress,
+               file=sys.stderr)
+    for x, _ in loader:
+        if seen >= total:
+            break
+        x = x[: total - seen]
+        acts_a, acts_b = source_a(x), source_b(x)
+        a = [acts_a[p.name] for p in pa]
+        b = [acts_b[p.name] for p in pb]
+        for acc in accumulators.values():
+            acc.update(a, b)
+        if whole and held < collect:
+            take = min(collect - held, len(x))
+            for store, reps in ((held_a, a), (held_b, b)):
+                for i, r in enumerate(reps):
+                    store[i].append(r[:take].float().cpu())
+            held += take
+        seen += len(x)
+        bar.update(len(x))
+    bar.close()
+
+    tables = {}
+    for m, acc in accumulators.items():
+        values, reasons = acc.value()
+        tables[m] = SimilarityTable(m, [p.name for p in pa], [p.name for p in pb],
+                                    values.numpy(), reasons, seen)
+    if whole:
+        mats_a = [torch.cat(h) for h in held_a]
+        mats_b = [torch.cat(h) for h in held_b]
+        for m in whole:
+            tables[m] = _pairwise(m, mats_a, mats_b, pa, pb, layout, held)
+    return {m: tables[m] for m in measures}
+
+
+def _reduce(rep: torch.Tensor, layout: str, gram_only: bool) -> torch.Tensor | Score:
+    """A layer's matrix, centred, and reduced to a Gram factor where the measure allows."""
+    try:
+        m = as_matrix(rep, layout)
+    except PlatoError as e:
+        return undefined(str(e))
+    m = m - m.mean(0, keepdim=True)
+    return gram_factor(m) if gram_only and bool(torch.isfinite(m).all()) else m
+
+
+def _pairwise(name: str, mats_a, mats_b, pa, pb, layout: str, n: int) -> SimilarityTable:
+    measure = MEASURES[name]
+    gram_only = name in GRAM_ONLY
+    red_a = [_reduce(m, layout, gram_only) for m in mats_a]  # each layer once
+    red_b = [_reduce(m, layout, gram_only) for m in mats_b]
+    values = np.full((len(pa), len(pb)), np.nan)
+    reasons: list[list[str | None]] = [[None] * len(pb) for _ in pa]
+    for i, xa in enumerate(red_a):
+        for j, xb in enumerate(red_b):
+            if isinstance(xa, Score) or isinstance(xb, Score):
+                score = xa if isinstance(xa, Score) else xb
+            elif len(xa) != len(xb):
+                score = undefined(f"different numbers of rows ({len(xa)} vs {len(xb)}): "
+                                  f"layout '{layout}' needs equal spatial sizes")
+            else:
+                score = measure(xa, xb)
+            values[i, j], reasons[i][j] = float(score), score.reason
+    return SimilarityTable(name, [p.name for p in pa], [p.name for p in pb], values, reasons, n)
