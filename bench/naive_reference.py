@@ -1,0 +1,52 @@
+"""The naive loop trained longer on a few cells: is the 3-epoch reference converged?
+
+    python bench/naive_reference.py --epochs 10 --cell resnet-1111:stem:resnet-1112:stem ...
+
+Uses the networks `bench/grid_vs_naive.py` trained and cached (same --train/--test subset and
+--train-epochs) and its naive loop (`naive_cell`); prints one JSON line per cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import plato
+from plato.checkpoint import load_checkpoint
+
+from grid_vs_naive import SHARED, naive_cell
+
+DEFAULT_CELLS = ["resnet-1111:stem:resnet-1112:stem",
+                 "resnet-1111:layer1.0:resnet-1112:layer2.0",
+                 "resnet-1112:layer3.0:resnet-1111:stem"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--cell", action="append", help="SENDER:POINT:RECEIVER:POINT")
+    p.add_argument("--train", type=int, default=10000)
+    p.add_argument("--test", type=int, default=2000)
+    p.add_argument("--train-epochs", type=int, default=15)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
+    args = p.parse_args()
+    args.naive_epochs = args.epochs
+    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
+    ds = ds.subset(train=args.train, test=args.test)
+    seeds = {"resnet-1111": 0, "resnet-1112": 1}
+    nets = {name: load_checkpoint(args.out / f"{name}-w16-seed{seed}-e{args.train_epochs}-"
+                                  f"n{args.train}.ckpt", device=args.device).model
+            for name, seed in seeds.items()}
+    for cell in args.cell or DEFAULT_CELLS:
+        sender, sp, receiver, rp = cell.split(":")
+        start = time.perf_counter()
+        acc = naive_cell(nets[sender], nets[receiver], sp, rp, ds, args)
+        print(json.dumps({"cell": cell, "epochs": args.epochs, "naive": acc,
+                          "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
