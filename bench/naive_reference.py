@@ -13,10 +13,10 @@ import json
 import time
 from pathlib import Path
 
+from grid_vs_naive import SHARED, naive_cell
+
 import plato
 from plato.checkpoint import load_checkpoint
-
-from grid_vs_naive import SHARED, naive_cell
 
 DEFAULT_CELLS = ["resnet-1111:stem:resnet-1112:stem",
                  "resnet-1111:layer1.0:resnet-1112:layer2.0",
