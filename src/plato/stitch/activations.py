@@ -42,10 +42,6 @@ class Activations:
         parts = {m.receiver_point.name: m.receiver_prefix for m in models}
         return cls([((name,), module) for name, module in parts.items()])
 
-    @property
-    def names(self) -> list[str]:
-        return [n for names, _ in self.parts for n in names]
-
     def to(self, device: torch.device | str) -> Activations:
         for _, module in self.parts:
             module.to(device)

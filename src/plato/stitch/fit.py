@@ -229,14 +229,18 @@ def _fit_lstsq(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
     # cross products are per cell. Where the design repeats each sender row in a k x k block
     # (an integer upsampling), X'X is k^2 times that of the sender's own rows and X'Y pairs
     # those rows with the targets summed over each block: the same sums, k^2 times fewer rows.
+    # Per cell: the key of its design's X statistics and its replication factor k.
+    plans = []
+    for c in live:
+        k = c.model.stitch.replication
+        plans.append(((c.s_name, "coarse" if k > 1 else c.model.stitch.design_key), k))
     x_parts, y_parts = {}, {}
     cross = [LstsqStats() for _ in live]
     for x, _ in loader:
         a, t = senders(x), receivers(x)
         xs, ys = {}, {}
-        for c, st in zip(live, cross, strict=True):
-            stitch, k = c.model.stitch, c.model.stitch.replication
-            dkey = (c.s_name, "coarse" if k > 1 else stitch.design_key)
+        for c, (dkey, k), st in zip(live, plans, cross, strict=True):
+            stitch = c.model.stitch
             if dkey not in xs:
                 rows = stitch.coarse_design(a[c.s_name]) if k > 1 else stitch.design(
                     a[c.s_name])
@@ -248,11 +252,8 @@ def _fit_lstsq(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
             if (c.r_name, k) not in ys:
                 ys[(c.r_name, k)] = _columns(stitch.targets(_block_sums(t[c.r_name], k)))
             st.add_cross(xs[dkey], ys[(c.r_name, k)])
-    stats = []
-    for c, st in zip(live, cross, strict=True):
-        k = c.model.stitch.replication
-        dkey = (c.s_name, "coarse" if k > 1 else c.model.stitch.design_key)
-        stats.append(st.with_parts(x_parts[dkey], y_parts[c.r_name], repeat=k * k))
+    stats = [st.with_parts(x_parts[dkey], y_parts[c.r_name], repeat=k * k)
+             for c, (dkey, k), st in zip(live, plans, cross, strict=True)]
     for c, st in zip(live, stats, strict=True):
         try:
             w, b, mu, cov, mse = st.solve(config.ridge)

@@ -31,7 +31,8 @@ from plato.sweep.spec import SpecError, SweepSpec
 from plato.train import Recipe, evaluate, train
 
 
-def _sha(obj) -> str:
+def content_key(obj) -> str:
+    """SHA-256 of a JSON-able description: the identity of a result."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -113,7 +114,7 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
         if entry.checkpoint is not None:
             path = entry.checkpoint
         else:
-            digest = _sha([entry.train, dataset.fingerprint()])[:12]
+            digest = content_key([entry.train, dataset.fingerprint()])[:12]
             path = run_dir / "networks" / f"{name}-{digest}.ckpt"
             if not path.exists():
                 print(f"training network '{name}' ({entry.train['model']})", file=sys.stderr,
@@ -143,7 +144,7 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
             init_seed = zlib.crc32(f"{spec.random_seed}:{name}".encode())
             torch.manual_seed(init_seed)
             model = create_model(ckpt.name, **cfg).to(device).eval()
-            identity = _sha(["random", ckpt.name, cfg, init_seed])
+            identity = content_key(["random", ckpt.name, cfg, init_seed])
             acc = evaluate(model, dataset, device=device)["accuracy"]
             nets[(name, "random")] = Network(name, "random", model, identity, acc,
                                              init_seed=init_seed)
@@ -164,27 +165,47 @@ def spec_points(spec: SweepSpec, net: Network) -> list[CutPoint]:
         raise SpecError(f"spec field 'points.{net.name}': {e}") from None
 
 
+@dataclass(frozen=True)
+class TableSpec:
+    """One (pair, control) table of a sweep: its two networks in their roles and points."""
+
+    sender_name: str
+    receiver_name: str
+    control: str
+    sender: Network
+    receiver: Network
+    sender_points: list[CutPoint]
+    receiver_points: list[CutPoint]
+
+
+def spec_tables(spec: SweepSpec, nets: dict[tuple[str, str], Network]) -> list[TableSpec]:
+    tables = []
+    for s_name, r_name in spec.pairs:
+        for control in spec.controls:
+            s_role, r_role = control.split("->")
+            sender, receiver = nets[(s_name, s_role)], nets[(r_name, r_role)]
+            tables.append(TableSpec(s_name, r_name, control, sender, receiver,
+                                    spec_points(spec, sender), spec_points(spec, receiver)))
+    return tables
+
+
 def build_jobs(spec: SweepSpec, nets: dict[tuple[str, str], Network],
                dataset_fingerprint: str) -> list[Job]:
     recipe = {k: v for k, v in spec.stitch_config(0).to_dict().items()
               if k not in ("device", "seed")}
     jobs = []
-    for s_name, r_name in spec.pairs:
-        for control in spec.controls:
-            s_role, r_role = control.split("->")
-            sender, receiver = nets[(s_name, s_role)], nets[(r_name, r_role)]
-            s_points, r_points = spec_points(spec, sender), spec_points(spec, receiver)
-            for seed in spec.seeds:
-                for sp in s_points:
-                    for rp in r_points:
-                        key = _sha({
-                            "sender": sender.identity, "receiver": receiver.identity,
-                            "sender_point": sp.name, "receiver_point": rp.name,
-                            "stitch": spec.stitch, "resize": spec.resize, "recipe": recipe,
-                            "seed": seed, "data": dataset_fingerprint,
-                        })
-                        jobs.append(Job(key, spec.name, s_name, r_name, control, seed, sp.name,
-                                        sp.index, rp.name, rp.index))
+    for t in spec_tables(spec, nets):
+        for seed in spec.seeds:
+            for sp in t.sender_points:
+                for rp in t.receiver_points:
+                    key = content_key({
+                        "sender": t.sender.identity, "receiver": t.receiver.identity,
+                        "sender_point": sp.name, "receiver_point": rp.name,
+                        "stitch": spec.stitch, "resize": spec.resize, "recipe": recipe,
+                        "seed": seed, "data": dataset_fingerprint,
+                    })
+                    jobs.append(Job(key, spec.name, t.sender_name, t.receiver_name,
+                                    t.control, seed, sp.name, sp.index, rp.name, rp.index))
     return jobs
 
 
