@@ -1,8 +1,9 @@
 """Issue-6 harness: Plato's stitch grid against the naive loop, on the same cells, machine and
 data, in one run.
 
-    python bench/grid_vs_naive.py [--train 10000 --test 2000 --naive-cells 8 --naive-epochs 3
-                                   --objective lstsq+task --epochs 1 --device cpu]
+    python bench/grid_vs_naive.py [--train 10000 --test 2000 --naive-cells 8 --naive-epochs 15
+                                   --naive-timed-epochs 2 --naive-reference FILE.jsonl ...
+                                   --plato fast,lstsq --device cpu]
 
 Grid: `resnet-1111` <-> `resnet-1112` (width 16), both orders, every block point, trained on a
 CIFAR-10 subset of the JPEG copy in ../shared/data (trained once, cached in --out).
@@ -10,16 +11,21 @@ CIFAR-10 subset of the JPEG copy in ../shared/data (trained once, cached in --ou
 Naive loop, as the original study ran it: each stitch alone, in its own copy of the two
 networks; a standard data pipeline (a torch Dataset that converts and normalises one image at a
 time, a shuffling DataLoader); the sender prefix and the receiver suffix run on every step;
-task loss from PyTorch's initialisation, Adam 1e-3 with a cosine schedule, `--naive-epochs`
-epochs; then the test set. It is timed on `--naive-cells` cells spread evenly over the grid,
-and its per-cell time is extrapolated to the whole grid.
+task loss from PyTorch's initialisation, Adam with a cosine schedule, `--naive-epochs` epochs
+(15 on 10,000 images = 1,170 steps of 128, the steps of the study's 3 epochs on 50,000); then
+the test set. Its cost is timed on `--naive-cells` cells spread evenly over the grid, for
+`--naive-timed-epochs` epochs (an epoch costs the same every time: the time is extrapolated
+linearly to `--naive-epochs` and to every cell). Its answers, the reference, come from the full
+runs: `--naive-reference` files written by `bench/naive_reference.py` (same cells, epochs), or,
+without them, from full runs made here.
 
-Plato: `stitch_grid` per ordered pair (shared passes, device-resident data) with the fast
-default objective (`--objective`, `--epochs` of task after the closed form).
+Plato: `stitch_grid` per ordered pair (shared passes, device-resident data), for each
+configuration in `--plato`: `fast` (`StitchConfig.fast()`: lstsq, then 1 task epoch at lr 1e-2,
+batch 64), `lstsq`, or `lstsq+task:E:LR:BATCH`.
 
-Prints one JSON summary and the line `cpu-speedup-vs-naive: ...` (or `gpu-...`) for
-BENCHMARKS.md: the wall-time ratio and the mean and maximum absolute accuracy difference over
-the sampled cells.
+Prints JSON lines and, per Plato configuration and reference, the line
+`cpu-speedup-vs-naive: ...` (or `gpu-...`) for BENCHMARKS.md: the wall-time ratio and the mean
+and maximum absolute accuracy difference over the sampled cells.
 """
 
 from __future__ import annotations
@@ -86,19 +92,22 @@ class PerImage(torch.utils.data.Dataset):
         return (x - self.mean) / self.std, self.labels[i]
 
 
-def naive_cell(sender, receiver, sp, rp, ds, args) -> float:
+def naive_cell(sender, receiver, sp, rp, ds, args, timings: dict | None = None) -> float:
+    """One stitch trained alone; `timings` (if given) gets its train and test seconds."""
     device = torch.device(args.device)
     s_net, r_net = copy.deepcopy(sender).to(device), copy.deepcopy(receiver).to(device)
     s_graph, r_graph = CutGraph(s_net), CutGraph(r_net)
     prefix = freeze(s_graph.split(sp)[0])
     suffix = freeze(r_graph.split(rp)[1])
-    torch.manual_seed(0)
+    torch.manual_seed(getattr(args, "naive_seed", 0))  # the stitch's init and the data order
     stitch = Stitch("bn-conv1x1-bn", s_graph.point(sp).shape, r_graph.point(rp).shape).to(device)
     train_data = torch.utils.data.DataLoader(PerImage(ds.train, ds.mean, ds.std), batch_size=128,
                                              shuffle=True)
     test_data = torch.utils.data.DataLoader(PerImage(ds.test, ds.mean, ds.std), batch_size=512)
-    opt = torch.optim.Adam(stitch.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(stitch.parameters(), lr=getattr(args, "naive_lr", 1e-3))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.naive_epochs * len(train_data))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    start = time.perf_counter()
     for _ in range(args.naive_epochs):
         stitch.train()
         for x, y in train_data:
@@ -108,15 +117,33 @@ def naive_cell(sender, receiver, sp, rp, ds, args) -> float:
             loss.backward()
             opt.step()
             sched.step()
+    sync()
+    trained = time.perf_counter()
     stitch.eval()
     correct = 0
     with torch.no_grad():
         for x, y in test_data:
             correct += int((suffix(stitch(prefix(x.to(device)))).argmax(1) == y.to(device)).sum())
+    if timings is not None:
+        timings.update(train=trained - start, test=time.perf_counter() - trained)
     return correct / len(ds.test)
 
 
 # ---- the run ----------------------------------------------------------------------------------
+
+def plato_config(name: str, device: str) -> StitchConfig:
+    if name == "fast":
+        return StitchConfig.fast(device=device)
+    if name == "lstsq":
+        return StitchConfig(objective="lstsq", device=device)
+    objective, epochs, lr, batch = name.split(":")  # lstsq+task:E:LR:BATCH
+    return StitchConfig(objective=objective, epochs=int(epochs), lr=float(lr),
+                        batch_size=int(batch), device=device)
+
+
+def cell_name(s, r, sp, rp) -> str:
+    return f"{s.name}:{sp}:{r.name}:{rp}"
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -124,10 +151,13 @@ def main() -> None:
     p.add_argument("--test", type=int, default=2000)
     p.add_argument("--train-epochs", type=int, default=15)
     p.add_argument("--naive-cells", type=int, default=8)
-    p.add_argument("--naive-epochs", type=int, default=3)
-    p.add_argument("--objective", default="lstsq+task",
+    p.add_argument("--naive-epochs", type=int, default=15)
+    p.add_argument("--naive-timed-epochs", type=int, default=2)
+    p.add_argument("--naive-lr", type=float, default=1e-2)
+    p.add_argument("--naive-reference", type=Path, action="append", default=[],
+                   help="naive_reference.py output: the reference answers (repeatable)")
+    p.add_argument("--plato", default="fast",
                    help="Plato's configurations, comma-separated: the first is the headline")
-    p.add_argument("--epochs", type=int, default=1, help="Plato's task epochs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
     args = p.parse_args()
@@ -144,9 +174,8 @@ def main() -> None:
 
     # Plato's grid, every cell, for each configuration asked for
     plato_runs = []
-    for objective in args.objective.split(","):
-        config = StitchConfig(objective=objective, epochs=args.epochs, batch_size=128,
-                              device=args.device)
+    for name in args.plato.split(","):
+        config = plato_config(name, args.device)
         start = time.perf_counter()
         found = {}
         for s, r in pairs:
@@ -154,51 +183,69 @@ def main() -> None:
             grid = stitch_grid(s.model, r.model, todo, ds, config=config,
                                accuracies=(acc[id(s)], acc[id(r)]))
             for (sp, rp), (result, _) in zip(todo, grid, strict=True):
-                found[(s.name, r.name, sp, rp)] = (None if isinstance(result, Exception)
-                                                   else result.stitched_accuracy)
+                found[cell_name(s, r, sp, rp)] = (None if isinstance(result, Exception)
+                                                  else result.stitched_accuracy)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        label = objective if objective == "lstsq" else f"{objective}, {args.epochs} task epochs"
+        label = (f"{name} ({config.objective}, {config.sgd_epochs} task epochs, lr "
+                 f"{config.lr:g}, batch {config.batch_size})")
         plato_runs.append((label, seconds, found))
         log({"plato": label, "seconds": round(seconds, 1), "cells": len(cells)})
-    stitchable = [c for c in cells
-                  if plato_runs[0][2][(c[0].name, c[1].name, c[2], c[3])] is not None]
+    stitchable = [c for c in cells if plato_runs[0][2][cell_name(*c)] is not None]
 
-    # The naive loop on a sample of the stitchable cells
+    # The naive loop on a sample of the stitchable cells: timed, and its answers
     step = max(1, len(stitchable) // args.naive_cells)
     sample = stitchable[::step][: args.naive_cells]
-    naive_acc, naive_seconds = {}, []
+    references = {}  # label -> {cell: accuracy}
+    for path in args.naive_reference:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        label = f"naive, {rows[0]['epochs']} epochs, lr {rows[0].get('lr', 1e-3):g}"
+        references[label] = {row["cell"]: row["naive"] for row in rows}
+    timed = argparse.Namespace(**{**vars(args), "naive_epochs": args.naive_timed_epochs})
+    full = f"naive, {args.naive_epochs} epochs, lr {args.naive_lr:g}"
+    per_epoch = []
     for s, r, sp, rp in sample:
-        t0 = time.perf_counter()
-        naive_acc[(s.name, r.name, sp, rp)] = naive_cell(s.model, r.model, sp, rp, ds, args)
-        naive_seconds.append(time.perf_counter() - t0)
-        log({"cell": f"{s.name}:{sp} -> {r.name}:{rp}", "naive": naive_acc[(s.name, r.name,
-             sp, rp)], "seconds": round(naive_seconds[-1], 1),
-             **{label: found[(s.name, r.name, sp, rp)] for label, _, found in plato_runs}})
-    per_cell = sum(naive_seconds) / len(naive_seconds)
+        timings = {}
+        got = naive_cell(s.model, r.model, sp, rp, ds, timed, timings)
+        per_epoch.append((timings["train"] / args.naive_timed_epochs, timings["test"]))
+        if not references:  # no reference files: the full runs, here
+            references.setdefault(full, {})[cell_name(s, r, sp, rp)] = naive_cell(
+                s.model, r.model, sp, rp, ds, args)
+        log({"cell": cell_name(s, r, sp, rp), f"naive_{args.naive_timed_epochs}_epochs": got,
+             "train_seconds_per_epoch": round(per_epoch[-1][0], 2),
+             "test_seconds": round(per_epoch[-1][1], 2),
+             **{label: ref.get(cell_name(s, r, sp, rp)) for label, ref in references.items()},
+             **{label: found[cell_name(s, r, sp, rp)] for label, _, found in plato_runs}})
+    per_cell = sum(args.naive_epochs * e + t for e, t in per_epoch) / len(per_epoch)
     naive_total = per_cell * len(stitchable)
     kind = "gpu" if args.device.startswith("cuda") else "cpu"
     lines = []
     for label, seconds, found in plato_runs:
-        dacc = [100 * (found[k] - v) for k, v in naive_acc.items()]
-        mean_abs = sum(abs(d) for d in dacc) / len(dacc)
-        summary = {
-            "machine": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "device": args.device, "train_images": args.train, "test_images": args.test,
-            "cells": len(stitchable),
-            "naive": f"task, {args.naive_epochs} epochs, alone, per-image DataLoader",
-            "plato": f"{label}, stitch_grid", "naive_cells_measured": len(dacc),
-            "naive_seconds_per_cell": round(per_cell, 1),
-            "naive_extrapolated_seconds": round(naive_total), "plato_seconds": round(seconds),
-            "speedup": round(naive_total / seconds, 1), "mean_abs_dacc_pts": round(mean_abs, 2),
-            "max_abs_dacc_pts": round(max(abs(d) for d in dacc), 2),
-            "mean_signed_dacc_pts": round(sum(dacc) / len(dacc), 2),
-        }
-        log(summary)
-        lines.append(f"{kind}-speedup-vs-naive: {naive_total / seconds:.1f}x (mean |dacc| "
-                     f"{mean_abs:.1f} pts, max {summary['max_abs_dacc_pts']:.1f} pts)  # {label}")
+        for ref_label, ref in references.items():
+            keys = [cell_name(*c) for c in sample]
+            missing = [k for k in keys if k not in ref]
+            if missing:
+                raise SystemExit(f"{ref_label}: no reference for {missing}")
+            dacc = [100 * (found[k] - ref[k]) for k in keys]
+            mean_abs = sum(abs(d) for d in dacc) / len(dacc)
+            summary = {
+                "machine": platform.processor() or platform.machine(),
+                "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "device": args.device, "train_images": args.train, "test_images": args.test,
+                "cells": len(stitchable), "plato": label, "reference": ref_label,
+                "naive_cells_measured": len(dacc),
+                "naive_seconds_per_cell": round(per_cell, 1),
+                "naive_extrapolated_seconds": round(naive_total),
+                "plato_seconds": round(seconds), "speedup": round(naive_total / seconds, 1),
+                "mean_abs_dacc_pts": round(mean_abs, 2),
+                "max_abs_dacc_pts": round(max(abs(d) for d in dacc), 2),
+                "mean_signed_dacc_pts": round(sum(dacc) / len(dacc), 2),
+            }
+            log(summary)
+            lines.append(f"{kind}-speedup-vs-naive: {naive_total / seconds:.1f}x (mean |dacc| "
+                         f"{mean_abs:.1f} pts, max {summary['max_abs_dacc_pts']:.1f} pts)"
+                         f"  # {label} vs {ref_label}")
     print("\n".join(lines))
     sys.stdout.flush()
 

@@ -13,14 +13,21 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from grid_vs_naive import SHARED, naive_cell
 
 import plato
 from plato.checkpoint import load_checkpoint
 
+# The eight cells grid_vs_naive.py samples (every ninth stitchable cell of the grid).
 DEFAULT_CELLS = ["resnet-1111:stem:resnet-1112:stem",
                  "resnet-1111:layer1.0:resnet-1112:layer2.0",
-                 "resnet-1112:layer3.0:resnet-1111:stem"]
+                 "resnet-1111:layer2.0:resnet-1112:layer4.0",
+                 "resnet-1111:layer3.0:resnet-1112:pool",
+                 "resnet-1112:stem:resnet-1111:stem",
+                 "resnet-1112:layer1.0:resnet-1111:layer3.0",
+                 "resnet-1112:layer3.0:resnet-1111:stem",
+                 "resnet-1112:layer4.0:resnet-1111:layer3.0"]
 
 
 def main() -> None:
@@ -31,9 +38,14 @@ def main() -> None:
     p.add_argument("--test", type=int, default=2000)
     p.add_argument("--train-epochs", type=int, default=15)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--lr", type=float, default=1e-3, help="the naive loop's Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="the stitch's init and data order")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
     args = p.parse_args()
-    args.naive_epochs = args.epochs
+    args.naive_epochs, args.naive_lr, args.naive_seed = args.epochs, args.lr, args.seed
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
     ds = ds.subset(train=args.train, test=args.test)
     seeds = {"resnet-1111": 0, "resnet-1112": 1}
@@ -44,7 +56,8 @@ def main() -> None:
         sender, sp, receiver, rp = cell.split(":")
         start = time.perf_counter()
         acc = naive_cell(nets[sender], nets[receiver], sp, rp, ds, args)
-        print(json.dumps({"cell": cell, "epochs": args.epochs, "naive": acc,
+        print(json.dumps({"cell": cell, "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
+                          "naive": acc,
                           "seconds": round(time.perf_counter() - start, 1)}), flush=True)
 
 

@@ -143,6 +143,7 @@ def make_loader(
     augment: str | Augment = "auto",
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
 ) -> DeviceLoader:
     """The loader a training (shuffled, augmented, full batches) or evaluation run wants."""
     if isinstance(augment, str):
@@ -158,4 +159,5 @@ def make_loader(
         drop_last=train and len(dataset.train) > batch_size,
         seed=seed,
         dtype=dtype,
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
     )

@@ -42,9 +42,10 @@ class Activations:
         parts = {m.receiver_point.name: m.receiver_prefix for m in models}
         return cls([((name,), module) for name, module in parts.items()])
 
-    def to(self, device: torch.device | str) -> Activations:
+    def to(self, device: torch.device | str,
+           memory_format: torch.memory_format = torch.contiguous_format) -> Activations:
         for _, module in self.parts:
-            module.to(device)
+            module.to(device, memory_format=memory_format)
         return self
 
     @torch.no_grad()

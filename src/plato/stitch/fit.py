@@ -10,9 +10,12 @@
 Every loop fits many stitches at once (`fit_stitches`): the stitches of one sender/receiver
 pair read their frozen activations from one `Activations` pass per batch and step in lockstep
 over the same batches, so the frozen networks run once per batch, not once per cell. Each cell's
-arithmetic is exactly what it would be alone (same batches, same initialisation, same order of
-operations), so a grid gives the results of its cells fitted one by one. A cell that fails (a
-non-finite loss, a singular system) is dropped and reported; the others go on.
+arithmetic is what it would be alone (same batches, same initialisation, same order of
+operations; one optimiser over all stitches, which is elementwise), so a grid gives the results
+of its cells fitted one by one: bit for bit on a CPU; on a GPU the cells sharing a receiver
+suffix run it once on their stacked outputs (fewer kernel launches), equal up to rounding. A
+cell that fails (a non-finite loss, a singular system) is dropped and reported; the others go
+on.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class StitchConfig:
     #                        per-channel mean and std on the first batches) or "default"
     augment: str = "none"  # stitches see the data as it is, unless asked otherwise
     precision: str = "fp32"  # or "bf16" autocast for the SGD phase
+    channels_last: bool = True  # NHWC activations: faster convolutions (CPU 1.3x, GPU tensor
+    #                             cores); the same answers up to rounding
     seed: int = 0
     device: str = "auto"
 
@@ -69,6 +74,13 @@ class StitchConfig:
             raise PlatoError("stitch epochs must be >= 0, batch_size >= 1 and lr > 0")
         if self.epochs == 0 and self.objective in ("task", "match"):
             raise PlatoError(f"objective '{self.objective}' needs at least one epoch")
+
+    @classmethod
+    def fast(cls, **overrides) -> StitchConfig:
+        """The measured fast default for whole grids (BENCHMARKS.md, issue 6): the closed
+        form, then one epoch of the task loss at a higher rate on smaller batches."""
+        return cls(**{"objective": "lstsq+task", "epochs": 1, "lr": 1e-2, "batch_size": 64,
+                      **overrides})
 
     @property
     def sgd_epochs(self) -> int:
@@ -107,9 +119,9 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     config = config or StitchConfig()
     device = resolve_device(config.device)
     for m in models:
-        m.to(device)
-    senders = (senders or Activations.senders(models)).to(device)
-    receivers = (receivers or Activations.receivers(models)).to(device)
+        m.to(device, memory_format=_memory_format(config))
+    senders = (senders or Activations.senders(models)).to(device, _memory_format(config))
+    receivers = (receivers or Activations.receivers(models)).to(device, _memory_format(config))
     start = time.perf_counter()
     cells = [_Cell(m) for m in models]
     if config.objective in ("lstsq", "lstsq+task"):
@@ -122,6 +134,10 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     return [c.error if c.error is not None else
             FitInfo(loss=c.history[-1]["loss"], epochs=config.sgd_epochs, seconds=share,
                     history=c.history) for c in cells]
+
+
+def _memory_format(config: StitchConfig) -> torch.memory_format:
+    return torch.channels_last if config.channels_last else torch.contiguous_format
 
 
 class _Cell:
@@ -224,7 +240,8 @@ def _fit_lstsq(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
     live = _alive(cells)
     if not live:
         return
-    loader = make_loader(dataset, "train", config.batch_size, device=device, seed=config.seed)
+    loader = make_loader(dataset, "train", config.batch_size, device=device, seed=config.seed,
+                         channels_last=config.channels_last)
     # Cells share statistics: X's by (sender point, design), Y's by receiver point; only the
     # cross products are per cell. Where the design repeats each sender row in a k x k block
     # (an integer upsampling), X'X is k^2 times that of the sender's own rows and X'Y pairs
@@ -273,7 +290,8 @@ def _init_moments(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
                   device: torch.device, senders: Activations, receivers: Activations,
                   examples: int = 1024) -> None:
     """Start each stitch with the receiver's per-channel output statistics (first examples)."""
-    loader = make_loader(dataset, "train", min(config.batch_size, examples), device=device)
+    loader = make_loader(dataset, "train", min(config.batch_size, examples), device=device,
+                         channels_last=config.channels_last)
     xs, seen = [], 0
     for x, _ in loader:
         xs.append(x)
@@ -292,10 +310,13 @@ def _init_moments(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
 # --------------------------------------------------------------------------------------------
 
 class _Optimiser:
-    """One cell's optimiser, schedule and device-side loss bookkeeping."""
+    """One optimiser and schedule over the stitches of all cells, with each cell's loss kept
+    on the device. Adam and SGD update every parameter elementwise from its own gradient and
+    the shared step count, so one optimiser steps each cell exactly as its own would; a
+    dropped cell's parameters get no gradient and are skipped."""
 
-    def __init__(self, cell: _Cell, config: StitchConfig, total: int, device) -> None:
-        params = cell.model.trainable_parameters()
+    def __init__(self, cells: list[_Cell], config: StitchConfig, total: int, device) -> None:
+        params = [p for c in cells for p in c.model.trainable_parameters()]
         if config.optimizer == "adam":
             self.opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
         else:
@@ -307,42 +328,81 @@ class _Optimiser:
         else:
             self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: 1.0)
         self.device = device
+        self.slot = {id(c): i for i, c in enumerate(cells)}
+        self.size = len(cells)
         self.new_epoch()
 
     def new_epoch(self) -> None:
-        self.loss_sum = torch.zeros((), device=self.device)
+        self.loss_sum = torch.zeros(self.size, device=self.device)
         # The first step whose loss was non-finite, kept on the device: no per-step sync.
-        self.first_bad = torch.full((), -1, device=self.device, dtype=torch.int64)
+        self.first_bad = torch.full((self.size,), -1, device=self.device, dtype=torch.int64)
         self.seen = 0
 
-    def step(self, loss: torch.Tensor, step: int, batch: int) -> None:
+    def slots(self, cells: list[_Cell]) -> torch.Tensor:
+        return torch.tensor([self.slot[id(c)] for c in cells], device=self.device)
+
+    def step(self, losses: torch.Tensor, slots: torch.Tensor, step: int, batch: int) -> None:
+        """One step of every live cell from its mean loss on the batch (`losses[i]` for the
+        cell in `slots[i]`). The sum's gradient is each cell's own: their stitches share no
+        parameter."""
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.sum().backward()
         self.opt.step()
         self.sched.step()
-        loss = loss.detach()
-        self.first_bad = torch.where(~torch.isfinite(loss) & (self.first_bad < 0), step,
-                                     self.first_bad)
-        self.loss_sum += loss * batch
+        losses = losses.detach().float()
+        bad = self.first_bad[slots]
+        self.first_bad[slots] = torch.where(~torch.isfinite(losses) & (bad < 0), step, bad)
+        self.loss_sum[slots] += losses * batch
         self.seen += batch
 
+    def mean_loss(self, cell: _Cell) -> float:
+        return self.loss_sum[self.slot[id(cell)]].item() / self.seen
 
-def _cell_loss(cell: _Cell, objective: str, match_loss: str, a: dict, t: dict | None,
-               y: torch.Tensor) -> torch.Tensor:
-    model = cell.model
-    out = model.stitch(a[cell.s_name])
+
+# Examples per call of a shared receiver suffix, by device: bounds the memory of stacked cells.
+# Stacking pays where the task phase is bound by kernel launches (a GPU: 3-5x fewer per step);
+# on a CPU the larger batches ran ~17% slower (BENCHMARKS.md), so cells run one by one there.
+SUFFIX_EXAMPLES = {"cuda": 4096}
+
+
+def _cell_losses(cells: list[_Cell], objective: str, match_loss: str, a: dict,
+                 t: dict | None, y: torch.Tensor) -> torch.Tensor:
+    """Each cell's mean loss on the batch, (len(cells),).
+
+    For the task loss, cells that share a receiver suffix (the same receiver cut point) run it
+    once on their stitch outputs stacked along the batch: the frozen suffix is in eval mode, so
+    each example's logits are its own, and one call replaces many small ones (on a GPU, the
+    task phase is bound by the number of kernel launches)."""
     if objective == "match":
         fn = F.mse_loss if match_loss == "mse" else F.l1_loss
-        return fn(out.float(), t[cell.r_name].float())
-    return F.cross_entropy(model.receiver_suffix(out).float(), y)
+        return torch.stack([fn(c.model.stitch(a[c.s_name]).float(), t[c.r_name].float())
+                            for c in cells])
+    losses: list[torch.Tensor | None] = [None] * len(cells)
+    shared: dict[int, list[int]] = {}
+    for i, c in enumerate(cells):
+        shared.setdefault(id(c.model.receiver_suffix), []).append(i)
+    per_call = max(1, SUFFIX_EXAMPLES.get(y.device.type, 0) // len(y))
+    for members in shared.values():
+        for start in range(0, len(members), per_call):
+            chunk = members[start:start + per_call]
+            out = torch.cat([cells[i].model.stitch(a[cells[i].s_name]) for i in chunk])
+            logits = cells[chunk[0]].model.receiver_suffix(out)  # (len(chunk) * B, classes)
+            per_example = F.cross_entropy(logits.float(), y.repeat(len(chunk)),
+                                          reduction="none")
+            for i, loss in zip(chunk, per_example.view(len(chunk), -1).mean(1), strict=True):
+                losses[i] = loss
+    return torch.stack(losses)
 
 
-def _drop_non_finite(cells: list[_Cell], optims: dict, epoch: int) -> None:
-    for c in _alive(cells):
-        bad = int(optims[id(c)].first_bad.item())
-        if bad >= 0:
+def _drop_non_finite(cells: list[_Cell], optim: _Optimiser, epoch: int) -> None:
+    live = _alive(cells)
+    if not live:
+        return
+    bad = optim.first_bad[optim.slots(live)].tolist()
+    for c, step in zip(live, bad, strict=True):
+        if step >= 0:
             c.error = TrainingError(
-                f"the stitch loss became non-finite at step {bad} (epoch {epoch}); "
+                f"the stitch loss became non-finite at step {step} (epoch {epoch}); "
                 "lower the learning rate or use fp32. Nothing was saved.")
 
 
@@ -352,38 +412,47 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
 
     objective = "task" if config.objective == "lstsq+task" else config.objective
     loader = make_loader(dataset, "train", config.batch_size, device=device, train=True,
-                         augment=config.augment, seed=config.seed)
+                         augment=config.augment, seed=config.seed,
+                         channels_last=config.channels_last)
     total = config.sgd_epochs * len(loader)
-    optims = {id(c): _Optimiser(c, config, total, device) for c in _alive(cells)}
+    live = _alive(cells)
+    if not live:
+        return
+    optim = _Optimiser(live, config, total, device)
+    slots = optim.slots(live)
     step = 0
     bar = tqdm(total=total, desc=f"stitch ({objective})", unit="step", leave=False,
                disable=not progress, file=sys.stderr)
     for epoch in range(1, config.sgd_epochs + 1):
-        for c in _alive(cells):
+        for c in live:
             c.model.train()
-            optims[id(c)].new_epoch()
+        optim.new_epoch()
         for x, y in loader:
             step += 1
             with _autocast(device, config.precision):
                 a = senders(x)
                 t = receivers(x) if objective == "match" else None
-            for c in _alive(cells):
-                with _autocast(device, config.precision):
-                    loss = _cell_loss(c, objective, config.match_loss, a, t, y)
-                optims[id(c)].step(loss, step, len(y))
+                losses = _cell_losses(live, objective, config.match_loss, a, t, y)
+            optim.step(losses, slots, step, len(y))
             if step % 25 == 0:
-                _drop_non_finite(cells, optims, epoch)
-                live = _alive(cells)
+                _drop_non_finite(live, optim, epoch)
+                if len(_alive(live)) < len(live):
+                    live = _alive(live)
+                    slots = optim.slots(live)
                 if live:
-                    o = optims[id(live[0])]
                     bar.set_postfix(epoch=f"{epoch}/{config.sgd_epochs}", cells=len(live),
-                                    loss=f"{o.loss_sum.item() / o.seen:.4f}")
+                                    loss=f"{optim.mean_loss(live[0]):.4f}")
             bar.update(1)
-        _drop_non_finite(cells, optims, epoch)
-        for c in _alive(cells):
-            o = optims[id(c)]
+            if not live:
+                break
+        _drop_non_finite(live, optim, epoch)
+        live = _alive(live)
+        if not live:
+            break
+        slots = optim.slots(live)
+        for c in live:
             c.history.append({"phase": objective, "epoch": epoch,
-                              "loss": o.loss_sum.item() / o.seen})
+                              "loss": optim.mean_loss(c)})
     bar.close()
     for c in cells:
         c.model.eval()

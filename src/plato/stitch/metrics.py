@@ -48,26 +48,31 @@ class StitchResult:
 
 
 def measure_stitched(model: StitchedModel, dataset: Dataset, batch_size: int = CKA_EXAMPLES,
-                     device: torch.device | str = "cpu") -> dict[str, float]:
+                     device: torch.device | str = "cpu",
+                     channels_last: bool = True) -> dict[str, float]:
     """Accuracy, loss, activation MSE and CKA of a stitched network on the test split."""
-    return measure_stitches([model], dataset, batch_size, device)[0]
+    return measure_stitches([model], dataset, batch_size, device,
+                            channels_last=channels_last)[0]
 
 
 @torch.no_grad()
 def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
                      batch_size: int = CKA_EXAMPLES, device: torch.device | str = "cpu",
                      senders: Activations | None = None,
-                     receivers: Activations | None = None) -> list[dict[str, float]]:
+                     receivers: Activations | None = None,
+                     channels_last: bool = True) -> list[dict[str, float]]:
     """`measure_stitched` for many models, the frozen networks run once per test batch.
 
     CKA uses the first CKA_EXAMPLES test images; the first batch holds them all, and each
     cell's Gram matrix is formed and used at once, so memory never holds every cell's outputs.
     """
-    senders = (senders or Activations.senders(models)).to(device)
-    receivers = (receivers or Activations.receivers(models)).to(device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    senders = (senders or Activations.senders(models)).to(device, layout)
+    receivers = (receivers or Activations.receivers(models)).to(device, layout)
     for m in models:
-        m.to(device).eval()
-    loader = make_loader(dataset, "test", max(batch_size, CKA_EXAMPLES), device=device)
+        m.to(device, memory_format=layout).eval()
+    loader = make_loader(dataset, "test", max(batch_size, CKA_EXAMPLES), device=device,
+                         channels_last=channels_last)
     sums = [_Sums() for _ in models]
     ckas: list[float] = []
     for x, y in loader:

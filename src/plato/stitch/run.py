@@ -115,7 +115,8 @@ def stitch_grid(
         fits = fit_stitches(models, dataset, config, senders, receivers, progress=progress)
         fitted = [m for m, f in zip(models, fits, strict=True) if not isinstance(f, Exception)]
         metrics = dict(zip(map(id, fitted), measure_stitches(
-            fitted, dataset, device=device, senders=senders, receivers=receivers),
+            fitted, dataset, device=device, senders=senders, receivers=receivers,
+            channels_last=config.channels_last),
             strict=True))
         fit_of = dict(zip(map(id, models), fits, strict=True))
     share = (time.perf_counter() - start) / max(1, len(point_pairs))

@@ -1,0 +1,53 @@
+"""Peak memory of one stitch grid as the dataset grows (issue 6).
+
+    python bench/grid_memory.py --train 2000   # then 10000: one process per size
+
+Runs `StitchConfig.fast()` on every block cell of `resnet-1111` -> `resnet-1112` (the
+networks `grid_vs_naive.py` trained and cached) and prints the process's peak RSS before and
+after the grid. The data (decoded uint8, resident) grows with the images; the grid's own
+state (one batch of activations per cut point, each cell's stitch and optimiser, d x d
+closed-form statistics, 1,024-example CKA Grams) does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+from grid_vs_naive import SHARED
+
+import plato
+from plato.checkpoint import load_checkpoint
+from plato.models import CutGraph
+from plato.stitch import StitchConfig, stitch_grid
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train", type=int, default=10000)
+    p.add_argument("--test", type=int, default=2000)
+    p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
+    args = p.parse_args()
+    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
+    ds = ds.subset(train=args.train, test=args.test)
+    a, b = (load_checkpoint(args.out / f"{n}-w16-seed{s}-e15-n10000.ckpt").model
+            for n, s in (("resnet-1111", 0), ("resnet-1112", 1)))
+    before = peak_mib()
+    start = time.perf_counter()
+    cells = [(sp.name, rp.name) for sp in CutGraph(a).points() for rp in CutGraph(b).points()]
+    stitch_grid(a, b, cells, ds, config=StitchConfig.fast(device="cpu"), accuracies=(0.7, 0.7))
+    print(json.dumps({"train_images": args.train, "cells": len(cells),
+                      "peak_rss_mib_before_grid": round(before),
+                      "peak_rss_mib": round(peak_mib()),
+                      "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
