@@ -16,8 +16,10 @@ task loss from PyTorch's initialisation, Adam with a cosine schedule, `--naive-e
 the test set. Its cost is timed on `--naive-cells` cells spread evenly over the grid, for
 `--naive-timed-epochs` epochs (an epoch costs the same every time: the time is extrapolated
 linearly to `--naive-epochs` and to every cell). Its answers, the reference, come from the full
-runs: `--naive-reference` files written by `bench/naive_reference.py` (same cells, epochs), or,
-without them, from full runs made here.
+runs: `--naive-reference` files written by `bench/naive_reference.py` (same cells, epochs;
+files with the same epochs and lr are other seeds: their mean is the reference, and the
+distance between two seeds, the naive loop against itself, is printed), or, without them,
+from full runs made here.
 
 Plato: `stitch_grid` per ordered pair (shared passes, device-resident data), for each
 configuration in `--plato`: `fast` (`StitchConfig.fast()`: lstsq, then 1 task epoch at lr 1e-2,
@@ -197,11 +199,21 @@ def main() -> None:
     # The naive loop on a sample of the stitchable cells: timed, and its answers
     step = max(1, len(stitchable) // args.naive_cells)
     sample = stitchable[::step][: args.naive_cells]
-    references = {}  # label -> {cell: accuracy}
+    runs = {}  # label -> one {cell: accuracy} per seed
     for path in args.naive_reference:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         label = f"naive, {rows[0]['epochs']} epochs, lr {rows[0].get('lr', 1e-3):g}"
-        references[label] = {row["cell"]: row["naive"] for row in rows}
+        runs.setdefault(label, []).append({row["cell"]: row["naive"] for row in rows})
+    references = {}  # label -> {cell: accuracy, the mean over the seeds given}
+    for label, seeds in runs.items():
+        common = set.intersection(*(set(r) for r in seeds))
+        if len(seeds) > 1:
+            label = f"{label}, mean of {len(seeds)} seeds"
+            # The naive loop against itself: how far two seeds' answers are apart.
+            spread = [100 * abs(seeds[0][k] - seeds[1][k]) for k in sorted(common)]
+            log({"reference": label, "seed0_vs_seed1_mean_abs_pts":
+                 round(sum(spread) / len(spread), 2), "max_abs_pts": round(max(spread), 2)})
+        references[label] = {k: sum(r[k] for r in seeds) / len(seeds) for k in common}
     timed = argparse.Namespace(**{**vars(args), "naive_epochs": args.naive_timed_epochs})
     full = f"naive, {args.naive_epochs} epochs, lr {args.naive_lr:g}"
     per_epoch = []
