@@ -17,7 +17,7 @@ import resource
 import time
 from pathlib import Path
 
-from grid_vs_naive import SHARED
+from grid_vs_naive import NETS, SHARED, checkpoint_path
 
 import plato
 from plato.checkpoint import load_checkpoint
@@ -37,8 +37,8 @@ def main() -> None:
     args = p.parse_args()
     ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
     ds = ds.subset(train=args.train, test=args.test)
-    a, b = (load_checkpoint(args.out / f"{n}-w16-seed{s}-e15-n10000.ckpt").model
-            for n, s in (("resnet-1111", 0), ("resnet-1112", 1)))
+    a, b = (load_checkpoint(checkpoint_path(args.out, name, seed, 15, 10000)).model
+            for name, seed in NETS)
     before = peak_mib()
     start = time.perf_counter()
     cells = [(sp.name, rp.name) for sp in CutGraph(a).points() for rp in CutGraph(b).points()]

@@ -61,10 +61,15 @@ def log(obj: dict) -> None:
     print(json.dumps(obj), flush=True)
 
 
+def checkpoint_path(out: Path, name: str, seed: int, train_epochs: int, train: int) -> Path:
+    """Where the harness caches a trained network (the other bench scripts read it)."""
+    return out / f"{name}-w16-seed{seed}-e{train_epochs}-n{train}.ckpt"
+
+
 def networks(ds, args) -> list:
     out = []
     for name, seed in NETS:
-        path = args.out / f"{name}-w16-seed{seed}-e{args.train_epochs}-n{args.train}.ckpt"
+        path = checkpoint_path(args.out, name, seed, args.train_epochs, args.train)
         if not path.exists():
             torch.manual_seed(seed)
             model = plato.create_model(name, num_classes=10, input_shape=ds.input_shape,

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from grid_vs_naive import SHARED, naive_cell
+from grid_vs_naive import NETS, SHARED, checkpoint_path, naive_cell
 
 import plato
 from plato.checkpoint import load_checkpoint
@@ -48,10 +48,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
     ds = ds.subset(train=args.train, test=args.test)
-    seeds = {"resnet-1111": 0, "resnet-1112": 1}
-    nets = {name: load_checkpoint(args.out / f"{name}-w16-seed{seed}-e{args.train_epochs}-"
-                                  f"n{args.train}.ckpt", device=args.device).model
-            for name, seed in seeds.items()}
+    nets = {name: load_checkpoint(checkpoint_path(args.out, name, seed, args.train_epochs,
+                                                  args.train), device=args.device).model
+            for name, seed in NETS}
     for cell in args.cell or DEFAULT_CELLS:
         sender, sp, receiver, rp = cell.split(":")
         start = time.perf_counter()

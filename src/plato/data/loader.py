@@ -133,6 +133,11 @@ def _random_crop(x: torch.Tensor, pad: int, mode: str, offsets: torch.Tensor) ->
     return padded[batch, chan, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]  # (B, C, H, W)
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The layout of 4-d activations and batches: NHWC (channels last) or NCHW."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def make_loader(
     dataset: Dataset,
     split: str,
@@ -159,5 +164,5 @@ def make_loader(
         drop_last=train and len(dataset.train) > batch_size,
         seed=seed,
         dtype=dtype,
-        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        memory_format=memory_format(channels_last),
     )

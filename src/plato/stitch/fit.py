@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from plato.data.datasets import Dataset
-from plato.data.loader import AUGMENT_PRESETS, make_loader
+from plato.data.loader import AUGMENT_PRESETS, make_loader, memory_format
 from plato.errors import PlatoError, TrainingError
 from plato.stitch.activations import Activations
 from plato.stitch.stitched import StitchedModel
@@ -118,10 +118,11 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     """
     config = config or StitchConfig()
     device = resolve_device(config.device)
+    layout = memory_format(config.channels_last)
     for m in models:
-        m.to(device, memory_format=_memory_format(config))
-    senders = (senders or Activations.senders(models)).to(device, _memory_format(config))
-    receivers = (receivers or Activations.receivers(models)).to(device, _memory_format(config))
+        m.to(device, memory_format=layout)
+    senders = (senders or Activations.senders(models)).to(device, layout)
+    receivers = (receivers or Activations.receivers(models)).to(device, layout)
     start = time.perf_counter()
     cells = [_Cell(m) for m in models]
     if config.objective in ("lstsq", "lstsq+task"):
@@ -134,10 +135,6 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     return [c.error if c.error is not None else
             FitInfo(loss=c.history[-1]["loss"], epochs=config.sgd_epochs, seconds=share,
                     history=c.history) for c in cells]
-
-
-def _memory_format(config: StitchConfig) -> torch.memory_format:
-    return torch.channels_last if config.channels_last else torch.contiguous_format
 
 
 class _Cell:
@@ -385,25 +382,29 @@ def _cell_losses(cells: list[_Cell], objective: str, match_loss: str, a: dict,
     for members in shared.values():
         for start in range(0, len(members), per_call):
             chunk = members[start:start + per_call]
-            out = torch.cat([cells[i].model.stitch(a[cells[i].s_name]) for i in chunk])
-            logits = cells[chunk[0]].model.receiver_suffix(out)  # (len(chunk) * B, classes)
-            per_example = F.cross_entropy(logits.float(), y.repeat(len(chunk)),
-                                          reduction="none")
+            outs = [cells[i].model.stitch(a[cells[i].s_name]) for i in chunk]
+            stacked = outs[0] if len(chunk) == 1 else torch.cat(outs)  # (len(chunk) * B, ...)
+            logits = cells[chunk[0]].model.receiver_suffix(stacked)
+            targets = y if len(chunk) == 1 else y.repeat(len(chunk))
+            per_example = F.cross_entropy(logits.float(), targets, reduction="none")
             for i, loss in zip(chunk, per_example.view(len(chunk), -1).mean(1), strict=True):
                 losses[i] = loss
     return torch.stack(losses)
 
 
-def _drop_non_finite(cells: list[_Cell], optim: _Optimiser, epoch: int) -> None:
-    live = _alive(cells)
-    if not live:
-        return
-    bad = optim.first_bad[optim.slots(live)].tolist()
+def _drop_non_finite(live: list[_Cell], slots: torch.Tensor, optim: _Optimiser,
+                     epoch: int) -> tuple[list[_Cell], torch.Tensor]:
+    """Fail the cells whose loss went non-finite; the cells still live and their slots."""
+    bad = optim.first_bad[slots].tolist()  # one sync
     for c, step in zip(live, bad, strict=True):
         if step >= 0:
             c.error = TrainingError(
                 f"the stitch loss became non-finite at step {step} (epoch {epoch}); "
                 "lower the learning rate or use fp32. Nothing was saved.")
+    if max(bad, default=-1) < 0:
+        return live, slots
+    live = _alive(live)
+    return live, optim.slots(live)
 
 
 def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device: torch.device,
@@ -435,21 +436,17 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
                 losses = _cell_losses(live, objective, config.match_loss, a, t, y)
             optim.step(losses, slots, step, len(y))
             if step % 25 == 0:
-                _drop_non_finite(live, optim, epoch)
-                if len(_alive(live)) < len(live):
-                    live = _alive(live)
-                    slots = optim.slots(live)
+                live, slots = _drop_non_finite(live, slots, optim, epoch)
                 if live:
                     bar.set_postfix(epoch=f"{epoch}/{config.sgd_epochs}", cells=len(live),
                                     loss=f"{optim.mean_loss(live[0]):.4f}")
             bar.update(1)
             if not live:
                 break
-        _drop_non_finite(live, optim, epoch)
-        live = _alive(live)
+        if live:
+            live, slots = _drop_non_finite(live, slots, optim, epoch)
         if not live:
             break
-        slots = optim.slots(live)
         for c in live:
             c.history.append({"phase": objective, "epoch": epoch,
                               "loss": optim.mean_loss(c)})

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from plato.data.datasets import Dataset
-from plato.data.loader import make_loader
+from plato.data.loader import make_loader, memory_format
 from plato.similarity.cka import centred_gram, cka_from_grams
 from plato.stitch.activations import Activations
 from plato.stitch.stitched import StitchedModel
@@ -66,7 +66,7 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     CKA uses the first CKA_EXAMPLES test images; the first batch holds them all, and each
     cell's Gram matrix is formed and used at once, so memory never holds every cell's outputs.
     """
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
     senders = (senders or Activations.senders(models)).to(device, layout)
     receivers = (receivers or Activations.receivers(models)).to(device, layout)
     for m in models:
