@@ -40,9 +40,10 @@ PAIRS = [("resnet-1111", "resnet-2222"), ("resnet-2222", "resnet-1111"),
          ("resnet-1212", "resnet-2121"), ("resnet-2211", "resnet-1122")]
 STUDY_CELLS = 3840
 CONFIGS = {  # name -> StitchConfig fields
-    "bf16+channels_last, batch 128": dict(precision="bf16", channels_last=True, batch_size=128),
-    "fp32, batch 128": dict(precision="fp32", channels_last=False, batch_size=128),
-    "bf16+channels_last, batch 512": dict(precision="bf16", channels_last=True, batch_size=512),
+    "bf16-cl-b128": dict(precision="bf16", channels_last=True, batch_size=128),
+    "bf16-cl-b64": dict(precision="bf16", channels_last=True, batch_size=64),
+    "fp32-b128": dict(precision="fp32", channels_last=False, batch_size=128),
+    "bf16-cl-b512": dict(precision="bf16", channels_last=True, batch_size=512),
 }
 LOG = []
 
@@ -116,6 +117,8 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=420, help="seconds; then stop measuring")
     p.add_argument("--quick", action="store_true", help="256 images, one small pair: a dry run")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--only", default="bf16-cl-b128,naive," + ",".join(list(CONFIGS)[1:]),
+                   help="comma-separated measurements in order: configurations and 'naive'")
     p.add_argument("--pairs", type=int, default=len(PAIRS),
                    help="ordered pairs timed per configuration (the first gets all)")
     args = p.parse_args()
@@ -162,7 +165,11 @@ def main() -> None:
 
     # Warm-up: CUDA context, cuDNN autotuning, allocator, on a small subset (not timed).
     warm = ds.subset(train=256 if args.quick else 1024, test=256 if args.quick else 1024)
-    for fields in CONFIGS.values():
+    wanted = args.only.split(",")
+    unknown = set(wanted) - set(CONFIGS) - {"naive"}
+    if unknown:
+        p.error(f"unknown measurement(s) {sorted(unknown)}; choose from {list(CONFIGS)} and naive")
+    for fields in (CONFIGS[w] for w in wanted if w != "naive"):
         for objective in ("lstsq", "lstsq+task"):
             timed_grid(nets[pairs[0][0]], nets[pairs[0][1]], warm, StitchConfig(
                 objective=objective, epochs=1, device=args.device, **fields))
@@ -170,14 +177,13 @@ def main() -> None:
 
     results = {}  # config -> list of (pair, cells, lstsq s, one task epoch s, peak GiB)
     naive = []
-    order = [("plato", list(CONFIGS)[0]), ("naive", None)] + [("plato", c)
-                                                             for c in list(CONFIGS)[1:]]
+    order = [("naive", None) if w == "naive" else ("plato", w) for w in wanted]
     for kind, name in order:
         if kind == "naive":
             args.naive_epochs = 1
             for s_name, sp, r_name, rp in [("resnet-2222", "layer4.1", "resnet-2222", "stem"),
                                            ("resnet-1111", "layer2.0", "resnet-2121", "layer3.0")]:
-                if left() < 60:
+                if left() < 30:
                     break
                 timings = {}
                 naive_cell(nets[s_name], nets[r_name], sp, rp, ds, args, timings)
@@ -186,7 +192,7 @@ def main() -> None:
                      "train_seconds": round(timings["train"], 2),
                      "test_seconds": round(timings["test"], 2)})
             continue
-        for s_name, r_name in pairs if name == list(CONFIGS)[0] else pairs[:args.pairs]:
+        for s_name, r_name in pairs if name == wanted[0] else pairs[:args.pairs]:
             if left() < 45:
                 log({"skipped": f"{name} {s_name}->{r_name}", "reason": "budget"})
                 continue

@@ -3,7 +3,7 @@ data, in one run.
 
     python bench/grid_vs_naive.py [--train 10000 --test 2000 --naive-cells 8 --naive-epochs 15
                                    --naive-timed-epochs 2 --naive-reference FILE.jsonl ...
-                                   --plato fast,lstsq --device cpu]
+                                   --plato fast --plato lstsq --device cpu]
 
 Grid: `resnet-1111` <-> `resnet-1112` (width 16), both orders, every block point, trained on a
 CIFAR-10 subset of the JPEG copy in ../shared/data (trained once, cached in --out).
@@ -22,8 +22,9 @@ distance between two seeds, the naive loop against itself, is printed), or, with
 from full runs made here.
 
 Plato: `stitch_grid` per ordered pair (shared passes, device-resident data), for each
-configuration in `--plato`: `fast` (`StitchConfig.fast()`: lstsq, then 1 task epoch at lr 1e-2,
-batch 64), `lstsq`, or `lstsq+task:E:LR:BATCH`.
+configuration in `--plato` (repeatable): `fast` (`StitchConfig.fast()`: lstsq, then 1 task epoch
+of SGD at lr 0.1, batch 64, bf16 where native), `lstsq`, `lstsq+task:E:LR:BATCH`, or StitchConfig
+fields as JSON (`{"fast": true, ...}` starts from `fast()`).
 
 Prints JSON lines and, per Plato configuration and reference, the line
 `cpu-speedup-vs-naive: ...` (or `gpu-...`) for BENCHMARKS.md: the wall-time ratio and the mean
@@ -47,7 +48,7 @@ import torch.nn.functional as F
 import plato
 from plato.checkpoint import load_checkpoint, save_checkpoint
 from plato.models import CutGraph
-from plato.stitch import Stitch, StitchConfig, stitch_grid
+from plato.stitch import NotStitchable, Stitch, StitchConfig, stitch_grid
 from plato.stitch.stitched import freeze
 from plato.train import Recipe, evaluate, train
 
@@ -139,6 +140,10 @@ def naive_cell(sender, receiver, sp, rp, ds, args, timings: dict | None = None) 
 # ---- the run ----------------------------------------------------------------------------------
 
 def plato_config(name: str, device: str) -> StitchConfig:
+    if name.startswith("{"):  # StitchConfig fields as JSON; "fast": true starts from fast()
+        fields = json.loads(name)
+        base = StitchConfig.fast if fields.pop("fast", False) else StitchConfig
+        return base(device=device, **fields)
     if name == "fast":
         return StitchConfig.fast(device=device)
     if name == "lstsq":
@@ -163,8 +168,11 @@ def main() -> None:
     p.add_argument("--naive-lr", type=float, default=1e-2)
     p.add_argument("--naive-reference", type=Path, action="append", default=[],
                    help="naive_reference.py output: the reference answers (repeatable)")
-    p.add_argument("--plato", default="fast",
-                   help="Plato's configurations, comma-separated: the first is the headline")
+    p.add_argument("--plato", action="append", default=[],
+                   help="a Plato configuration (repeatable; the first is the headline): fast, "
+                        "lstsq, lstsq+task:E:LR:BATCH, or StitchConfig fields as JSON "
+                        "('{\"fast\": true, \"more_epochs\": 3}' starts from fast()); "
+                        "default: fast")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
     args = p.parse_args()
@@ -181,10 +189,10 @@ def main() -> None:
 
     # Plato's grid, every cell, for each configuration asked for
     plato_runs = []
-    for name in args.plato.split(","):
+    for name in args.plato or ["fast"]:
         config = plato_config(name, args.device)
         start = time.perf_counter()
-        found = {}
+        found, failed, epochs = {}, [], []
         for s, r in pairs:
             todo = [(sp, rp) for s_, r_, sp, rp in cells if (s_, r_) == (s, r)]
             grid = stitch_grid(s.model, r.model, todo, ds, config=config,
@@ -192,13 +200,20 @@ def main() -> None:
             for (sp, rp), (result, _) in zip(todo, grid, strict=True):
                 found[cell_name(s, r, sp, rp)] = (None if isinstance(result, Exception)
                                                   else result.stitched_accuracy)
+                if isinstance(result, Exception) and not isinstance(result, NotStitchable):
+                    failed.append(f"{cell_name(s, r, sp, rp)}: {result}")
+                elif not isinstance(result, Exception):
+                    epochs.append(result.epochs)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        label = (f"{name} ({config.objective}, {config.sgd_epochs} task epochs, lr "
-                 f"{config.lr:g}, batch {config.batch_size})")
+        more = f" + up to {config.more_epochs}" if config.more_epochs else ""
+        label = (f"{name} ({config.objective}, {config.sgd_epochs}{more} task epochs, "
+                 f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, "
+                 f"{config.precision})")
         plato_runs.append((label, seconds, found))
-        log({"plato": label, "seconds": round(seconds, 1), "cells": len(cells)})
+        log({"plato": label, "seconds": round(seconds, 1), "cells": len(cells),
+             "failed": failed, "mean_task_epochs": round(sum(epochs) / max(1, len(epochs)), 2)})
     stitchable = [c for c in cells if plato_runs[0][2][cell_name(*c)] is not None]
 
     # The naive loop on a sample of the stitchable cells: timed, and its answers

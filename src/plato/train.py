@@ -115,8 +115,23 @@ def _lr_factor(recipe: Recipe, total_steps: int, steps_per_epoch: int):
     return {"cosine": cosine, "onecycle": onecycle, "constant": lambda step: 1.0}[recipe.schedule]
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Does this device compute bf16 natively (a CUDA GPU from Ampere on, a CPU with AVX512-BF16
+    or AMX)? Elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a build without oneDNN
+            return False
+    return False
+
+
 def _autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """bf16 autocast for "bf16", and for "auto" where the device computes bf16 natively."""
+    enabled = precision == "bf16" or (precision == "auto" and native_bf16(device))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,

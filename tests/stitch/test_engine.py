@@ -292,3 +292,91 @@ def test_channels_last_changes_the_layout_not_the_answer(digits, digits_resnet):
     for (plain, _), (nhwc, _) in zip(results[False], results[True], strict=True):
         assert nhwc.stitch_loss == pytest.approx(plain.stitch_loss, rel=1e-4)
         assert abs(nhwc.stitched_accuracy - plain.stitched_accuracy) <= 2 / len(digits.test)
+
+
+@pytest.mark.parametrize("chunk", [7, 10**6])
+def test_measurement_does_not_depend_on_the_suffix_chunk(digits, digits_resnet, monkeypatch,
+                                                         chunk):
+    """The test pass runs the receiver suffix in pieces (a speed choice): the accuracy is
+    the same example by example, the loss and activation MSE the same up to rounding."""
+    import plato.stitch.metrics as metrics_module
+
+    graph = CutGraph(digits_resnet)
+    sp, rp = graph.point("layer1.0"), graph.point("layer2.0")
+    torch.manual_seed(0)
+    stitch = Stitch("bn-conv1x1-bn", sp.shape, rp.shape)
+    model = StitchedModel(graph, sp, stitch, graph, rp).eval()
+    assert len(digits.test) > metrics_module.SUFFIX_CHUNK  # the default splits the batch
+    default = measure_stitched(model, digits, device="cpu")
+    monkeypatch.setattr(metrics_module, "SUFFIX_CHUNK", chunk)
+    other = measure_stitched(model, digits, device="cpu")
+    assert other["accuracy"] == default["accuracy"]
+    assert other["loss"] == pytest.approx(default["loss"], rel=1e-5)
+    assert other["activation_mse"] == pytest.approx(default["activation_mse"], rel=1e-5)
+    assert other["activation_cka"] == default["activation_cka"]
+
+
+def test_auto_precision_is_bf16_exactly_where_the_device_computes_it(digits, digits_resnet):
+    from plato.train import native_bf16
+
+    resolved = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    params, accuracy = {}, {}
+    for precision in ("auto", resolved, "fp32"):
+        model = copy.deepcopy(digits_resnet)
+        graph = CutGraph(model)
+        sp, rp = graph.point("layer1.0"), graph.point("layer2.0")
+        torch.manual_seed(0)
+        stitched = StitchedModel(graph, sp, Stitch("bn-conv1x1-bn", sp.shape, rp.shape), graph,
+                                 rp)
+        fit_stitch(stitched, digits, StitchConfig(objective="task", epochs=1, lr=1e-2,
+                                                  precision=precision, **CPU))
+        params[precision] = torch.cat([p.detach().flatten()
+                                       for p in stitched.stitch.parameters()])
+        accuracy[precision] = measure_stitched(stitched, digits, device="cpu")["accuracy"]
+    assert torch.equal(params["auto"], params[resolved])
+    if resolved == "bf16":  # and bf16 really ran: the answer moved by rounding, not more
+        assert not torch.equal(params["auto"], params["fp32"])
+        assert abs(accuracy["auto"] - accuracy["fp32"]) <= 0.02
+
+
+def test_more_epochs_go_to_the_cells_still_improving_each_as_alone(digits, digits_resnet):
+    """`more_epochs`: after each cycle a cell trains on only while its last-quarter loss fell
+    by more than `improving`; the decision is the cell's own, so a grid still equals its cells
+    fitted alone, bit for bit, epochs included."""
+    torch.manual_seed(5)
+    receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
+    pairs = [("stem", "stem"), ("layer1.0", "stem"), ("layer2.0", "block1"),
+             ("layer4.0", "block1"), ("pool", "pool")]
+    config = StitchConfig(objective="lstsq+task", epochs=1, more_epochs=3, improving=0.02,
+                          optimizer="sgd", lr=0.05, batch_size=256, seed=3, **CPU)
+    grid = stitch_grid(digits_resnet, receiver, pairs, digits, config=config)
+    s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
+    epochs = []
+    for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
+        torch.manual_seed(config.seed)
+        s_point, r_point = s_graph.point(sp), r_graph.point(rp)
+        alone = StitchedModel(s_graph, s_point, Stitch("bn-conv1x1-bn", s_point.shape,
+                                                       r_point.shape), r_graph, r_point)
+        fit = fit_stitch(alone, digits, config)
+        assert result.epochs == fit.epochs and result.stitch_loss == fit.loss, (sp, rp)
+        for a, b in zip(model.stitch.state_dict().values(),
+                        alone.stitch.state_dict().values(), strict=True):
+            assert torch.equal(a, b), (sp, rp)
+        # the rule, cycle by cycle: go on exactly while the tail loss fell by > 2%
+        cycles = [h for h in fit.history if "tail_loss" in h]
+        assert len(cycles) == fit.epochs and 1 <= fit.epochs <= 4
+        before = cycles[0]["head_loss"]
+        for i, h in enumerate(cycles):
+            went_on = i + 1 < len(cycles)
+            if went_on or fit.epochs < 4:
+                assert went_on == (h["tail_loss"] < 0.98 * before), (sp, rp, i)
+            before = h["tail_loss"]
+        epochs.append(fit.epochs)
+    assert max(epochs) > 1  # the rule let some cell go on (else this test checks little)
+
+
+def test_more_epochs_are_validated():
+    with pytest.raises(PlatoError, match="more_epochs"):
+        StitchConfig(more_epochs=-1)
+    with pytest.raises(PlatoError, match="improving"):
+        StitchConfig(improving=1.0)

@@ -52,8 +52,15 @@ class StitchConfig:
     ridge: float = 1e-4  # lstsq ridge, relative to the mean input variance
     init: str = "moments"  # task/match start: "moments" (output matches the receiver's
     #                        per-channel mean and std on the first batches) or "default"
+    more_epochs: int = 0  # up to this many further epochs, each a fresh cosine cycle from `lr`,
+    #                       for the cells whose task loss is still falling (see `improving`)
+    improving: float = 0.05  # a cell trains another epoch when the mean loss of the last
+    #                          quarter of its latest cycle fell by more than this fraction
+    #                          (from the first quarter of the first cycle, else from the last
+    #                          quarter of the cycle before)
     augment: str = "none"  # stitches see the data as it is, unless asked otherwise
-    precision: str = "fp32"  # or "bf16" autocast for the SGD phase
+    precision: str = "fp32"  # or "bf16" autocast for the SGD phase, or "auto": bf16 where the
+    #                          device computes it natively (train.native_bf16), else fp32
     channels_last: bool = True  # NHWC activations: faster convolutions (CPU 1.3x, GPU tensor
     #                             cores); the same answers up to rounding
     seed: int = 0
@@ -66,21 +73,26 @@ class StitchConfig:
                   ("match_loss", self.match_loss, ("mse", "l1")),
                   ("init", self.init, ("moments", "default")),
                   ("augment", self.augment, AUGMENT_PRESETS),
-                  ("precision", self.precision, ("fp32", "bf16")))
+                  ("precision", self.precision, ("fp32", "bf16", "auto")))
         for name, value, allowed in checks:
             if value not in allowed:
                 raise PlatoError(f"stitch {name} '{value}' is not one of {', '.join(allowed)}")
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
             raise PlatoError("stitch epochs must be >= 0, batch_size >= 1 and lr > 0")
+        if self.more_epochs < 0 or not 0 <= self.improving < 1:
+            raise PlatoError("stitch more_epochs must be >= 0 and improving in [0, 1)")
         if self.epochs == 0 and self.objective in ("task", "match"):
             raise PlatoError(f"objective '{self.objective}' needs at least one epoch")
 
     @classmethod
     def fast(cls, **overrides) -> StitchConfig:
         """The measured fast default for whole grids (BENCHMARKS.md, issue 6): the closed
-        form, then one epoch of the task loss at a higher rate on smaller batches."""
-        return cls(**{"objective": "lstsq+task", "epochs": 1, "lr": 1e-2, "batch_size": 64,
-                      **overrides})
+        form, then one epoch of the task loss with SGD (Nesterov) at lr 0.1 on batches of 64,
+        bf16 where the device computes it natively. `more_epochs=3, improving=0` trains the
+        cells whose loss still falls up to three epochs more: closer to a converged answer,
+        at about twice the cost."""
+        return cls(**{"objective": "lstsq+task", "epochs": 1, "optimizer": "sgd", "lr": 0.1,
+                      "batch_size": 64, "precision": "auto", **overrides})
 
     @property
     def sgd_epochs(self) -> int:
@@ -133,7 +145,7 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
         _fit_sgd(cells, dataset, config, device, senders, receivers, progress)
     share = (time.perf_counter() - start) / max(1, len(cells))
     return [c.error if c.error is not None else
-            FitInfo(loss=c.history[-1]["loss"], epochs=config.sgd_epochs, seconds=share,
+            FitInfo(loss=c.history[-1]["loss"], epochs=c.sgd_epochs, seconds=share,
                     history=c.history) for c in cells]
 
 
@@ -149,6 +161,10 @@ class _Cell:
     @property
     def alive(self) -> bool:
         return self.error is None
+
+    @property
+    def sgd_epochs(self) -> int:
+        return sum(1 for h in self.history if "epoch" in h)
 
 
 def _alive(cells: list[_Cell]) -> list[_Cell]:
@@ -310,7 +326,8 @@ class _Optimiser:
     """One optimiser and schedule over the stitches of all cells, with each cell's loss kept
     on the device. Adam and SGD update every parameter elementwise from its own gradient and
     the shared step count, so one optimiser steps each cell exactly as its own would; a
-    dropped cell's parameters get no gradient and are skipped."""
+    dropped cell's parameters get no gradient and are skipped. `total` steps make one cosine
+    cycle; each cell's mean loss over its first and last quarter is kept (`quarters`)."""
 
     def __init__(self, cells: list[_Cell], config: StitchConfig, total: int, device) -> None:
         params = [p for c in cells for p in c.model.trainable_parameters()]
@@ -327,6 +344,11 @@ class _Optimiser:
         self.device = device
         self.slot = {id(c): i for i, c in enumerate(cells)}
         self.size = len(cells)
+        self.total, self.taken = total, 0
+        # loss sums and example counts of the cycle's first and last quarter of steps
+        self.head = torch.zeros(self.size, device=device)
+        self.tail = torch.zeros(self.size, device=device)
+        self.head_seen = self.tail_seen = 0
         self.new_epoch()
 
     def new_epoch(self) -> None:
@@ -351,9 +373,23 @@ class _Optimiser:
         self.first_bad[slots] = torch.where(~torch.isfinite(losses) & (bad < 0), step, bad)
         self.loss_sum[slots] += losses * batch
         self.seen += batch
+        self.taken += 1
+        quarter = max(1, self.total // 4)
+        if self.taken <= quarter:
+            self.head[slots] += losses * batch
+            self.head_seen += batch
+        if self.taken > self.total - quarter:
+            self.tail[slots] += losses * batch
+            self.tail_seen += batch
 
     def mean_loss(self, cell: _Cell) -> float:
         return self.loss_sum[self.slot[id(cell)]].item() / self.seen
+
+    def quarters(self, cell: _Cell) -> tuple[float, float]:
+        """The cell's mean loss over the first and the last quarter of the cycle's steps."""
+        i = self.slot[id(cell)]
+        return (self.head[i].item() / max(1, self.head_seen),
+                self.tail[i].item() / max(1, self.tail_seen))
 
 
 # Examples per call of a shared receiver suffix, by device: bounds the memory of stacked cells.
@@ -409,47 +445,69 @@ def _drop_non_finite(live: list[_Cell], slots: torch.Tensor, optim: _Optimiser,
 
 def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device: torch.device,
              senders: Activations, receivers: Activations, progress: bool = False) -> None:
+    """Gradient descent in cycles: the first is `epochs` epochs under one schedule; then, up to
+    `more_epochs` times, the cells whose loss still fell by more than `improving` train one
+    more epoch, a fresh cycle (cells whose start is far from the task optimum, such as a poor
+    closed form, get the steps they need; the others stop)."""
     from tqdm import tqdm
 
     objective = "task" if config.objective == "lstsq+task" else config.objective
     loader = make_loader(dataset, "train", config.batch_size, device=device, train=True,
                          augment=config.augment, seed=config.seed,
                          channels_last=config.channels_last)
-    total = config.sgd_epochs * len(loader)
     live = _alive(cells)
     if not live:
         return
-    optim = _Optimiser(live, config, total, device)
-    slots = optim.slots(live)
-    step = 0
-    bar = tqdm(total=total, desc=f"stitch ({objective})", unit="step", leave=False,
-               disable=not progress, file=sys.stderr)
-    for epoch in range(1, config.sgd_epochs + 1):
-        for c in live:
-            c.model.train()
-        optim.new_epoch()
-        for x, y in loader:
-            step += 1
-            with _autocast(device, config.precision):
-                a = senders(x)
-                t = receivers(x) if objective == "match" else None
-                losses = _cell_losses(live, objective, config.match_loss, a, t, y)
-            optim.step(losses, slots, step, len(y))
-            if step % 25 == 0:
+    cycles = [config.sgd_epochs] + [1] * config.more_epochs
+    last_tail: dict[int, float] = {}
+    step = epoch = 0
+    bar = tqdm(total=config.sgd_epochs * len(loader), desc=f"stitch ({objective})",
+               unit="step", leave=False, disable=not progress, file=sys.stderr)
+    for n, cycle_epochs in enumerate(cycles):
+        if n:  # a further cycle, for the cells still improving
+            bar.total += len(loader)
+            bar.refresh()
+        optim = _Optimiser(live, config, cycle_epochs * len(loader), device)
+        slots = optim.slots(live)
+        for _ in range(cycle_epochs):
+            epoch += 1
+            for c in live:
+                c.model.train()
+            optim.new_epoch()
+            for x, y in loader:
+                step += 1
+                with _autocast(device, config.precision):
+                    a = senders(x)
+                    t = receivers(x) if objective == "match" else None
+                    losses = _cell_losses(live, objective, config.match_loss, a, t, y)
+                optim.step(losses, slots, step, len(y))
+                if step % 25 == 0:
+                    live, slots = _drop_non_finite(live, slots, optim, epoch)
+                    if live:
+                        bar.set_postfix(epoch=epoch, cells=len(live),
+                                        loss=f"{optim.mean_loss(live[0]):.4f}")
+                bar.update(1)
+                if not live:
+                    break
+            if live:
                 live, slots = _drop_non_finite(live, slots, optim, epoch)
-                if live:
-                    bar.set_postfix(epoch=f"{epoch}/{config.sgd_epochs}", cells=len(live),
-                                    loss=f"{optim.mean_loss(live[0]):.4f}")
-            bar.update(1)
             if not live:
                 break
-        if live:
-            live, slots = _drop_non_finite(live, slots, optim, epoch)
+            for c in live:
+                c.history.append({"phase": objective, "epoch": epoch,
+                                  "loss": optim.mean_loss(c)})
+        still = []
+        for c in live:
+            head, tail = optim.quarters(c)
+            before = last_tail.get(id(c), head)
+            last_tail[id(c)] = tail
+            # the cycle's first- and last-quarter losses: what the decision compared
+            c.history[-1].update(head_loss=head, tail_loss=tail)
+            if tail < (1 - config.improving) * before:
+                still.append(c)
+        live = still
         if not live:
             break
-        for c in live:
-            c.history.append({"phase": objective, "epoch": epoch,
-                              "loss": optim.mean_loss(c)})
     bar.close()
     for c in cells:
         c.model.eval()

@@ -193,6 +193,8 @@ def build_jobs(spec: SweepSpec, nets: dict[tuple[str, str], Network],
                dataset_fingerprint: str) -> list[Job]:
     recipe = {k: v for k, v in spec.stitch_config(0).to_dict().items()
               if k not in ("device", "seed")}
+    if not recipe["more_epochs"]:  # then `improving` decides nothing: keys stay those of
+        del recipe["more_epochs"], recipe["improving"]  # stores written before these fields
     jobs = []
     for t in spec_tables(spec, nets):
         for seed in spec.seeds:
