@@ -229,10 +229,16 @@ def main() -> None:
         common = set.intersection(*(set(r) for r in seeds))
         if len(seeds) > 1:
             label = f"{label}, mean of {len(seeds)} seeds"
-            # The naive loop against itself: how far two seeds' answers are apart.
-            spread = [100 * abs(seeds[0][k] - seeds[1][k]) for k in sorted(common)]
-            log({"reference": label, "seed0_vs_seed1_mean_abs_pts":
-                 round(sum(spread) / len(spread), 2), "max_abs_pts": round(max(spread), 2)})
+            # The naive loop against itself: how far two seeds' answers are apart (every pair
+            # of seeds), and how far one seed is from the mean of the others (what Plato's one
+            # run is compared against, with one seed fewer in the mean).
+            spread = [100 * abs(a[k] - b[k]) for i, a in enumerate(seeds) for b in seeds[i + 1:]
+                      for k in sorted(common)]
+            rest = [100 * abs(one[k] - sum(o[k] for o in seeds if o is not one) /
+                              (len(seeds) - 1)) for one in seeds for k in sorted(common)]
+            log({"reference": label, "seed_vs_seed_mean_abs_pts":
+                 round(sum(spread) / len(spread), 2), "max_abs_pts": round(max(spread), 2),
+                 "seed_vs_mean_of_the_others_mean_abs_pts": round(sum(rest) / len(rest), 2)})
         references[label] = {k: sum(r[k] for r in seeds) / len(seeds) for k in common}
     timed = argparse.Namespace(**{**vars(args), "naive_epochs": args.naive_timed_epochs})
     full = f"naive, {args.naive_epochs} epochs, lr {args.naive_lr:g}"
