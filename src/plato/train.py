@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -115,6 +116,7 @@ def _lr_factor(recipe: Recipe, total_steps: int, steps_per_epoch: int):
     return {"cosine": cosine, "onecycle": onecycle, "constant": lambda step: 1.0}[recipe.schedule]
 
 
+@functools.cache  # asked on every autocast step: the answer never changes in a process
 def native_bf16(device: torch.device) -> bool:
     """Does this device compute bf16 natively (a CUDA GPU from Ampere on, a CPU with AVX512-BF16
     or AMX)? Elsewhere bf16 is emulated and slower than fp32."""

@@ -459,7 +459,6 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
     if not live:
         return
     cycles = [config.sgd_epochs] + [1] * config.more_epochs
-    last_tail: dict[int, float] = {}
     step = epoch = 0
     bar = tqdm(total=config.sgd_epochs * len(loader), desc=f"stitch ({objective})",
                unit="step", leave=False, disable=not progress, file=sys.stderr)
@@ -499,9 +498,9 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
         still = []
         for c in live:
             head, tail = optim.quarters(c)
-            before = last_tail.get(id(c), head)
-            last_tail[id(c)] = tail
-            # the cycle's first- and last-quarter losses: what the decision compared
+            # compared with the previous cycle's tail, or with this (first) cycle's head
+            before = next((h["tail_loss"] for h in reversed(c.history) if "tail_loss" in h),
+                          head)
             c.history[-1].update(head_loss=head, tail_loss=tail)
             if tail < (1 - config.improving) * before:
                 still.append(c)
