@@ -294,6 +294,31 @@ def test_channels_last_changes_the_layout_not_the_answer(digits, digits_resnet):
         assert abs(nhwc.stitched_accuracy - plain.stitched_accuracy) <= 2 / len(digits.test)
 
 
+def test_task_phase_through_the_folded_suffix_is_the_task_phase(digits, digits_resnet,
+                                                                monkeypatch):
+    """The task phase runs the frozen suffix with its BatchNorms folded into the convs (a speed
+    choice): the same training up to rounding, and the network's own suffix is untouched."""
+    pairs = [("stem", "layer1.0"), ("layer2.0", "layer3.0"), ("layer1.0", "pool")]
+    config = StitchConfig(objective="lstsq+task", epochs=1, batch_size=256, **CPU)
+    folds = []
+    real_fold = fit_module.fold_batchnorm
+    monkeypatch.setattr(fit_module, "fold_batchnorm",
+                        lambda *a: folds.append(1) or real_fold(*a))
+    folded = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs,
+                         digits, config=config, accuracies=(0.9, 0.9))
+    assert len(folds) == 3  # one suffix per receiver point
+    monkeypatch.setattr(fit_module, "_folded", lambda suffix, fused: suffix)
+    plain = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs,
+                        digits, config=config, accuracies=(0.9, 0.9))
+    x = plato.data.loader.make_loader(digits, "test", 256, device="cpu").__iter__().__next__()[0]
+    for (a, ma), (b, mb) in zip(folded, plain, strict=True):
+        assert a.stitch_loss == pytest.approx(b.stitch_loss, rel=1e-4)
+        with torch.no_grad():  # the fitted maps (a conv bias before BatchNorm has no gradient)
+            out_a, out_b = ma.stitch(ma.sender_activation(x)), mb.stitch(mb.sender_activation(x))
+        assert torch.allclose(out_a, out_b, rtol=1e-3, atol=5e-3 * out_b.abs().max())
+        assert abs(a.stitched_accuracy - b.stitched_accuracy) <= 2 / len(digits.test)
+
+
 @pytest.mark.parametrize("chunk", [7, 10**6])
 def test_measurement_does_not_depend_on_the_suffix_chunk(digits, digits_resnet, monkeypatch,
                                                          chunk):
