@@ -22,9 +22,10 @@ distance between two seeds, the naive loop against itself, is printed), or, with
 from full runs made here.
 
 Plato: `stitch_grid` per ordered pair (shared passes, device-resident data), for each
-configuration in `--plato` (repeatable): `fast` (`StitchConfig.fast()`: lstsq, then 1 task epoch
-of SGD at lr 0.1, batch 64, bf16 where native), `lstsq`, `lstsq+task:E:LR:BATCH`, or StitchConfig
-fields as JSON (`{"fast": true, ...}` starts from `fast()`).
+configuration in `--plato` (repeatable): `fast` (`StitchConfig.fast()`: lstsq, then 1 task
+epoch of SGD at lr 0.1, batch 32 on a CPU, bf16 where native), `lstsq`,
+`lstsq+task:E:LR:BATCH`, or StitchConfig fields as JSON (`{"fast": true, ...}` starts from
+`fast()`).
 
 Prints JSON lines and, per Plato configuration and reference, the line
 `cpu-speedup-vs-naive: ...` (or `gpu-...`) for BENCHMARKS.md: the wall-time ratio and the mean

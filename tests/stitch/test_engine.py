@@ -405,3 +405,14 @@ def test_more_epochs_are_validated():
         StitchConfig(more_epochs=-1)
     with pytest.raises(PlatoError, match="improving"):
         StitchConfig(improving=1.0)
+
+
+def test_fast_setting_by_device():
+    """The measured fast setting: the closed form, one SGD task epoch; batch 32 on a CPU, 128
+    on a GPU (launch-bound); explicit fields win."""
+    cpu = StitchConfig.fast(device="cpu")
+    assert (cpu.objective, cpu.epochs, cpu.optimizer, cpu.lr, cpu.batch_size, cpu.precision) \
+        == ("lstsq+task", 1, "sgd", 0.1, 32, "auto")
+    assert StitchConfig.fast(device="cuda:1").batch_size == 128  # no GPU needed to configure
+    assert StitchConfig.fast(device="cpu", batch_size=64, more_epochs=3).batch_size == 64
+    assert StitchConfig.fast(device="cpu", more_epochs=3).more_epochs == 3
