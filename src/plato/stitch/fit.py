@@ -93,7 +93,7 @@ class StitchConfig:
         """The measured fast default for whole grids (BENCHMARKS.md, issue 6): the closed
         form, then one epoch of the task loss with SGD (Nesterov) at lr 0.1, bf16 where the
         device computes it natively. Batches of 32 on a CPU (~300 steps per epoch of 10,000
-        images: closer to the converged answer than 64, for 20-30% more time) and 128 on a GPU,
+        images: closer to the converged answer than 64, for about 20% more time) and 128 on a GPU,
         where a step costs kernel launches, not arithmetic (390 steps per epoch of CIFAR-10's
         50,000 images). `more_epochs=3, improving=0` trains the cells whose loss still falls
         up to three epochs more: closer still, at about 2.5 times the cost."""
