@@ -310,7 +310,7 @@ def test_task_phase_through_the_folded_suffix_is_the_task_phase(digits, digits_r
     monkeypatch.setattr(fit_module, "_folded", lambda suffix, fused: suffix)
     plain = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs,
                         digits, config=config, accuracies=(0.9, 0.9))
-    x = plato.data.loader.make_loader(digits, "test", 256, device="cpu").__iter__().__next__()[0]
+    x, _ = next(iter(plato.data.loader.make_loader(digits, "test", 256, device="cpu")))
     for (a, ma), (b, mb) in zip(folded, plain, strict=True):
         assert a.stitch_loss == pytest.approx(b.stitch_loss, rel=1e-4)
         with torch.no_grad():  # the fitted maps (a conv bias before BatchNorm has no gradient)
