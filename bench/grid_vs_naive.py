@@ -22,8 +22,8 @@ distance between two seeds, the naive loop against itself, is printed), or, with
 from full runs made here.
 
 Plato: `stitch_grid` per ordered pair (shared passes, device-resident data), for each
-configuration in `--plato` (repeatable): `fast` (`StitchConfig.fast()`: lstsq, then 1 task
-epoch of SGD at lr 0.1, batch 32 on a CPU, bf16 where native), `lstsq`,
+configuration in `--plato` (repeatable): `fast` (`StitchConfig.fast()`: lstsq from 4,096
+examples, then 2 task epochs of SGD at lr 0.1, batch 64 on a CPU, bf16 where native), `lstsq`,
 `lstsq+task:E:LR:BATCH`, or StitchConfig fields as JSON (`{"fast": true, ...}` starts from
 `fast()`).
 

@@ -130,10 +130,17 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 for "bf16", and for "auto" where the device computes bf16 natively; else None."""
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
 def _autocast(device: torch.device, precision: str):
-    """bf16 autocast for "bf16", and for "auto" where the device computes bf16 natively."""
-    enabled = precision == "bf16" or (precision == "auto" and native_bf16(device))
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    """bf16 autocast where `autocast_dtype` says so, else a disabled autocast (fp32)."""
+    dtype = autocast_dtype(device, precision)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,

@@ -81,3 +81,24 @@ def test_suffixes_of_one_network_share_their_layers():
     assert model.fc.weight.data_ptr() in early_storage  # the network's own head, not a copy
     own = {p.data_ptr() for p in model.parameters()}
     assert not any(p.requires_grad for p in early.parameters() if p.data_ptr() not in own)
+
+
+def test_fused_layers_in_bf16_compute_what_bf16_autocast_computes():
+    """Under bf16 autocast, fused layers stored in bf16 skip the per-call weight casts: the same
+    outputs and input gradients, bit for bit, as the fp32 fused layers cast by autocast."""
+    model = build("resnet-1111")
+    prefix, suffix = CutGraph(model).split("layer1.0")
+    act = prefix(torch.randn(4, *model.input_shape))
+    results = []
+    for dtype in (None, torch.bfloat16):
+        folded = fold_batchnorm(suffix, {}, dtype)
+        assert {p.dtype for p in folded.parameters() if not p.requires_grad} >= (
+            {torch.bfloat16} if dtype else {torch.float32})
+        x = act.detach().clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = folded(x)
+        out.float().sum().backward()
+        results.append((out.float(), x.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the network untouched

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import plato
 import plato.stitch.fit as fit_module
+import plato.stitch.threads as threads_module
 from plato.errors import PlatoError, TrainingError
 from plato.models import CutGraph
 from plato.stitch import (
@@ -26,6 +27,26 @@ from plato.stitch.fit import LstsqStats
 from plato.train import evaluate
 
 CPU = {"device": "cpu"}
+
+
+@pytest.fixture
+def cell_threads(monkeypatch):
+    """A grid's cells in two threads, each op on one core, as on a 2-core CPU; every op of
+    the test on one core, so that the cells fitted alone do the same arithmetic (a reduction
+    split over more cores rounds differently). Counts the threaded steps."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(threads_module, "CPU_WORKERS", 2)
+    steps = []
+    run = threads_module.CellThreads.map
+
+    def counted(self, fn, cells):
+        steps.append(len(cells))
+        return run(self, fn, cells)
+
+    monkeypatch.setattr(threads_module.CellThreads, "map", counted)
+    yield steps
+    torch.set_num_threads(threads)
 
 
 def test_identity_self_stitch_is_the_network(digits, digits_resnet):
@@ -95,6 +116,26 @@ def test_lstsq_equals_numpy(digits, digits_resnet, kind, sender, receiver, resiz
     w, bias = _affine_of(model.stitch, x.shape[1])
     np.testing.assert_allclose(w, solution[:-1], atol=2e-4, rtol=1e-3)
     np.testing.assert_allclose(bias, solution[-1], atol=2e-4, rtol=1e-3)
+
+
+def test_lstsq_examples_fits_the_closed_form_on_a_random_subset(digits, digits_resnet):
+    """`lstsq_examples=n`: the statistics of n random training examples (the dataset's seeded
+    subset, all classes), the same map as fitting on that subset; 0 means every example."""
+    graph = CutGraph(digits_resnet)
+    a, b = graph.point("layer1.0"), graph.point("layer2.0")
+    maps = {}
+    for name, data, n in (("subset", digits, 300), ("on the subset", digits.subset(train=300,
+                          seed=3), 0), ("all", digits, 0), ("more than all", digits, 10**6)):
+        model = StitchedModel(graph, a, Stitch("conv1x1", a.shape, b.shape), graph, b).eval()
+        fit_stitch(model, data, StitchConfig(objective="lstsq", lstsq_examples=n, seed=3, **CPU))
+        maps[name] = model.stitch.state_dict()
+    for k, v in maps["subset"].items():
+        assert torch.equal(v, maps["on the subset"][k]), k
+        assert torch.equal(maps["all"][k], maps["more than all"][k]), k
+    assert not torch.equal(maps["subset"]["map.weight"], maps["all"]["map.weight"])
+    assert len(digits.subset(train=300, seed=3).train.labels.unique()) == digits.num_classes
+    with pytest.raises(PlatoError, match="lstsq_examples"):
+        StitchConfig(lstsq_examples=-1)
 
 
 def test_lowrank_is_reduced_rank_regression(digits, digits_resnet):
@@ -196,9 +237,10 @@ def test_replace_reports_both_objectives(digits, digits_resnet):
 @pytest.mark.parametrize("stacking", [False, True])
 @pytest.mark.parametrize("objective", ["task", "match", "lstsq", "lstsq+task"])
 def test_grid_gives_each_cell_its_result_alone(digits, digits_resnet, objective, stacking,
-                                               monkeypatch):
+                                               monkeypatch, cell_threads):
     """Shared passes change the cost, never the answer: a grid's cells equal the same stitches
-    fitted one at a time through their own prefixes, bit for bit. With stacking (the GPU
+    fitted one at a time through their own prefixes, bit for bit, the grid's cells in two
+    threads (each cell's arithmetic is its own, on one core as alone). With stacking (the GPU
     default, forced here), cells sharing a receiver suffix in the task loss run it on their
     outputs stacked along the batch, where the convolution kernels of a larger batch round
     differently: the same up to 1e-3 of the output scale."""
@@ -246,6 +288,10 @@ def test_grid_gives_each_cell_its_result_alone(digits, digits_resnet, objective,
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()))
     assert exact_checked >= 1
     assert (stacked_checked == 4) == (stacking and objective in ("task", "lstsq+task"))
+    # Threads: the test pass (the receivers' Grams, then the cells: one batch here) and every
+    # gradient step, unless the cells are stacked in one suffix call.
+    assert (len(cell_threads) > 2) == (not stacking and objective != "lstsq")
+    assert max(cell_threads) == len(pairs) - 1  # one pair is not stitchable
 
 
 def test_stacked_suffix_gives_each_cell_its_own_gradient(digits, digits_resnet, monkeypatch):
@@ -307,7 +353,7 @@ def test_task_phase_through_the_folded_suffix_is_the_task_phase(digits, digits_r
     folded = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs,
                          digits, config=config, accuracies=(0.9, 0.9))
     assert len(folds) == 3  # one suffix per receiver point
-    monkeypatch.setattr(fit_module, "_folded", lambda suffix, fused: suffix)
+    monkeypatch.setattr(fit_module, "_folded", lambda suffix, fused, dtype: suffix)
     plain = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs,
                         digits, config=config, accuracies=(0.9, 0.9))
     x, _ = next(iter(plato.data.loader.make_loader(digits, "test", 256, device="cpu")))
@@ -364,7 +410,8 @@ def test_auto_precision_is_bf16_exactly_where_the_device_computes_it(digits, dig
         assert abs(accuracy["auto"] - accuracy["fp32"]) <= 0.02
 
 
-def test_more_epochs_go_to_the_cells_still_improving_each_as_alone(digits, digits_resnet):
+def test_more_epochs_go_to_the_cells_still_improving_each_as_alone(digits, digits_resnet,
+                                                                   cell_threads):
     """`more_epochs`: after each cycle a cell trains on only while its last-quarter loss fell
     by more than `improving`; the decision is the cell's own, so a grid still equals its cells
     fitted alone, bit for bit, epochs included."""
@@ -408,11 +455,12 @@ def test_more_epochs_are_validated():
 
 
 def test_fast_setting_by_device():
-    """The measured fast setting: the closed form, one SGD task epoch; batch 32 on a CPU, 128
-    on a GPU (launch-bound); explicit fields win."""
+    """The measured fast setting: the closed form from 4,096 examples, then SGD on the task;
+    2 epochs of batch 64 on a CPU, 1 of 128 on a GPU (launch-bound); explicit fields win."""
     cpu = StitchConfig.fast(device="cpu")
-    assert (cpu.objective, cpu.epochs, cpu.optimizer, cpu.lr, cpu.batch_size, cpu.precision) \
-        == ("lstsq+task", 1, "sgd", 0.1, 32, "auto")
-    assert StitchConfig.fast(device="cuda:1").batch_size == 128  # no GPU needed to configure
-    assert StitchConfig.fast(device="cpu", batch_size=64, more_epochs=3).batch_size == 64
+    assert (cpu.objective, cpu.epochs, cpu.optimizer, cpu.lr, cpu.batch_size, cpu.precision,
+            cpu.lstsq_examples) == ("lstsq+task", 2, "sgd", 0.1, 64, "auto", 4096)
+    gpu = StitchConfig.fast(device="cuda:1")  # no GPU needed to configure
+    assert (gpu.epochs, gpu.batch_size, gpu.lstsq_examples) == (1, 128, 4096)
+    assert StitchConfig.fast(device="cpu", batch_size=32, epochs=1).batch_size == 32
     assert StitchConfig.fast(device="cpu", more_epochs=3).more_epochs == 3

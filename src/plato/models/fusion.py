@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
@@ -19,11 +20,14 @@ _PAIRS = ((nn.Conv2d, nn.BatchNorm2d, fuse_conv_bn_eval),
 
 
 def fold_batchnorm(module: fx.GraphModule,
-                   folded: dict[tuple[int, int], nn.Module] | None = None) -> fx.GraphModule:
+                   folded: dict[tuple[int, int], nn.Module] | None = None,
+                   dtype: torch.dtype | None = None) -> fx.GraphModule:
     """`module` with every eval-mode BatchNorm fed only by a conv (or Linear) folded into a new
     copy of that layer; the other layers are the module's own (shared, not copied), and its
     parameters and buffers never change. `folded` caches the fused layers by (layer, norm):
-    the suffixes of one network, passed the same dict, share them (memory: one network)."""
+    the suffixes of one network, passed the same dict, share them (memory: one network).
+    `dtype` (bf16, for a module run under bf16 autocast) stores the fused layers in it: autocast
+    would round their weights to it on every call; the arithmetic is the same."""
     folded = {} if folded is None else folded
     graph = fx.Graph()
     graph.output(graph.graph_copy(module.graph, {}))
@@ -42,7 +46,7 @@ def fold_batchnorm(module: fx.GraphModule,
                     and norm.track_running_stats and not (layer.training or norm.training):
                 key = (id(layer), id(norm))
                 if key not in folded:  # frozen: its gradient would not reach the network
-                    folded[key] = fuse(layer, norm).requires_grad_(False)
+                    folded[key] = fuse(layer, norm).requires_grad_(False).to(dtype)
                 replaced[str(source.target)] = folded[key]
                 node.replace_all_uses_with(source)
                 graph.erase_node(node)

@@ -48,15 +48,18 @@ def _hsic_triplet(x: torch.Tensor, y: torch.Tensor, debiased: bool):
     return _hsic_debias(xy, kd, ld), _hsic_debias(xx, kd, kd), _hsic_debias(yy, ld, ld)
 
 
-def centred_gram(x: torch.Tensor) -> torch.Tensor:
-    """The linear Gram matrix of centred rows, float64: (n, ...) -> (n, n)."""
+def centred_gram(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The linear Gram matrix of centred rows: (n, ...) -> (n, n). Centred in float64; the
+    products in `dtype` (float32 takes half the time, at ~1e-6 relative error)."""
     x = x.reshape(len(x), -1).double()  # (n, ...) -> (n, d)
-    x = x - x.mean(0, keepdim=True)
+    x = (x - x.mean(0, keepdim=True)).to(dtype)
     return x @ x.T
 
 
 def cka_from_grams(k: torch.Tensor, l_: torch.Tensor) -> Score:
-    """Biased linear CKA from two centred Grams (reuse one Gram against many)."""
+    """Biased linear CKA from two centred Grams (reuse one Gram against many); the sums in
+    float64."""
+    k, l_ = k.double(), l_.double()
     return _cka((k * l_).sum(), k.square().sum(), l_.square().sum())
 
 

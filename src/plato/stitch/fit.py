@@ -12,10 +12,12 @@ pair read their frozen activations from one `Activations` pass per batch and ste
 over the same batches, so the frozen networks run once per batch, not once per cell. Each cell's
 arithmetic is what it would be alone (same batches, same initialisation, same order of
 operations; one optimiser over all stitches, which is elementwise), so a grid gives the results
-of its cells fitted one by one: bit for bit on a CPU; on a GPU the cells sharing a receiver
-suffix run it once on their stacked outputs (fewer kernel launches), equal up to rounding. A
-cell that fails (a non-finite loss, a singular system) is dropped and reported; the others go
-on.
+of its cells fitted one by one. On a CPU the cells of a step run in threads, each op on one
+core (`plato.stitch.threads`): bit for bit what each cell gives alone on one core (with more
+intra-op threads, a reduction splits differently: equal up to rounding). On a GPU the cells
+sharing a receiver suffix run it once on their stacked outputs (fewer kernel launches), equal
+up to rounding. A cell that fails (a non-finite loss, a singular system) is dropped and
+reported; the others go on.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from plato.errors import PlatoError, TrainingError
 from plato.models.fusion import fold_batchnorm
 from plato.stitch.activations import Activations
 from plato.stitch.stitched import StitchedModel
-from plato.train import _autocast, resolve_device
+from plato.stitch.threads import CellThreads, cpu_workers
+from plato.train import _autocast, autocast_dtype, resolve_device
 
 OBJECTIVES = ("task", "match", "lstsq", "lstsq+task")
-# StitchConfig.fast()'s batch by device type (default 32): see its docstring.
-FAST_BATCH = {"cuda": 128}
+# StitchConfig.fast()'s task phase by device type (default: the CPU's); see its docstring.
+FAST_TASK = {"cuda": {"epochs": 1, "batch_size": 128}}
+FAST_TASK_DEFAULT = {"epochs": 2, "batch_size": 64}
 
 
 @dataclass
@@ -54,6 +58,9 @@ class StitchConfig:
     weight_decay: float = 0.0
     match_loss: str = "mse"  # "mse" or "l1", for `match`
     ridge: float = 1e-4  # lstsq ridge, relative to the mean input variance
+    lstsq_examples: int = 0  # the closed form's statistics from a random subset of this many
+    #                          training examples (0: all); as the start of lstsq+task, a few
+    #                          thousand examples fit the (at most d_in x d_out) map as well
     init: str = "moments"  # task/match start: "moments" (output matches the receiver's
     #                        per-channel mean and std on the first batches) or "default"
     more_epochs: int = 0  # up to this many further epochs, each a fresh cosine cycle from `lr`,
@@ -83,6 +90,8 @@ class StitchConfig:
                 raise PlatoError(f"stitch {name} '{value}' is not one of {', '.join(allowed)}")
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
             raise PlatoError("stitch epochs must be >= 0, batch_size >= 1 and lr > 0")
+        if self.lstsq_examples < 0:
+            raise PlatoError("stitch lstsq_examples must be >= 0 (0: every training example)")
         if self.more_epochs < 0 or not 0 <= self.improving < 1:
             raise PlatoError("stitch more_epochs must be >= 0 and improving in [0, 1)")
         if self.epochs == 0 and self.objective in ("task", "match"):
@@ -90,21 +99,21 @@ class StitchConfig:
 
     @classmethod
     def fast(cls, **overrides) -> StitchConfig:
-        """The measured fast default for whole grids (BENCHMARKS.md, issue 6): the closed
-        form, then one epoch of the task loss with SGD (Nesterov) at lr 0.1, bf16 where the
-        device computes it natively. Batches of 32 on a CPU (~300 steps per epoch of 10,000
-        images: closer to the converged answer than 64, for about 20% more time) and 128 on a GPU,
-        where a step costs kernel launches, not arithmetic (390 steps per epoch of CIFAR-10's
-        50,000 images). `more_epochs=3, improving=0` trains the cells whose loss still falls
-        up to three epochs more: closer still, at about 2.5 times the cost."""
+        """The measured fast default for whole grids (BENCHMARKS.md, issue 6): the closed form
+        from 4,096 random training examples, then the task loss with SGD (Nesterov) at lr 0.1
+        in one cosine cycle, bf16 where the device computes it natively. On a CPU, 2 epochs of
+        batch 64 (~0.9 pts from the naive loop at ~21x its speed; 1 epoch of batch 32 was 1.1
+        pts at ~31x); on a GPU, where a step costs kernel launches, not arithmetic, 1 epoch of
+        batch 128 (the 1-GPU-hour figure). `more_epochs=3, improving=0` trains the cells whose
+        loss still falls up to three epochs more: closer still, at about twice the cost."""
         device = overrides.get("device", "auto")
         try:
             kind = (resolve_device(device) if device == "auto" else torch.device(device)).type
         except (RuntimeError, PlatoError):
             kind = "cpu"  # an unusable device is reported where the config is used
-        return cls(**{"objective": "lstsq+task", "epochs": 1, "optimizer": "sgd", "lr": 0.1,
-                      "batch_size": FAST_BATCH.get(kind, 32), "precision": "auto",
-                      **overrides})
+        return cls(**{"objective": "lstsq+task", "optimizer": "sgd", "lr": 0.1,
+                      "precision": "auto", "lstsq_examples": 4096,
+                      **FAST_TASK.get(kind, FAST_TASK_DEFAULT), **overrides})
 
     @property
     def sgd_epochs(self) -> int:
@@ -265,6 +274,8 @@ def _fit_lstsq(cells: list[_Cell], dataset: Dataset, config: StitchConfig,
     live = _alive(cells)
     if not live:
         return
+    if 0 < config.lstsq_examples < len(dataset.train):
+        dataset = dataset.subset(train=config.lstsq_examples, seed=config.seed)
     loader = make_loader(dataset, "train", config.batch_size, device=device, seed=config.seed,
                          channels_last=config.channels_last)
     # Cells share statistics: X's by (sender point, design), Y's by receiver point; only the
@@ -373,13 +384,11 @@ class _Optimiser:
         return torch.tensor([self.slot[id(c)] for c in cells], device=self.device)
 
     def step(self, losses: torch.Tensor, slots: torch.Tensor, step: int, batch: int) -> None:
-        """One step of every live cell from its mean loss on the batch (`losses[i]` for the
-        cell in `slots[i]`). The sum's gradient is each cell's own: their stitches share no
-        parameter."""
-        self.opt.zero_grad(set_to_none=True)
-        losses.sum().backward()
+        """One step of every live cell, whose gradients the caller has just computed, from its
+        mean loss on the batch (`losses[i]` for the cell in `slots[i]`)."""
         self.opt.step()
         self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
         losses = losses.detach().float()
         bad = self.first_bad[slots]
         self.first_bad[slots] = torch.where(~torch.isfinite(losses) & (bad < 0), step, bad)
@@ -458,8 +467,8 @@ def _drop_non_finite(live: list[_Cell], slots: torch.Tensor, optim: _Optimiser,
     return live, optim.slots(live)
 
 
-def _folded(suffix: nn.Module, fused: dict) -> nn.Module:
-    return fold_batchnorm(suffix, fused) if isinstance(suffix, fx.GraphModule) else suffix
+def _folded(suffix: nn.Module, fused: dict, dtype: torch.dtype | None) -> nn.Module:
+    return fold_batchnorm(suffix, fused, dtype) if isinstance(suffix, fx.GraphModule) else suffix
 
 
 def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device: torch.device,
@@ -479,10 +488,25 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
         return
     # The frozen suffixes with their BatchNorms folded into the convs: the same function, less
     # work per step; the fused layers are shared by the suffixes of one network, for this fit.
+    # Under bf16 autocast, the fused layers are stored in bf16 (no per-step weight casts).
     fused: dict = {}
+    dtype = autocast_dtype(device, config.precision)
     suffixes = {} if objective != "task" else {
-        id(c.model.receiver_suffix): _folded(c.model.receiver_suffix, fused) for c in live}
+        id(c.model.receiver_suffix): _folded(c.model.receiver_suffix, fused, dtype)
+        for c in live}
     cycles = [config.sgd_epochs] + [1] * config.more_epochs
+    # On a CPU, the cells of a step run in threads (plato.stitch.threads); stacked cells (the
+    # GPU) in one suffix call.
+    stacked = bool(SUFFIX_EXAMPLES.get(device.type))
+    workers = 1 if stacked else cpu_workers(device, len(live))
+    threads = CellThreads(workers) if workers > 1 else None
+
+    def loss_and_grad(c: _Cell, a: dict, t: dict | None, y: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, config.precision):
+            loss = _cell_losses([c], objective, config.match_loss, a, t, y, suffixes)[0]
+        loss.backward()
+        return loss.detach()
+
     step = epoch = 0
     bar = tqdm(total=config.sgd_epochs * len(loader), desc=f"stitch ({objective})",
                unit="step", leave=False, disable=not progress, file=sys.stderr)
@@ -502,8 +526,14 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
                 with _autocast(device, config.precision):
                     a = senders(x)
                     t = receivers(x) if objective == "match" else None
-                    losses = _cell_losses(live, objective, config.match_loss, a, t, y,
-                                          suffixes)
+                if threads is not None:
+                    losses = torch.stack(threads.map(
+                        lambda c, a=a, t=t, y=y: loss_and_grad(c, a, t, y), live))
+                else:
+                    with _autocast(device, config.precision):
+                        losses = _cell_losses(live, objective, config.match_loss, a, t, y,
+                                              suffixes)
+                    losses.sum().backward()  # each cell's own gradient: no shared parameter
                 optim.step(losses, slots, step, len(y))
                 if step % 25 == 0:
                     live, slots = _drop_non_finite(live, slots, optim, epoch)
@@ -533,5 +563,7 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
         if not live:
             break
     bar.close()
+    if threads is not None:
+        threads.close()
     for c in cells:
         c.model.eval()

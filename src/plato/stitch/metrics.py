@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -14,6 +15,7 @@ from plato.data.loader import make_loader, memory_format
 from plato.similarity.cka import centred_gram, cka_from_grams
 from plato.stitch.activations import Activations
 from plato.stitch.stitched import StitchedModel
+from plato.stitch.threads import CellThreads, cpu_workers
 
 CKA_EXAMPLES = 1024  # linear CKA uses the first this-many test images (an n x n Gram matrix)
 # The receiver suffix runs on at most this many examples per call: the elementwise layers of a
@@ -79,21 +81,37 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
                          channels_last=channels_last)
     sums = [_Sums() for _ in models]
     ckas: list[float] = []
-    for x, y in loader:
-        a, t = senders(x), receivers(x)
-        grams = {} if ckas else {m.receiver_point.name: None for m in models}
-        for name in grams:
-            grams[name] = centred_gram(t[name][:CKA_EXAMPLES])
-        for m, acc in zip(models, sums, strict=True):
-            out, ref = m.stitch(a[m.sender_point.name]), t[m.receiver_point.name]
-            for lo in range(0, len(y), SUFFIX_CHUNK):
-                hi = lo + SUFFIX_CHUNK
-                acc.add(out[lo:hi], ref[lo:hi], m.receiver_suffix(out[lo:hi]), y[lo:hi])
-            if grams:
-                ckas.append(cka_from_grams(centred_gram(out[:CKA_EXAMPLES]),
-                                           grams[m.receiver_point.name]))
+    workers = cpu_workers(torch.device(device), len(models))
+    with CellThreads(workers) if workers > 1 else nullcontext() as threads:
+        run = threads.map if threads else lambda fn, items: [fn(i) for i in items]
+        for x, y in loader:
+            a, t = senders(x), receivers(x)
+            first = not ckas  # the first batch holds the CKA examples
+            names = sorted({m.receiver_point.name for m in models}) if first else []
+            grams = dict(zip(names, run(lambda n, t=t: _gram(t[n]), names), strict=True))
+
+            def cell(i: int, a=a, t=t, y=y, grams=grams) -> float | None:
+                with torch.no_grad():  # grad mode is per thread
+                    m, acc = models[i], sums[i]
+                    out, ref = m.stitch(a[m.sender_point.name]), t[m.receiver_point.name]
+                    for lo in range(0, len(y), SUFFIX_CHUNK):
+                        hi = lo + SUFFIX_CHUNK
+                        acc.add(out[lo:hi], ref[lo:hi], m.receiver_suffix(out[lo:hi]), y[lo:hi])
+                    return cka_from_grams(_gram(out), grams[m.receiver_point.name]) if first \
+                        else None
+
+            found = run(cell, range(len(models)))
+            if first:
+                ckas = found
     return [{**acc.result(loader.num_examples), "activation_cka": cka}
             for acc, cka in zip(sums, ckas, strict=True)]
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """The centred Gram of the first CKA_EXAMPLES examples, in float32 products (centred in
+    float64): half the time of float64 products, ~1e-6 relative error in the CKA."""
+    with torch.no_grad():
+        return centred_gram(x[:CKA_EXAMPLES], dtype=torch.float32)
 
 
 class _Sums:

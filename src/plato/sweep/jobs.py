@@ -195,6 +195,8 @@ def build_jobs(spec: SweepSpec, nets: dict[tuple[str, str], Network],
               if k not in ("device", "seed")}
     if not recipe["more_epochs"]:  # then `improving` decides nothing: keys stay those of
         del recipe["more_epochs"], recipe["improving"]  # stores written before these fields
+    if not recipe["lstsq_examples"]:  # every example, as before the field
+        del recipe["lstsq_examples"]
     jobs = []
     for t in spec_tables(spec, nets):
         for seed in spec.seeds:

@@ -1,0 +1,87 @@
+"""The cells of a grid spread over CPU threads, each op on one core.
+
+The frozen suffixes of a small network are chains of small convolutions: one op split over
+several cores leaves them idle part of the time, while the cells of one batch are independent
+(a stitch shares no parameter and no autograd graph with another). On a CPU, `CellThreads` runs
+the cells in as many threads as torch has intra-op threads, each op on one core (2 cores: the
+task phase ~15% faster, the test pass ~18%; more cores: not measured; BENCHMARKS.md, issue 6).
+A cell's arithmetic is what it is alone on one core, so a grid still equals its cells fitted
+alone (bit for bit when those run on one core; up to rounding otherwise, as with any change of
+thread count).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+Cell = TypeVar("Cell")
+Result = TypeVar("Result")
+
+# Threads for a batch's cells on a CPU; None: torch.get_num_threads() (the cores torch uses).
+CPU_WORKERS: int | None = None
+
+
+def cpu_workers(device: torch.device, cells: int) -> int:
+    """How many threads the cells get: 1 off the CPU (a GPU runs them as launched) or for a
+    single cell."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(CPU_WORKERS or torch.get_num_threads(), cells))
+
+
+class CellThreads:
+    """A pool of threads for many calls over the same cells; cells go to the least loaded
+    thread, longest first, by their measured time so far (the cost of a cell is its receiver
+    suffix's, which varies tenfold within a grid). Use as a context manager."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="plato-cells")
+        self.seconds: dict[int, float] = {}  # by id(cell)
+
+    def __enter__(self) -> CellThreads:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def _groups(self, cells: Sequence[Cell]) -> list[list[Cell]]:
+        known = [self.seconds[id(c)] for c in cells if id(c) in self.seconds]
+        guess = sum(known) / len(known) if known else 1.0  # a cell not yet timed: the mean
+        cost = {id(c): self.seconds.get(id(c), guess) for c in cells}
+        groups: list[list[Cell]] = [[] for _ in range(self.workers)]
+        load = [0.0] * self.workers
+        for c in sorted(cells, key=lambda c: -cost[id(c)]):
+            i = load.index(min(load))
+            groups[i].append(c)
+            load[i] += cost[id(c)]
+        return [g for g in groups if g]
+
+    def map(self, fn: Callable[[Cell], Result], cells: Sequence[Cell]) -> list[Result]:
+        """[fn(cell) for cell in cells], the cells spread over the threads. Thread-local torch
+        state (autocast, grad mode) is not inherited: `fn` sets what it needs."""
+        out: dict[int, Result] = {}
+
+        def work(group: list[Cell]) -> None:
+            torch.set_num_threads(1)
+            for c in group:
+                start = time.perf_counter()
+                out[id(c)] = fn(c)
+                self.seconds[id(c)] = self.seconds.get(id(c), 0.0) + time.perf_counter() - start
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for job in [self.pool.submit(work, g) for g in self._groups(cells)]:
+                job.result()
+        finally:
+            torch.set_num_threads(threads)
+        return [out[id(c)] for c in cells]
