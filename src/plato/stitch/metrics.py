@@ -90,15 +90,16 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
             names = sorted({m.receiver_point.name for m in models}) if first else []
             grams = dict(zip(names, run(lambda n, t=t: _gram(t[n]), names), strict=True))
 
-            def cell(i: int, a=a, t=t, y=y, grams=grams) -> float | None:
+            def cell(i: int, a=a, t=t, y=y, grams=grams, first=first) -> float | None:
                 with torch.no_grad():  # grad mode is per thread
                     m, acc = models[i], sums[i]
                     out, ref = m.stitch(a[m.sender_point.name]), t[m.receiver_point.name]
                     for lo in range(0, len(y), SUFFIX_CHUNK):
                         hi = lo + SUFFIX_CHUNK
                         acc.add(out[lo:hi], ref[lo:hi], m.receiver_suffix(out[lo:hi]), y[lo:hi])
-                    return cka_from_grams(_gram(out), grams[m.receiver_point.name]) if first \
-                        else None
+                    if not first:
+                        return None
+                    return cka_from_grams(_gram(out), grams[m.receiver_point.name])
 
             found = run(cell, range(len(models)))
             if first:
