@@ -454,6 +454,44 @@ def test_more_epochs_are_validated():
         StitchConfig(improving=1.0)
 
 
+@pytest.mark.parametrize("objective", ["lstsq+task", "match"])
+def test_cached_activations_change_nothing(digits, digits_resnet, objective, monkeypatch):
+    """Later epochs read the frozen activations kept from the first: the same fit, bit for bit,
+    as computing them again (the cache off: no memory for it); with augmentation, no cache."""
+    import plato.stitch.activations as activations_module
+
+    pairs = [("stem", "layer1.0"), ("layer2.0", "layer3.0"), ("layer1.0", "pool")]
+    config = StitchConfig(objective=objective, epochs=2, more_epochs=1, improving=0,
+                          batch_size=128, optimizer="sgd", lr=0.05, precision="bf16", **CPU)
+    caches = []
+    real = activations_module.CachedActivations.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        caches.append(self)
+
+    monkeypatch.setattr(activations_module.CachedActivations, "__init__", spy)
+    runs = {}
+    for free in (10**12, 0):
+        monkeypatch.setattr(activations_module, "_free_bytes", lambda device, free=free: free)
+        runs[free] = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet),
+                                 pairs, digits, config=config, accuracies=(0.9, 0.9))
+    used, off = caches[:len(caches) // 2], caches[len(caches) // 2:]
+    assert len(used) == (2 if objective == "match" else 1)  # the receivers too, for match
+    # epochs 2 and 3 (11 batches each, the 29 examples dropped from epoch 1's last batch aside)
+    assert all(10 <= c.hits <= 22 for c in used), [c.hits for c in used]
+    assert all(c.store is None and c.hits == 0 for c in off)
+    for (a, ma), (b, mb) in zip(runs[10**12], runs[0], strict=True):
+        assert a.stitch_loss == b.stitch_loss and a.stitched_accuracy == b.stitched_accuracy
+        for v, w in zip(ma.stitch.state_dict().values(), mb.stitch.state_dict().values(),
+                        strict=True):
+            assert torch.equal(v, w)
+    caches.clear()
+    stitch_grid(digits_resnet, digits_resnet, pairs, digits,
+                config=StitchConfig(**{**config.to_dict(), "augment": "flip"}))
+    assert not caches
+
+
 def test_fast_setting_by_device():
     """The measured fast setting: the closed form from 4,096 examples, then SGD on the task;
     2 epochs of batch 64 on a CPU, 1 of 128 on a GPU (launch-bound); explicit fields win."""

@@ -53,7 +53,8 @@ class Augment:
 
 
 class DeviceLoader:
-    """Iterates over (x, y) batches: x float (B, C, H, W) normalised, y int64 (B,)."""
+    """Iterates over (x, y) batches: x float (B, C, H, W) normalised, y int64 (B,).
+    `indices` holds the split's indices of the batch just yielded (for activation caches)."""
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class DeviceLoader:
         self.dtype = dtype
         self.memory_format = memory_format
         self.generator = torch.Generator().manual_seed(seed)
+        self.indices: torch.Tensor | None = None
         c = self.images.shape[1]
         if len(mean) != c or len(std) != c:
             raise PlatoError(f"mean/std have {len(mean)}/{len(std)} channels, images have {c}")
@@ -119,6 +121,7 @@ class DeviceLoader:
                 f = flips[b * self.batch_size :][: len(idx)].view(-1, 1, 1, 1)
                 x = torch.where(f, x.flip(3), x)
             x = (x * self.scale + self.shift).to(self.dtype)
+            self.indices = idx
             yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
 
 

@@ -57,3 +57,64 @@ class Activations:
                 values = (values,)
             out.update(zip(names, values, strict=True))
         return out
+
+
+def _free_bytes(device: torch.device) -> int:
+    """Memory free for a cache on `device`: CUDA's free memory, or Linux's MemAvailable; 0
+    where unknown (no cache)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class CachedActivations:
+    """Frozen activations kept per training example after their first pass, on the device, for
+    the later epochs of the task phase: the tensors as computed (their dtype, bf16 under bf16
+    autocast, and layout), so every epoch sees the same values bit for bit. Only where the
+    inputs repeat (no augmentation), and only when the whole cache fits in `fraction` of the
+    device's free memory at the first batch; otherwise each batch is computed as before."""
+
+    def __init__(self, source: Activations, examples: int, fraction: float = 0.25) -> None:
+        self.source, self.examples, self.fraction = source, examples, fraction
+        self.store: dict[str, torch.Tensor] | None = None
+        self.filled: torch.Tensor | None = None  # (examples,) bool
+        self.enabled = True
+        self.hits = 0  # batches served from the cache
+
+    def nbytes(self, batch: dict[str, torch.Tensor]) -> int:
+        """The cache's size for activations like `batch`'s."""
+        return sum(v[0].numel() * v.element_size() for v in batch.values()) * self.examples
+
+    def __call__(self, x: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.filled is not None and bool(self.filled[indices].all()):
+            self.hits += 1
+            return {name: values[indices].contiguous(memory_format=_layout(values))
+                    for name, values in self.store.items()}
+        out = self.source(x)
+        if self.enabled and self.store is None:
+            self.enabled = self.nbytes(out) <= self.fraction * _free_bytes(x.device)
+            if self.enabled:
+                self.store = {name: torch.empty((self.examples, *v.shape[1:]), dtype=v.dtype,
+                                                device=v.device,
+                                                memory_format=_layout(v))
+                              for name, v in out.items()}
+                self.filled = torch.zeros(self.examples, dtype=torch.bool, device=x.device)
+        if self.store is not None:
+            for name, v in out.items():
+                self.store[name][indices] = v
+            self.filled[indices] = True
+        return out
+
+
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
+            and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format

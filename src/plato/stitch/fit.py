@@ -36,7 +36,7 @@ from plato.data.datasets import Dataset
 from plato.data.loader import AUGMENT_PRESETS, make_loader, memory_format
 from plato.errors import PlatoError, TrainingError
 from plato.models.fusion import fold_batchnorm
-from plato.stitch.activations import Activations
+from plato.stitch.activations import Activations, CachedActivations
 from plato.stitch.stitched import StitchedModel
 from plato.stitch.threads import CellThreads, cpu_workers
 from plato.train import _autocast, autocast_dtype, resolve_device
@@ -467,6 +467,11 @@ def _drop_non_finite(live: list[_Cell], slots: torch.Tensor, optim: _Optimiser,
     return live, optim.slots(live)
 
 
+def _frozen(source: Activations | CachedActivations, x: torch.Tensor,
+            indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    return source(x, indices) if isinstance(source, CachedActivations) else source(x)
+
+
 def _folded(suffix: nn.Module, fused: dict, dtype: torch.dtype | None) -> nn.Module:
     return fold_batchnorm(suffix, fused, dtype) if isinstance(suffix, fx.GraphModule) else suffix
 
@@ -495,6 +500,12 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
         id(c.model.receiver_suffix): _folded(c.model.receiver_suffix, fused, dtype)
         for c in live}
     cycles = [config.sgd_epochs] + [1] * config.more_epochs
+    # Over several epochs of unaugmented data, the frozen activations of each example are kept
+    # after its first pass (where they fit in memory): later epochs read them.
+    if sum(cycles) > 1 and not (loader.augment.crop_padding or loader.augment.hflip):
+        senders = CachedActivations(senders, loader.num_examples)
+        if objective == "match":
+            receivers = CachedActivations(receivers, loader.num_examples)
     # On a CPU, the cells of a step run in threads (plato.stitch.threads); stacked cells (the
     # GPU) in one suffix call.
     stacked = bool(SUFFIX_EXAMPLES.get(device.type))
@@ -524,8 +535,8 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
             for x, y in loader:
                 step += 1
                 with _autocast(device, config.precision):
-                    a = senders(x)
-                    t = receivers(x) if objective == "match" else None
+                    a = _frozen(senders, x, loader.indices)
+                    t = _frozen(receivers, x, loader.indices) if objective == "match" else None
                 if threads is not None:
                     losses = torch.stack(threads.map(
                         lambda c, a=a, t=t, y=y: loss_and_grad(c, a, t, y), live))
