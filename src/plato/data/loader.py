@@ -54,7 +54,8 @@ class Augment:
 
 class DeviceLoader:
     """Iterates over (x, y) batches: x float (B, C, H, W) normalised, y int64 (B,).
-    `indices` holds the split's indices of the batch just yielded (for activation caches)."""
+    `indices` holds the split's indices of the batch just yielded, on the CPU (for activation
+    caches: no device synchronisation to look them up)."""
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class DeviceLoader:
             offsets = offsets.to(self.device)
         if self.augment.hflip:
             flips = (torch.rand(n, generator=self.generator) < 0.5).to(self.device)
-        order = order.to(self.device)
+        order, host_order = order.to(self.device), order
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.images[idx].to(torch.float32)  # (B, C, H, W) in [0, 255]
@@ -121,7 +122,7 @@ class DeviceLoader:
                 f = flips[b * self.batch_size :][: len(idx)].view(-1, 1, 1, 1)
                 x = torch.where(f, x.flip(3), x)
             x = (x * self.scale + self.shift).to(self.dtype)
-            self.indices = idx
+            self.indices = host_order[b * self.batch_size : (b + 1) * self.batch_size]
             yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
 
 

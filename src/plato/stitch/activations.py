@@ -93,9 +93,12 @@ class CachedActivations:
         return sum(v[0].numel() * v.element_size() for v in batch.values()) * self.examples
 
     def __call__(self, x: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The activations of batch `x`, whose examples are `indices` (CPU: which are cached is
+        kept on the CPU, so a lookup never waits for the device)."""
         if self.filled is not None and bool(self.filled[indices].all()):
             self.hits += 1
-            return {name: values[indices].contiguous(memory_format=_layout(values))
+            on_device = indices.to(x.device)
+            return {name: values[on_device].contiguous(memory_format=_layout(values))
                     for name, values in self.store.items()}
         out = self.source(x)
         if self.enabled and self.store is None:
@@ -105,10 +108,11 @@ class CachedActivations:
                                                 device=v.device,
                                                 memory_format=_layout(v))
                               for name, v in out.items()}
-                self.filled = torch.zeros(self.examples, dtype=torch.bool, device=x.device)
+                self.filled = torch.zeros(self.examples, dtype=torch.bool)
         if self.store is not None:
+            on_device = indices.to(x.device)
             for name, v in out.items():
-                self.store[name][indices] = v
+                self.store[name][on_device] = v
             self.filled[indices] = True
         return out
 
