@@ -502,7 +502,7 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
     cycles = [config.sgd_epochs] + [1] * config.more_epochs
     # Over several epochs of unaugmented data, the frozen activations of each example are kept
     # after its first pass (where they fit in memory): later epochs read them.
-    if sum(cycles) > 1 and not (loader.augment.crop_padding or loader.augment.hflip):
+    if sum(cycles) > 1 and not loader.augment.enabled:
         senders = CachedActivations(senders, loader.num_examples)
         if objective == "match":
             receivers = CachedActivations(receivers, loader.num_examples)
