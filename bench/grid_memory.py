@@ -1,6 +1,7 @@
 """Peak memory of one stitch grid as the dataset grows (issue 6).
 
     python bench/grid_memory.py --train 2000   # then 10000: one process per size
+    python bench/grid_memory.py --train 10000 --cache disk   # the activation cache's tier
 
 Runs `StitchConfig.fast()` on every block cell of `resnet-1111` -> `resnet-1112` (the
 networks `grid_vs_naive.py` trained and cached) and prints the process's peak RSS before and
@@ -23,6 +24,7 @@ import plato
 from plato.checkpoint import load_checkpoint
 from plato.models import CutGraph
 from plato.stitch import StitchConfig, stitch_grid
+from plato.stitch.activations import CACHE_TIERS
 
 
 def peak_mib() -> float:
@@ -34,6 +36,8 @@ def main() -> None:
     p.add_argument("--train", type=int, default=10000)
     p.add_argument("--test", type=int, default=2000)
     p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
+    p.add_argument("--cache", choices=CACHE_TIERS, default="auto",
+                   help="StitchConfig.activation_cache")
     args = p.parse_args()
     ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
     ds = ds.subset(train=args.train, test=args.test)
@@ -42,8 +46,9 @@ def main() -> None:
     before = peak_mib()
     start = time.perf_counter()
     cells = [(sp.name, rp.name) for sp in CutGraph(a).points() for rp in CutGraph(b).points()]
-    stitch_grid(a, b, cells, ds, config=StitchConfig.fast(device="cpu"), accuracies=(0.7, 0.7))
-    print(json.dumps({"train_images": args.train, "cells": len(cells),
+    config = StitchConfig.fast(device="cpu", activation_cache=args.cache)
+    stitch_grid(a, b, cells, ds, config=config, accuracies=(0.7, 0.7))
+    print(json.dumps({"train_images": args.train, "cells": len(cells), "cache": args.cache,
                       "peak_rss_mib_before_grid": round(before),
                       "peak_rss_mib": round(peak_mib()),
                       "seconds": round(time.perf_counter() - start, 1)}), flush=True)

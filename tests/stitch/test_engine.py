@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import plato
 import plato.stitch.fit as fit_module
@@ -455,11 +456,14 @@ def test_more_epochs_are_validated():
 
 
 @pytest.mark.parametrize("objective", ["lstsq+task", "match"])
-def test_cached_activations_change_nothing(digits, digits_resnet, objective, monkeypatch):
-    """Later epochs read the frozen activations kept from the first: the same fit, bit for bit,
-    as computing them again (the cache off: no memory for it); with augmentation, no cache."""
+def test_cached_activations_change_nothing(digits, digits_resnet, objective, monkeypatch,
+                                           tmp_path):
+    """Later epochs read the frozen activations kept from the first, on the device or in
+    memory-mapped files: the same fit, bit for bit, as computing them again (the cache off);
+    with augmentation, no cache."""
     import plato.stitch.activations as activations_module
 
+    monkeypatch.setenv("PLATO_CACHE", str(tmp_path))
     pairs = [("stem", "layer1.0"), ("layer2.0", "layer3.0"), ("layer1.0", "pool")]
     config = StitchConfig(objective=objective, epochs=2, more_epochs=1, improving=0,
                           batch_size=128, optimizer="sgd", lr=0.05, precision="bf16", **CPU)
@@ -472,24 +476,69 @@ def test_cached_activations_change_nothing(digits, digits_resnet, objective, mon
 
     monkeypatch.setattr(activations_module.CachedActivations, "__init__", spy)
     runs = {}
-    for free in (10**12, 0):
+    # device: room in memory; disk: none in memory, so "auto" maps files; off: no cache
+    for where, free, tier in (("device", 10**12, "auto"), ("disk", 0, "auto"),
+                              ("off", 10**12, "off")):
         monkeypatch.setattr(activations_module, "_free_bytes", lambda device, free=free: free)
-        runs[free] = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet),
-                                 pairs, digits, config=config, accuracies=(0.9, 0.9))
-    used, off = caches[:len(caches) // 2], caches[len(caches) // 2:]
-    assert len(used) == (2 if objective == "match" else 1)  # the receivers too, for match
-    # epochs 2 and 3 (11 batches each, the 29 examples dropped from epoch 1's last batch aside)
-    assert all(10 <= c.hits <= 22 for c in used), [c.hits for c in used]
-    assert all(c.store is None and c.hits == 0 for c in off)
-    for (a, ma), (b, mb) in zip(runs[10**12], runs[0], strict=True):
-        assert a.stitch_loss == b.stitch_loss and a.stitched_accuracy == b.stitched_accuracy
-        for v, w in zip(ma.stitch.state_dict().values(), mb.stitch.state_dict().values(),
-                        strict=True):
-            assert torch.equal(v, w)
+        before = len(caches)
+        runs[where] = stitch_grid(
+            copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs, digits,
+            config=StitchConfig(**{**config.to_dict(), "activation_cache": tier}),
+            accuracies=(0.9, 0.9))
+        used = caches[before:]
+        assert len(used) == (0 if where == "off" else 2 if objective == "match" else 1)
+        # epochs 2 and 3 (11 batches each, the 29 examples dropped from epoch 1's last batch
+        # aside) read the cache
+        assert all(c.where == where and 10 <= c.hits <= 22 for c in used), \
+            [(c.where, c.hits) for c in used]
+    assert not list((tmp_path / "activations").iterdir())  # the mapped files left nothing
+    for run in ("device", "disk"):
+        for (a, ma), (b, mb) in zip(runs[run], runs["off"], strict=True):
+            assert a.stitch_loss == b.stitch_loss and a.stitched_accuracy == b.stitched_accuracy
+            for v, w in zip(ma.stitch.state_dict().values(), mb.stitch.state_dict().values(),
+                            strict=True):
+                assert torch.equal(v, w)
     caches.clear()
     stitch_grid(digits_resnet, digits_resnet, pairs, digits,
                 config=StitchConfig(**{**config.to_dict(), "augment": "flip"}))
     assert not caches
+
+
+def test_cache_tier_by_size(monkeypatch, tmp_path):
+    """The cache goes where it fits: the device, else disk, else nowhere (each batch computed);
+    a tier asked for is the only one tried. Cached batches come back as computed: the same
+    values, dtype and layout (channels last here)."""
+    import plato.stitch.activations as activations_module
+    from plato.stitch.activations import Activations, CachedActivations
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1).to(memory_format=torch.channels_last)
+    source = Activations([(("conv", "flat"), lambda x: (conv(x), conv(x).flatten(1)))])
+    images = torch.randn(10, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    size = 10 * (4 * 5 * 5) * 4 * 2  # examples x elements x float32 x two points
+
+    def tier(tier: str, free_memory: int, free_disk: int) -> CachedActivations:
+        monkeypatch.setattr(activations_module, "_free_bytes", lambda device: free_memory)
+        monkeypatch.setattr(activations_module, "_free_disk_bytes", lambda d: free_disk)
+        cache = CachedActivations(source, 10, tier, fraction=0.5, directory=tmp_path)
+        for _epoch in range(2):
+            for batch in (torch.tensor([3, 0, 7, 1, 9]), torch.tensor([2, 8, 6, 4, 5])):
+                out = cache(images[batch], batch)
+                expected = source(images[batch])
+                for name in expected:
+                    assert torch.equal(out[name], expected[name])
+                    assert out[name].stride() == expected[name].stride()
+        assert cache.hits == (2 if cache.where != "none" else 0)
+        return cache
+
+    assert tier("auto", 2 * size, 0).where == "device"
+    assert tier("auto", 2 * size - 1, 2 * size).where == "disk"
+    assert tier("auto", 0, 2 * size - 1).where == "none"
+    assert tier("disk", 10**12, 2 * size).where == "disk"
+    assert tier("device", 0, 10**12).where == "none"
+    assert not list(tmp_path.iterdir())  # each mapped file was unlinked once mapped
+    with pytest.raises(PlatoError, match="activation_cache"):
+        StitchConfig(activation_cache="ram")
 
 
 def test_fast_setting_by_device():

@@ -41,6 +41,25 @@ def test_sweep_fills_the_store_and_resumes(tmp_path, digits_checkpoints):
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_activation_cache_setting_keeps_the_cells(tmp_path, digits_checkpoints):
+    """Where the activations are cached changes no result, so it is not part of a cell's key:
+    a rerun that asks for another tier finds every cell done; other recipe fields re-run."""
+    recipe = {"epochs": 2, "batch_size": 256}
+    common = dict(controls=["trained->trained"], objective="lstsq+task",
+                  points=["stem", "layer2.0"])
+    nets = {"resnet": digits_checkpoints["resnet"]}
+    spec = load_spec(write_spec(tmp_path / "s.yaml", nets, recipe=recipe, **common))
+    first = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    assert first.done == first.cells == 4
+    for tier in ("off", "disk"):
+        again = load_spec(write_spec(tmp_path / "s.yaml", nets,
+                                     recipe={**recipe, "activation_cache": tier}, **common))
+        assert run_sweep(again, tmp_path / "run", device="cpu", progress=False).skipped == 4
+    other = load_spec(write_spec(tmp_path / "s.yaml", nets, recipe={**recipe, "epochs": 1},
+                                 **common))
+    assert run_sweep(other, tmp_path / "run", device="cpu", progress=False).done == 4
+
+
 def test_non_finite_cell_is_recorded_and_the_sweep_goes_on(tmp_path, digits_checkpoints,
                                                            monkeypatch):
     class Poisoned(Activations):  # a genuinely non-finite activation at one sender point

@@ -12,11 +12,16 @@ its tensor by point name.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from plato.data.datasets import cache_dir
 from plato.models.cuts import CutGraph, CutPoint
 
 
@@ -59,6 +64,9 @@ class Activations:
         return out
 
 
+CACHE_TIERS = ("auto", "device", "disk", "off")
+
+
 def _free_bytes(device: torch.device) -> int:
     """Memory free for a cache on `device`: CUDA's free memory, or Linux's MemAvailable; 0
     where unknown (no cache)."""
@@ -74,18 +82,34 @@ def _free_bytes(device: torch.device) -> int:
     return 0
 
 
-class CachedActivations:
-    """Frozen activations kept per training example after their first pass, on the device, for
-    the later epochs of the task phase: the tensors as computed (their dtype, bf16 under bf16
-    autocast, and layout), so every epoch sees the same values bit for bit. Only where the
-    inputs repeat (no augmentation), and only when the whole cache fits in `fraction` of the
-    device's free memory at the first batch; otherwise each batch is computed as before."""
+def _free_disk_bytes(directory: Path) -> int:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(directory).free
+    except OSError:  # not writable, not there: no disk cache
+        return 0
 
-    def __init__(self, source: Activations, examples: int, fraction: float = 0.25) -> None:
+
+class CachedActivations:
+    """Frozen activations kept per training example after their first pass, for the later
+    epochs of the task phase: the tensors as computed (their dtype, bf16 under bf16 autocast,
+    and layout), so every epoch sees the same values bit for bit. Only where the inputs repeat
+    (no augmentation). Where they are kept is chosen by the cache's size at the first batch
+    (`tier` "auto"): on the device when it fits in `fraction` of its free memory; else in
+    memory-mapped files under `directory` (the host's page cache, spilling to disk) when it fits
+    in `fraction` of the free disk there; else nowhere (each batch computed as before).
+    "device" and "disk" ask for one tier only, "off" for none. A disk file is reserved in full
+    when mapped (a disk that cannot hold it means no cache, not a crash mid-epoch) and unlinked
+    at once, so nothing is left behind, even by a killed process."""
+
+    def __init__(self, source: Activations, examples: int, tier: str = "auto",
+                 fraction: float = 0.25, directory: Path | None = None) -> None:
         self.source, self.examples, self.fraction = source, examples, fraction
+        self.tier = tier
+        self.directory = directory
         self.store: dict[str, torch.Tensor] | None = None
         self.filled: torch.Tensor | None = None  # (examples,) bool
-        self.enabled = True
+        self.where: str | None = None  # "device", "disk" or "none", once the first batch came
         self.hits = 0  # batches served from the cache
 
     def nbytes(self, batch: dict[str, torch.Tensor]) -> int:
@@ -97,24 +121,57 @@ class CachedActivations:
         kept on the CPU, so a lookup never waits for the device)."""
         if self.filled is not None and bool(self.filled[indices].all()):
             self.hits += 1
-            on_device = indices.to(x.device)
-            return {name: values[on_device].contiguous(memory_format=_layout(values))
+            return {name: values[indices.to(values.device)].to(x.device, non_blocking=True)
+                    .contiguous(memory_format=_layout(values))
                     for name, values in self.store.items()}
         out = self.source(x)
-        if self.enabled and self.store is None:
-            self.enabled = self.nbytes(out) <= self.fraction * _free_bytes(x.device)
-            if self.enabled:
-                self.store = {name: torch.empty((self.examples, *v.shape[1:]), dtype=v.dtype,
-                                                device=v.device,
-                                                memory_format=_layout(v))
-                              for name, v in out.items()}
+        if self.where is None:
+            self.store = self._allocate(out)
+            if self.store is not None:
                 self.filled = torch.zeros(self.examples, dtype=torch.bool)
         if self.store is not None:
-            on_device = indices.to(x.device)
             for name, v in out.items():
-                self.store[name][on_device] = v
+                kept = self.store[name]
+                kept[indices.to(kept.device)] = v.to(kept.device)
             self.filled[indices] = True
         return out
+
+    def _allocate(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        size = self.nbytes(out)
+        device = next(iter(out.values())).device
+        if self.tier in ("auto", "device") and size <= self.fraction * _free_bytes(device):
+            self.where = "device"
+            return {name: torch.empty((self.examples, *v.shape[1:]), dtype=v.dtype,
+                                      device=device, memory_format=_layout(v))
+                    for name, v in out.items()}
+        directory = self.directory or cache_dir() / "activations"
+        if self.tier in ("auto", "disk") and size <= self.fraction * _free_disk_bytes(directory):
+            try:
+                store = {name: _mapped(directory, v, self.examples) for name, v in out.items()}
+                self.where = "disk"
+                return store
+            except OSError:  # the disk filled meanwhile: compute each batch, as without
+                pass
+        self.where = "none"
+        return None
+
+
+def _mapped(directory: Path, like: torch.Tensor, examples: int) -> torch.Tensor:
+    """An uninitialised (examples, *like.shape[1:]) tensor of like's dtype and layout, memory
+    mapped from a file in `directory`, reserved in full (OSError if the disk cannot hold it) and
+    already unlinked."""
+    per_example = like[0].numel()
+    fd, path = tempfile.mkstemp(prefix="activations-", suffix=".bin", dir=directory)
+    try:
+        os.posix_fallocate(fd, 0, examples * per_example * like.element_size())
+        flat = torch.from_file(path, shared=True, size=examples * per_example, dtype=like.dtype)
+    finally:
+        os.close(fd)
+        os.unlink(path)  # the mapping lives on; the file goes with the last reference
+    if _layout(like) is torch.channels_last:
+        _, c, h, w = like.shape
+        return flat.view(examples, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W), NHWC in memory
+    return flat.view(examples, *like.shape[1:])
 
 
 def _layout(t: torch.Tensor) -> torch.memory_format:

@@ -36,7 +36,7 @@ from plato.data.datasets import Dataset
 from plato.data.loader import AUGMENT_PRESETS, make_loader, memory_format
 from plato.errors import PlatoError, TrainingError
 from plato.models.fusion import fold_batchnorm
-from plato.stitch.activations import Activations, CachedActivations
+from plato.stitch.activations import CACHE_TIERS, Activations, CachedActivations
 from plato.stitch.stitched import StitchedModel
 from plato.stitch.threads import CellThreads, cpu_workers
 from plato.train import _autocast, autocast_dtype, resolve_device
@@ -74,6 +74,12 @@ class StitchConfig:
     #                          device computes it natively (train.native_bf16), else fp32
     channels_last: bool = True  # NHWC activations: faster convolutions (CPU 1.3x, GPU tensor
     #                             cores); the same answers up to rounding
+    activation_cache: str = "auto"  # where the frozen activations of later task epochs are
+    #                                 kept: "auto" (the device if they fit in a quarter of its
+    #                                 free memory, else memory-mapped files under
+    #                                 $PLATO_CACHE/activations if they fit in a quarter of that
+    #                                 disk, else nowhere), "device", "disk" or "off"; the same
+    #                                 results bit for bit whichever
     seed: int = 0
     device: str = "auto"
 
@@ -84,7 +90,8 @@ class StitchConfig:
                   ("match_loss", self.match_loss, ("mse", "l1")),
                   ("init", self.init, ("moments", "default")),
                   ("augment", self.augment, AUGMENT_PRESETS),
-                  ("precision", self.precision, ("fp32", "bf16", "auto")))
+                  ("precision", self.precision, ("fp32", "bf16", "auto")),
+                  ("activation_cache", self.activation_cache, CACHE_TIERS))
         for name, value, allowed in checks:
             if value not in allowed:
                 raise PlatoError(f"stitch {name} '{value}' is not one of {', '.join(allowed)}")
@@ -501,11 +508,12 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
         for c in live}
     cycles = [config.sgd_epochs] + [1] * config.more_epochs
     # Over several epochs of unaugmented data, the frozen activations of each example are kept
-    # after its first pass (where they fit in memory): later epochs read them.
-    if sum(cycles) > 1 and not loader.augment.enabled:
-        senders = CachedActivations(senders, loader.num_examples)
+    # after its first pass (where they fit: the device, else disk): later epochs read them.
+    if sum(cycles) > 1 and not loader.augment.enabled and config.activation_cache != "off":
+        senders = CachedActivations(senders, loader.num_examples, config.activation_cache)
         if objective == "match":
-            receivers = CachedActivations(receivers, loader.num_examples)
+            receivers = CachedActivations(receivers, loader.num_examples,
+                                          config.activation_cache)
     # On a CPU, the cells of a step run in threads (plato.stitch.threads); stacked cells (the
     # GPU) in one suffix call.
     stacked = bool(SUFFIX_EXAMPLES.get(device.type))

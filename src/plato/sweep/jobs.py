@@ -192,7 +192,7 @@ def spec_tables(spec: SweepSpec, nets: dict[tuple[str, str], Network]) -> list[T
 def build_jobs(spec: SweepSpec, nets: dict[tuple[str, str], Network],
                dataset_fingerprint: str) -> list[Job]:
     recipe = {k: v for k, v in spec.stitch_config(0).to_dict().items()
-              if k not in ("device", "seed")}
+              if k not in ("device", "seed", "activation_cache")}  # (same results whichever)
     if not recipe["more_epochs"]:  # then `improving` decides nothing: keys stay those of
         del recipe["more_epochs"], recipe["improving"]  # stores written before these fields
     if not recipe["lstsq_examples"]:  # every example, as before the field
