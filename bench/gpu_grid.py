@@ -6,7 +6,9 @@ The original study's grid: 16 small ResNets (`resnet-ABCD`, A..D in {1, 2} block
 width 16) on CIFAR-10 (50,000 training images), every ordered pair of different networks, 3,840
 stitches trained 3 epochs each, ~96 GPU-hours. Here: a sample of ordered pairs of those 16
 networks, every block cut point of each (more cells per pair than the study's 16), timed with
-Plato's `stitch_grid` in several configurations, and the naive loop (`grid_vs_naive.naive_cell`:
+Plato's `stitch_grid` in several configurations (first `fast`: `StitchConfig.fast()`'s GPU
+fields, the setting the 1-GPU-hour target is about), a `torch.compile` check (`compile`: eager
+against compiled, default mode and CUDA graphs), and the naive loop (`grid_vs_naive.naive_cell`:
 each stitch alone, a per-image DataLoader, both frozen networks on every step) on a few cells.
 
 The networks are freshly initialised: a stitch's cost does not depend on the weights. Each
@@ -39,7 +41,12 @@ NETWORKS = ["resnet-" + "".join(b) for b in itertools.product("12", repeat=4)]
 PAIRS = [("resnet-1111", "resnet-2222"), ("resnet-2222", "resnet-1111"),
          ("resnet-1212", "resnet-2121"), ("resnet-2211", "resnet-1122")]
 STUDY_CELLS = 3840
+# StitchConfig.fast()'s fields on a GPU (SGD at lr 0.1, closed form from 4,096 examples, batch
+# 128, bf16 where native, channels last), less those each measurement sets
+FAST_GPU = {k: v for k, v in StitchConfig.fast(device="cuda").to_dict().items()
+            if k not in ("objective", "epochs", "seed", "device")}
 CONFIGS = {  # name -> StitchConfig fields
+    "fast": FAST_GPU,
     "bf16-cl-b128": dict(precision="bf16", channels_last=True, batch_size=128),
     "bf16-cl-b64": dict(precision="bf16", channels_last=True, batch_size=64),
     "fp32-b128": dict(precision="fp32", channels_last=False, batch_size=128),
@@ -74,7 +81,8 @@ def timed_grid(s, r, ds, config: StitchConfig) -> tuple[float, int, int, float]:
 def compile_check(nets, ds, device: str) -> dict:
     """Does torch.compile pay for a stitch's task phase? One heavy cell (resnet-2222 stem ->
     layer1.0, the longest receiver suffix), one epoch, bf16 + channels_last, eager against
-    compiled (compile time counted separately)."""
+    compiled in the default mode and with CUDA graphs (the first 3 steps, where compilation
+    happens, also reported on their own)."""
     from plato.data.loader import make_loader
     from plato.stitch.stitched import StitchedModel
 
@@ -82,12 +90,12 @@ def compile_check(nets, ds, device: str) -> dict:
     graph = CutGraph(net)
     sp, rp = graph.point("stem"), graph.point("layer1.0")
     out = {}
-    for mode in ("eager", "compiled"):
+    for mode in ("eager", "default", "reduce-overhead"):  # the last: CUDA graphs (launches)
         torch.manual_seed(0)
         model = StitchedModel(graph, sp, Stitch("bn-conv1x1-bn", sp.shape, rp.shape), graph,
                               rp).to(device, memory_format=torch.channels_last)
-        suffix = torch.compile(model.receiver_suffix) if mode == "compiled" else \
-            model.receiver_suffix
+        suffix = model.receiver_suffix if mode == "eager" else \
+            torch.compile(model.receiver_suffix, mode=mode)
         opt = torch.optim.Adam(model.stitch.parameters(), lr=1e-3)
         loader = make_loader(ds, "train", 128, device=device, train=True, augment="none",
                              channels_last=True)
@@ -117,7 +125,7 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=420, help="seconds; then stop measuring")
     p.add_argument("--quick", action="store_true", help="256 images, one small pair: a dry run")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--only", default="bf16-cl-b128,naive," + ",".join(list(CONFIGS)[1:]),
+    p.add_argument("--only", default="fast,naive,compile," + ",".join(list(CONFIGS)[1:]),
                    help="comma-separated measurements in order: configurations and 'naive'")
     p.add_argument("--pairs", type=int, default=len(PAIRS),
                    help="ordered pairs timed per configuration (the first gets all)")
@@ -166,10 +174,11 @@ def main() -> None:
     # Warm-up: CUDA context, cuDNN autotuning, allocator, on a small subset (not timed).
     warm = ds.subset(train=256 if args.quick else 1024, test=256 if args.quick else 1024)
     wanted = args.only.split(",")
-    unknown = set(wanted) - set(CONFIGS) - {"naive"}
+    unknown = set(wanted) - set(CONFIGS) - {"naive", "compile"}
     if unknown:
-        p.error(f"unknown measurement(s) {sorted(unknown)}; choose from {list(CONFIGS)} and naive")
-    for fields in (CONFIGS[w] for w in wanted if w != "naive"):
+        p.error(f"unknown measurement(s) {sorted(unknown)}; choose from {list(CONFIGS)}, naive "
+                "and compile")
+    for fields in (CONFIGS[w] for w in wanted if w in CONFIGS):
         for objective in ("lstsq", "lstsq+task"):
             timed_grid(nets[pairs[0][0]], nets[pairs[0][1]], warm, StitchConfig(
                 objective=objective, epochs=1, device=args.device, **fields))
@@ -177,8 +186,12 @@ def main() -> None:
 
     results = {}  # config -> list of (pair, cells, lstsq s, one task epoch s, peak GiB)
     naive = []
-    order = [("naive", None) if w == "naive" else ("plato", w) for w in wanted]
+    order = [(w, None) if w in ("naive", "compile") else ("plato", w) for w in wanted]
     for kind, name in order:
+        if kind == "compile":
+            if dev.type == "cuda" and left() > 150:
+                log({"compile_check": compile_check(nets, ds, args.device)})
+            continue
         if kind == "naive":
             args.naive_epochs = 1
             for s_name, sp, r_name, rp in [("resnet-2222", "layer4.1", "resnet-2222", "stem"),
@@ -209,9 +222,6 @@ def main() -> None:
                  "per_cell_lstsq": round(t_lstsq / cells, 3),
                  "per_cell_task_epoch": round(epoch / cells, 3),
                  "peak_gib": round(max(mem_a, mem_b), 2)})
-
-    if dev.type == "cuda" and left() > 100:
-        log({"compile_check": compile_check(nets, ds, args.device)})
 
     # Summary: per-cell cost, extrapolated to the study's 3,840 cells and to every block cell.
     lines = ["", "| configuration | s/cell lstsq | s/cell per task epoch | lstsq+task 1 ep: "

@@ -388,6 +388,27 @@ def test_measurement_does_not_depend_on_the_suffix_chunk(digits, digits_resnet, 
     assert other["activation_cka"] == default["activation_cka"]
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_measured_cka_is_the_float64_linear_cka(digits, digits_resnet, channels_last):
+    """The test pass's CKA (float32 Grams, features in memory order) is the float64 linear CKA
+    of the stitch's output and the receiver's activation, on the first test examples."""
+    from plato.data.loader import make_loader
+    from plato.similarity import linear_cka
+
+    graph = CutGraph(digits_resnet)
+    for sp, rp in (("stem", "layer1.0"), ("layer2.0", "layer3.0"), ("layer3.0", "pool")):
+        sp, rp = graph.point(sp), graph.point(rp)
+        torch.manual_seed(0)
+        model = StitchedModel(graph, sp, Stitch("bn-conv1x1-bn" if len(rp.shape) == 3
+                                                else "mlp", sp.shape, rp.shape), graph, rp)
+        measured = measure_stitched(model, digits, device="cpu", channels_last=channels_last)
+        x, _ = next(iter(make_loader(digits, "test", 1024, device="cpu")))
+        with torch.no_grad():
+            out = model.stitch(model.sender_prefix(x)).double().flatten(1)
+            ref = model.receiver_prefix(x).double().flatten(1)
+        assert measured["activation_cka"] == pytest.approx(float(linear_cka(out, ref)), rel=1e-5)
+
+
 def test_auto_precision_is_bf16_exactly_where_the_device_computes_it(digits, digits_resnet):
     from plato.train import native_bf16
 

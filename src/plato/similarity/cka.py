@@ -49,10 +49,13 @@ def _hsic_triplet(x: torch.Tensor, y: torch.Tensor, debiased: bool):
 
 
 def centred_gram(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """The linear Gram matrix of centred rows: (n, ...) -> (n, n). Centred in float64; the
-    products in `dtype` (float32 takes half the time, at ~1e-6 relative error)."""
-    x = x.reshape(len(x), -1).double()  # (n, ...) -> (n, d)
-    x = (x - x.mean(0, keepdim=True)).to(dtype)
+    """The linear Gram matrix of centred rows: (n, ...) -> (n, n), centred and multiplied in
+    `dtype` (float32: ~1e-6 relative error, ~40% of float64's time)."""
+    if x.dim() == 4 and not x.is_contiguous() \
+            and x.is_contiguous(memory_format=torch.channels_last):
+        x = x.permute(0, 2, 3, 1)  # features in memory order (a Gram ignores their order): a view
+    x = x.reshape(len(x), -1).to(dtype)  # (n, ...) -> (n, d)
+    x = x - x.mean(0, keepdim=True)
     return x @ x.T
 
 
