@@ -12,11 +12,13 @@ pair read their frozen activations from one `Activations` pass per batch and ste
 over the same batches, so the frozen networks run once per batch, not once per cell. Each cell's
 arithmetic is what it would be alone (same batches, same initialisation, same order of
 operations; one optimiser over all stitches, which is elementwise), so a grid gives the results
-of its cells fitted one by one. On a CPU the cells of a step run in threads, each op on one
-core (`plato.stitch.threads`): bit for bit what each cell gives alone on one core (with more
-intra-op threads, a reduction splits differently: equal up to rounding). On a GPU the cells
-sharing a receiver suffix run it once on their stacked outputs (fewer kernel launches), equal
-up to rounding. A cell that fails (a non-finite loss, a singular system) is dropped and
+of its cells fitted one by one. For the task loss, the cells sharing a receiver suffix run it
+once on their stacked outputs (a GPU: fewer kernel launches; a CPU: larger convolutions), equal
+to each cell alone up to rounding (a larger batch's kernels may round differently). On a CPU
+the units of a step (a stacked group, or one cell) run in threads, each op on one core
+(`plato.stitch.threads`); unstacked, that is bit for bit what each cell gives alone on one core
+(with more intra-op threads, a reduction splits differently: equal up to rounding). A cell
+that fails (a non-finite loss, a singular system) is dropped and
 reported; the others go on.
 """
 
@@ -421,9 +423,10 @@ class _Optimiser:
 
 
 # Examples per call of a shared receiver suffix, by device: bounds the memory of stacked cells.
-# Stacking pays where the task phase is bound by kernel launches (a GPU: 3-5x fewer per step);
-# on a CPU the larger batches ran ~17% slower (BENCHMARKS.md), so cells run one by one there.
-SUFFIX_EXAMPLES = {"cuda": 4096}
+# Stacking pays where the task phase is bound by kernel launches (a GPU: 3-5x fewer per step)
+# and, on a CPU, where each stacked group runs in its own thread on one core (~7% off the task
+# phase against cells one by one in threads; stacked with every core per op: no gain).
+SUFFIX_EXAMPLES = {"cuda": 4096, "cpu": 4096}
 
 
 def _cell_losses(cells: list[_Cell], objective: str, match_loss: str, a: dict,
@@ -474,6 +477,16 @@ def _drop_non_finite(live: list[_Cell], slots: torch.Tensor, optim: _Optimiser,
     return live, optim.slots(live)
 
 
+def _units(live: list[_Cell], stacking: bool) -> list[list[_Cell]]:
+    """The cells grouped as they run: by shared receiver suffix when stacking, else one by one."""
+    if not stacking:
+        return [[c] for c in live]
+    by_suffix: dict[int, list[_Cell]] = {}
+    for c in live:
+        by_suffix.setdefault(id(c.model.receiver_suffix), []).append(c)
+    return list(by_suffix.values())
+
+
 def _frozen(source: Activations | CachedActivations, x: torch.Tensor,
             indices: torch.Tensor) -> dict[str, torch.Tensor]:
     return source(x, indices) if isinstance(source, CachedActivations) else source(x)
@@ -514,17 +527,21 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
         if objective == "match":
             receivers = CachedActivations(receivers, loader.num_examples,
                                           config.activation_cache)
-    # On a CPU, the cells of a step run in threads (plato.stitch.threads); stacked cells (the
-    # GPU) in one suffix call.
-    stacked = bool(SUFFIX_EXAMPLES.get(device.type))
-    workers = 1 if stacked else cpu_workers(device, len(live))
+    # On a CPU, the units of a step run in threads (plato.stitch.threads): for the task loss the
+    # cells that share a receiver suffix stack their outputs through it, a unit; else each cell
+    # is one. A GPU runs all live cells in one call per shared suffix, no threads.
+    stacking = objective == "task" and bool(SUFFIX_EXAMPLES.get(device.type))
+    workers = cpu_workers(device, len(_units(live, stacking)))
     threads = CellThreads(workers) if workers > 1 else None
+    units: list[list[_Cell]] = []
+    units_of: list[_Cell] | None = None  # the live cells `units` was made from
 
-    def loss_and_grad(c: _Cell, a: dict, t: dict | None, y: torch.Tensor) -> torch.Tensor:
+    def loss_and_grad(unit: list[_Cell], a: dict, t: dict | None,
+                      y: torch.Tensor) -> torch.Tensor:
         with _autocast(device, config.precision):
-            loss = _cell_losses([c], objective, config.match_loss, a, t, y, suffixes)[0]
-        loss.backward()
-        return loss.detach()
+            losses = _cell_losses(unit, objective, config.match_loss, a, t, y, suffixes)
+        losses.sum().backward()  # each cell's own gradient: no shared parameter
+        return losses.detach()
 
     step = epoch = 0
     bar = tqdm(total=config.sgd_epochs * len(loader), desc=f"stitch ({objective})",
@@ -546,8 +563,13 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
                     a = _frozen(senders, x, loader.indices)
                     t = _frozen(receivers, x, loader.indices) if objective == "match" else None
                 if threads is not None:
-                    losses = torch.stack(threads.map(
-                        lambda c, a=a, t=t, y=y: loss_and_grad(c, a, t, y), live))
+                    if units_of is not live:
+                        units, units_of = _units(live, stacking), live
+                    found = threads.map(lambda u, a=a, t=t, y=y: loss_and_grad(u, a, t, y),
+                                        units)
+                    loss_of = {id(c): loss for unit, unit_losses in zip(units, found, strict=True)
+                               for c, loss in zip(unit, unit_losses, strict=True)}
+                    losses = torch.stack([loss_of[id(c)] for c in live])
                 else:
                     with _autocast(device, config.precision):
                         losses = _cell_losses(live, objective, config.match_loss, a, t, y,

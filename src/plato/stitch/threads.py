@@ -3,11 +3,12 @@
 The frozen suffixes of a small network are chains of small convolutions: one op split over
 several cores leaves them idle part of the time, while the cells of one batch are independent
 (a stitch shares no parameter and no autograd graph with another). On a CPU, `CellThreads` runs
-the cells in as many threads as torch has intra-op threads, each op on one core (2 cores: the
-task phase ~15% faster, the test pass ~18%; more cores: not measured; BENCHMARKS.md, issue 6).
-A cell's arithmetic is what it is alone on one core, so a grid still equals its cells fitted
-alone (bit for bit when those run on one core; up to rounding otherwise, as with any change of
-thread count).
+the cells (or, in the task phase, the groups of cells stacked through one receiver suffix) in as
+many threads as torch has intra-op threads, each op on one core (2 cores: the task phase ~15%
+faster, the test pass ~18%; more cores: not measured; BENCHMARKS.md, issue 6). A cell's
+arithmetic is what it is alone on one core, so a grid still equals its cells fitted alone (bit
+for bit when those run on one core, unstacked; up to rounding otherwise, as with any change of
+thread count or batch).
 """
 
 from __future__ import annotations
