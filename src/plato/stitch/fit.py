@@ -18,8 +18,7 @@ to each cell alone up to rounding (a larger batch's kernels may round differentl
 the units of a step (a stacked group, or one cell) run in threads, each op on one core
 (`plato.stitch.threads`); unstacked, that is bit for bit what each cell gives alone on one core
 (with more intra-op threads, a reduction splits differently: equal up to rounding). A cell
-that fails (a non-finite loss, a singular system) is dropped and
-reported; the others go on.
+that fails (a non-finite loss, a singular system) is dropped and reported; the others go on.
 """
 
 from __future__ import annotations
@@ -531,10 +530,9 @@ def _fit_sgd(cells: list[_Cell], dataset: Dataset, config: StitchConfig, device:
     # cells that share a receiver suffix stack their outputs through it, a unit; else each cell
     # is one. A GPU runs all live cells in one call per shared suffix, no threads.
     stacking = objective == "task" and bool(SUFFIX_EXAMPLES.get(device.type))
-    workers = cpu_workers(device, len(_units(live, stacking)))
+    units, units_of = _units(live, stacking), live  # (units_of: the live cells units came from)
+    workers = cpu_workers(device, len(units))
     threads = CellThreads(workers) if workers > 1 else None
-    units: list[list[_Cell]] = []
-    units_of: list[_Cell] | None = None  # the live cells `units` was made from
 
     def loss_and_grad(unit: list[_Cell], a: dict, t: dict | None,
                       y: torch.Tensor) -> torch.Tensor:
