@@ -21,14 +21,12 @@ import time
 from pathlib import Path
 
 import torch
-from grid_vs_naive import NETS, SHARED, checkpoint_path
 
-import plato
-from plato.checkpoint import load_checkpoint
+from common import cifar10, grid_networks
 from plato.data.loader import make_loader
+from plato.device import autocast, layout_of
 from plato.models import CutGraph
-from plato.stitch.activations import Activations, CachedActivations, _layout
-from plato.train import _autocast
+from plato.stitch.activations import Activations, CachedActivations
 
 
 def epoch_seconds(loader, fn) -> float:
@@ -54,17 +52,15 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
     args = p.parse_args()
-    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
-    ds = ds.subset(train=args.train, test=100)
-    name, seed = NETS[0]
-    net = load_checkpoint(checkpoint_path(args.out, name, seed, 15, 10000)).model.eval()
+    ds = cifar10(train=args.train, test=100)
+    net = grid_networks(args.out)[0].model.eval()
     graph = CutGraph(net)
     source = Activations.of(graph, graph.points()).to("cpu", torch.channels_last)
     loader = make_loader(ds, "train", args.batch_size, device="cpu", train=True,
                          augment="none", seed=0, channels_last=True)
     row = {"train_images": args.train, "batch_size": args.batch_size,
            "points": len(graph.points())}
-    with _autocast(torch.device("cpu"), "auto"):
+    with autocast(torch.device("cpu"), "auto"):
         row["compute_s"] = round(epoch_seconds(loader, lambda x, i: source(x)), 2)
         for tier in ("device", "disk"):
             cache = CachedActivations(source, loader.num_examples, tier)
@@ -90,7 +86,7 @@ def main() -> None:
                     cold[point] = flat.view(kept.permute(0, 2, 3, 1).shape).permute(0, 3, 1, 2) \
                         if kept.dim() == 4 else flat.view(kept.shape)
                 row["disk_cold_read_s"] = round(epoch_seconds(
-                    loader, lambda x, i: {k: v[i].contiguous(memory_format=_layout(v))
+                    loader, lambda x, i: {k: v[i].contiguous(memory_format=layout_of(v))
                                           for k, v in cold.items()}), 2)
             else:
                 row["disk_cold_read_s"] = None  # not root: the page cache cannot be dropped

@@ -24,18 +24,16 @@ import argparse
 import itertools
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grid_vs_naive import naive_cell  # noqa: E402
-
-import plato  # noqa: E402
-from plato.models import CutGraph  # noqa: E402
-from plato.stitch import NotStitchable, Stitch, StitchConfig, stitch_grid  # noqa: E402
+import plato
+from common import log as print_line
+from common import naive_cell
+from plato.models import CutGraph
+from plato.stitch import NotStitchable, Stitch, StitchConfig, stitch_grid
 
 NETWORKS = ["resnet-" + "".join(b) for b in itertools.product("12", repeat=4)]
 PAIRS = [("resnet-1111", "resnet-2222"), ("resnet-2222", "resnet-1111"),
@@ -57,7 +55,7 @@ LOG = []
 
 def log(obj: dict) -> None:
     LOG.append(obj)
-    print(json.dumps(obj), flush=True)
+    print_line(obj)
     if os.environ.get("OUT"):
         with open(Path(os.environ["OUT"]) / "gpu_grid.jsonl", "a") as f:
             f.write(json.dumps(obj) + "\n")

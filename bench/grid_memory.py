@@ -18,13 +18,10 @@ import resource
 import time
 from pathlib import Path
 
-from grid_vs_naive import NETS, SHARED, checkpoint_path
-
-import plato
-from plato.checkpoint import load_checkpoint
+from common import cifar10, grid_networks
 from plato.models import CutGraph
 from plato.stitch import StitchConfig, stitch_grid
-from plato.stitch.activations import CACHE_TIERS
+from plato.stitch.config import CACHE_TIERS
 
 
 def peak_mib() -> float:
@@ -39,10 +36,8 @@ def main() -> None:
     p.add_argument("--cache", choices=CACHE_TIERS, default="auto",
                    help="StitchConfig.activation_cache")
     args = p.parse_args()
-    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
-    ds = ds.subset(train=args.train, test=args.test)
-    a, b = (load_checkpoint(checkpoint_path(args.out, name, seed, 15, 10000)).model
-            for name, seed in NETS)
+    ds = cifar10(train=args.train, test=args.test)
+    a, b = (c.model for c in grid_networks(args.out))
     before = peak_mib()
     start = time.perf_counter()
     cells = [(sp.name, rp.name) for sp in CutGraph(a).points() for rp in CutGraph(b).points()]

@@ -35,108 +35,17 @@ and maximum absolute accuracy difference over the sampled cells.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-import plato
-from plato.checkpoint import load_checkpoint, save_checkpoint
+from common import cifar10, grid_networks, log, machine, naive_cell
 from plato.models import CutGraph
-from plato.stitch import NotStitchable, Stitch, StitchConfig, stitch_grid
-from plato.stitch.stitched import freeze
-from plato.train import Recipe, evaluate, train
-
-SHARED = Path(os.environ.get("PLATO_SHARED_DATA", Path(__file__).resolve().parents[2] /
-                             "shared" / "data"))
-NETS = (("resnet-1111", 0), ("resnet-1112", 1))
-RECIPE = dict(batch_size=128, lr=0.1, label_smoothing=0.1)  # SGD-Nesterov, warmup + cosine
-
-
-def log(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
-
-
-def checkpoint_path(out: Path, name: str, seed: int, train_epochs: int, train: int) -> Path:
-    """Where the harness caches a trained network (the other bench scripts read it)."""
-    return out / f"{name}-w16-seed{seed}-e{train_epochs}-n{train}.ckpt"
-
-
-def networks(ds, args) -> list:
-    out = []
-    for name, seed in NETS:
-        path = checkpoint_path(args.out, name, seed, args.train_epochs, args.train)
-        if not path.exists():
-            torch.manual_seed(seed)
-            model = plato.create_model(name, num_classes=10, input_shape=ds.input_shape,
-                                       width=16)
-            res = train(model, ds, Recipe(epochs=args.train_epochs, seed=seed,
-                                          device=args.device, **RECIPE), progress=False)
-            save_checkpoint(path, model, dataset=ds.name, test_accuracy=res.test_accuracy)
-        out.append(load_checkpoint(path, device=args.device))
-    return out
-
-
-# ---- the naive loop ---------------------------------------------------------------------------
-
-class PerImage(torch.utils.data.Dataset):
-    """The standard pipeline: one image converted and normalised per __getitem__."""
-
-    def __init__(self, split, mean, std) -> None:
-        self.images, self.labels = split.images, split.labels
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        x = self.images[i].float().div(255)
-        return (x - self.mean) / self.std, self.labels[i]
-
-
-def naive_cell(sender, receiver, sp, rp, ds, args, timings: dict | None = None) -> float:
-    """One stitch trained alone; `timings` (if given) gets its train and test seconds."""
-    device = torch.device(args.device)
-    s_net, r_net = copy.deepcopy(sender).to(device), copy.deepcopy(receiver).to(device)
-    s_graph, r_graph = CutGraph(s_net), CutGraph(r_net)
-    prefix = freeze(s_graph.split(sp)[0])
-    suffix = freeze(r_graph.split(rp)[1])
-    torch.manual_seed(getattr(args, "naive_seed", 0))  # the stitch's init and the data order
-    stitch = Stitch("bn-conv1x1-bn", s_graph.point(sp).shape, r_graph.point(rp).shape).to(device)
-    train_data = torch.utils.data.DataLoader(PerImage(ds.train, ds.mean, ds.std), batch_size=128,
-                                             shuffle=True)
-    test_data = torch.utils.data.DataLoader(PerImage(ds.test, ds.mean, ds.std), batch_size=512)
-    opt = torch.optim.Adam(stitch.parameters(), lr=getattr(args, "naive_lr", 1e-3))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.naive_epochs * len(train_data))
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    start = time.perf_counter()
-    for _ in range(args.naive_epochs):
-        stitch.train()
-        for x, y in train_data:
-            x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(suffix(stitch(prefix(x))), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    sync()
-    trained = time.perf_counter()
-    stitch.eval()
-    correct = 0
-    with torch.no_grad():
-        for x, y in test_data:
-            correct += int((suffix(stitch(prefix(x.to(device)))).argmax(1) == y.to(device)).sum())
-    if timings is not None:
-        timings.update(train=trained - start, test=time.perf_counter() - trained)
-    return correct / len(ds.test)
-
+from plato.stitch import NotStitchable, StitchConfig, stitch_grid
+from plato.train import evaluate
 
 # ---- the run ----------------------------------------------------------------------------------
 
@@ -179,9 +88,8 @@ def main() -> None:
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
-    ds = ds.subset(train=args.train, test=args.test)
-    a, b = networks(ds, args)
+    ds = cifar10(train=args.train, test=args.test)
+    a, b = grid_networks(args.out, args.train_epochs, args.train, args.device)
     acc = {id(c): evaluate(c.model, ds, device=args.device)["accuracy"] for c in (a, b)}
     log({"networks": {c.name: acc[id(c)] for c in (a, b)}})
     pairs = [(a, b), (b, a)]
@@ -269,9 +177,8 @@ def main() -> None:
             dacc = [100 * (found[k] - ref[k]) for k in keys]
             mean_abs = sum(abs(d) for d in dacc) / len(dacc)
             summary = {
-                "machine": platform.processor() or platform.machine(),
-                "threads": torch.get_num_threads(), "torch": torch.__version__,
-                "device": args.device, "train_images": args.train, "test_images": args.test,
+                **machine(), "device": args.device, "train_images": args.train,
+                "test_images": args.test,
                 "cells": len(stitchable), "plato": label, "reference": ref_label,
                 "naive_cells_measured": len(dacc),
                 "naive_seconds_per_cell": round(per_cell, 1),

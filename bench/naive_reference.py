@@ -9,15 +9,12 @@ Uses the networks `bench/grid_vs_naive.py` trained and cached (same --train/--te
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
-from grid_vs_naive import NETS, SHARED, checkpoint_path, naive_cell
 
-import plato
-from plato.checkpoint import load_checkpoint
+from common import cifar10, grid_networks, log, naive_cell
 
 # The eight cells grid_vs_naive.py samples (every ninth stitchable cell of the grid).
 DEFAULT_CELLS = ["resnet-1111:stem:resnet-1112:stem",
@@ -46,18 +43,15 @@ def main() -> None:
     args.naive_epochs, args.naive_lr, args.naive_seed = args.epochs, args.lr, args.seed
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
-    ds = ds.subset(train=args.train, test=args.test)
-    nets = {name: load_checkpoint(checkpoint_path(args.out, name, seed, args.train_epochs,
-                                                  args.train), device=args.device).model
-            for name, seed in NETS}
+    ds = cifar10(train=args.train, test=args.test)
+    nets = {c.name: c.model for c in grid_networks(args.out, args.train_epochs, args.train,
+                                                   args.device)}
     for cell in args.cell or DEFAULT_CELLS:
         sender, sp, receiver, rp = cell.split(":")
         start = time.perf_counter()
         acc = naive_cell(nets[sender], nets[receiver], sp, rp, ds, args)
-        print(json.dumps({"cell": cell, "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
-                          "naive": acc,
-                          "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+        log({"cell": cell, "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
+             "naive": acc, "seconds": round(time.perf_counter() - start, 1)})
 
 
 if __name__ == "__main__":

@@ -15,26 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-SHARED = Path(os.environ.get("PLATO_SHARED_DATA", Path(__file__).resolve().parents[2] /
-                             "shared" / "data"))
+from common import cifar10, machine
 
 
 def setup(images: int, device: str):
     import plato
     from plato.models import CutGraph
 
-    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
-    ds = ds.subset(test=images)
+    ds = cifar10(test=images)
     nets = []
     for seed, name in ((0, "resnet18"), (1, "resnet34")):
         torch.manual_seed(seed)
@@ -48,14 +43,14 @@ def peak_mib() -> float:
 
 
 def run_grid(args) -> dict:
-    from plato.similarity.grid import similarity_grid
+    from plato.similarity import SimilarityConfig, similarity_grid
 
     ds, (a, b), graphs = setup(args.images, args.device)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    table = similarity_grid(a, b, ds, ["cka"], batch_size=256, device=args.device,
-                            graphs=graphs)["cka"]
+    table = similarity_grid(a, b, ds, ["cka"], SimilarityConfig(batch_size=256),
+                            device=args.device, graphs=graphs)["cka"]
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     out = {"side": "grid", "seconds": time.perf_counter() - start, "pairs": table.values.size,
@@ -118,8 +113,7 @@ def main() -> None:
     diffs = [abs(grid["values"][grid["rows"].index(r["row"])][grid["columns"].index(r["column"])]
                  - r["value"]) for r in naive["pairs_measured"]]
     summary = {
-        "machine": platform.processor() or platform.machine(), "threads":
-        torch.get_num_threads(), "torch": torch.__version__, "device": args.device,
+        **machine(), "device": args.device,
         "images": args.images, "pairs": grid["pairs"],
         "grid_seconds": round(grid["seconds"], 1),
         "grid_peak_rss_mib": round(grid["peak_rss_mib"]),

@@ -11,22 +11,15 @@ stitched accuracy against the receiver's (Bansal et al. report at most ~3 points
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 import plato
-from plato.checkpoint import load_checkpoint, save_checkpoint
+from common import cifar10, log, machine
+from plato.checkpoint import load_checkpoint
 from plato.stitch import StitchConfig, stitch_networks
-from plato.train import Recipe, evaluate, train
-
-SHARED = Path(os.environ.get("PLATO_SHARED_DATA", Path(__file__).resolve().parents[2] /
-                             "shared" / "data"))
+from plato.train import Recipe, evaluate, train_and_save
 
 # ---- hyper-parameters -----------------------------------------------------------------------
 NET = dict(name="resnet-1111", width=16)
@@ -34,26 +27,17 @@ RECIPE = dict(batch_size=256, lr=0.2, label_smoothing=0.1)  # SGD-Nesterov, warm
 STITCH = dict(batch_size=128, lr=1e-3)  # Adam, cosine
 
 
-def log(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
-
-
 def network(ds, seed: int, epochs: int, out: Path):
     path = out / f"resnet-1111-w16-seed{seed}-e{epochs}.ckpt"
-    if path.exists():
-        return load_checkpoint(path)
-    torch.manual_seed(seed)
-    model = plato.create_model(NET["name"], num_classes=10, input_shape=ds.input_shape,
-                               width=NET["width"])
-    result = train(model, ds, Recipe(epochs=epochs, seed=seed, device="cpu", **RECIPE),
-                   progress=sys.stderr.isatty())
-    elapsed = 0.0
-    for h in result.history:
-        elapsed += h["seconds"]
-        log({"net": seed, "epoch": h["epoch"], "test_accuracy": round(h["test_accuracy"], 4),
-             "wall_s": round(elapsed, 1)})
-    save_checkpoint(path, model, dataset=ds.name, recipe=RECIPE, seed=seed,
-                    test_accuracy=result.test_accuracy, train_seconds=result.seconds)
+    if not path.exists():
+        recipe = Recipe(epochs=epochs, seed=seed, device="cpu", **RECIPE)
+        _, result = train_and_save(NET["name"], ds, recipe, path, progress=sys.stderr.isatty(),
+                                   width=NET["width"])
+        elapsed = 0.0
+        for h in result.history:
+            elapsed += h["seconds"]
+            log({"net": seed, "epoch": h["epoch"],
+                 "test_accuracy": round(h["test_accuracy"], 4), "wall_s": round(elapsed, 1)})
     return load_checkpoint(path)
 
 
@@ -64,12 +48,11 @@ def main() -> None:
     parser.add_argument("--objective", default="task", help="task, lstsq, lstsq+task, match")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/cifar"))
     args = parser.parse_args()
-    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
+    ds = cifar10()
     sender = network(ds, 0, args.epochs, args.out)
     receiver = network(ds, 1, args.epochs, args.out)
     accs = (evaluate(sender.model, ds)["accuracy"], evaluate(receiver.model, ds)["accuracy"])
-    log({"sender_accuracy": accs[0], "receiver_accuracy": accs[1], "torch": torch.__version__,
-         "machine": platform.machine(), "threads": torch.get_num_threads()})
+    log({"sender_accuracy": accs[0], "receiver_accuracy": accs[1], **machine()})
     rows = []
     for point in plato.cut_points(sender.model):
         start = time.perf_counter()

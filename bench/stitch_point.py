@@ -7,17 +7,12 @@ several objectives and budgets: separates optimisation from capacity at a cut po
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
-import plato
+from common import cifar10, log
 from plato.checkpoint import load_checkpoint
 from plato.stitch import StitchConfig, stitch_networks
 from plato.train import evaluate
-
-SHARED = Path(os.environ.get("PLATO_SHARED_DATA", Path(__file__).resolve().parents[2] /
-                             "shared" / "data"))
 
 
 def main() -> None:
@@ -28,7 +23,7 @@ def main() -> None:
     parser.add_argument("--stitch", default="bn-conv1x1-bn")
     parser.add_argument("--nets", type=Path, default=Path("runs/bench/cifar"))
     args = parser.parse_args()
-    ds = plato.load_dataset(f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}")
+    ds = cifar10()
     sender = load_checkpoint(args.nets / "resnet-1111-w16-seed0-e15.ckpt")
     receiver = load_checkpoint(args.nets / "resnet-1111-w16-seed1-e15.ckpt")
     accs = (evaluate(sender.model, ds)["accuracy"], evaluate(receiver.model, ds)["accuracy"])
@@ -38,12 +33,10 @@ def main() -> None:
                                    stitch=args.stitch, accuracies=accs,
                                    config=StitchConfig(objective=objective, epochs=epochs,
                                                        device="cpu"))
-            print(json.dumps({"point": args.point, "stitch": args.stitch,
-                              "objective": objective, "epochs": epochs,
-                              "stitched_accuracy": round(r.stitched_accuracy, 4),
-                              "receiver_accuracy": round(accs[1], 4),
-                              "activation_mse": round(r.activation_mse, 4),
-                              "seconds": round(r.seconds, 1)}), flush=True)
+            log({"point": args.point, "stitch": args.stitch, "objective": objective,
+                 "epochs": epochs, "stitched_accuracy": round(r.stitched_accuracy, 4),
+                 "receiver_accuracy": round(accs[1], 4),
+                 "activation_mse": round(r.activation_mse, 4), "seconds": round(r.seconds, 1)})
 
 
 if __name__ == "__main__":

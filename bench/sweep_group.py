@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-from plato.sweep.jobs import CellSettings, build_jobs, group_jobs, prepare_networks, run_cells
+from plato.sweep.cells import CellSettings, run_cells
+from plato.sweep.jobs import build_jobs, group_jobs
+from plato.sweep.networks import prepare_networks
 from plato.sweep.run import sweep_dataset
 from plato.sweep.spec import load_spec
 
@@ -35,7 +37,7 @@ def main() -> None:
     nets = prepare_networks(spec, ds, args.out or Path("runs") / spec.name,
                             torch.device("cpu"), progress=False)
     group = group_jobs(build_jobs(spec, nets, ds.fingerprint()), 64)[args.group]
-    settings = CellSettings.from_spec(spec, "cpu")
+    settings = CellSettings.from_spec(spec, torch.device("cpu"))
     sender = nets[(group[0].sender, group[0].sender_role)]
     receiver = nets[(group[0].receiver, group[0].receiver_role)]
     profiler = cProfile.Profile() if args.profile else None

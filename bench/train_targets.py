@@ -13,30 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-from pathlib import Path
 
 import torch
 
 import plato
+from common import CIFAR10, MNIST, machine
 from plato.train import Recipe, train
-
-SHARED = Path(os.environ.get("PLATO_SHARED_DATA", Path(__file__).resolve().parents[2] /
-                             "shared" / "data"))
 
 # ---- targets: model, options, dataset, recipe -------------------------------------------------
 TARGETS = {
     "digits": ("resnet-1111", {"width": 16}, "digits",
                dict(epochs=15, batch_size=64)),
-    "mnist-mlp": ("mlp-1024x1024", {}, f"imagefolder:{SHARED / 'mnist-png.tar.gz'}",
+    "mnist-mlp": ("mlp-1024x1024", {}, f"imagefolder:{MNIST}",
                   dict(epochs=12, batch_size=128, label_smoothing=0.0)),
-    "mnist-cnn": ("cnn-4", {"width": 32}, f"imagefolder:{SHARED / 'mnist-png.tar.gz'}",
+    "mnist-cnn": ("cnn-4", {"width": 32}, f"imagefolder:{MNIST}",
                   dict(epochs=4, batch_size=128)),
-    "cifar": ("resnet-1111", {"width": 16}, f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}",
+    "cifar": ("resnet-1111", {"width": 16}, f"imagefolder:{CIFAR10}",
               dict(epochs=10, batch_size=256, lr=0.2, label_smoothing=0.1)),
-    "cifar-resnet18": ("resnet18", {}, f"imagefolder:{SHARED / 'cifar10-jpeg-q75.tar.gz'}",
+    "cifar-resnet18": ("resnet18", {}, f"imagefolder:{CIFAR10}",
                        dict(epochs=30, batch_size=512, lr=0.4, label_smoothing=0.1,
                             precision="bf16")),
 }
@@ -58,10 +53,7 @@ def run(target: str, epochs: int | None, device: str, seed: int) -> dict:
         "seconds": round(result.seconds, 1), "images_per_second": round(
             result.images_per_second), "curve": [round(h["test_accuracy"], 4)
                                                  for h in result.history],
-        "device": str(torch.cuda.get_device_name() if torch.cuda.is_available() else
-                      platform.processor() or platform.machine()),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(),
+        **machine(),
     }
 
 

@@ -105,6 +105,25 @@ def test_stitch_json(two_checkpoints):
     assert out["stitch_parameters"] > 0 and out["seconds"] > 0
 
 
+def test_stitch_reaches_every_setting(two_checkpoints):
+    """`--fast` starts from StitchConfig.fast(); `--set FIELD=VALUE` reaches any field, typed
+    as it reads; the options override neither silently."""
+    a, b = two_checkpoints
+    out = plato_json("stitch", str(a), str(b), "--from", "1", "--to", "1", "--fast",
+                     "--set", "epochs=1", "--set", "lstsq_examples=500", "--set", "lr=3e-2",
+                     "--set", "channels_last=false", "--device", "cpu", "--quiet")
+    fast = {"objective": "lstsq+task", "optimizer": "sgd", "precision": "auto", "batch_size": 64}
+    assert {k: out["config"][k] for k in fast} == fast and out["objective"] == "lstsq+task"
+    assert (out["config"]["epochs"], out["config"]["lstsq_examples"], out["config"]["lr"],
+            out["config"]["channels_last"], out["config"]["device"]) == (1, 500, 0.03, False,
+                                                                         "cpu")
+    assert out["epochs"] == 1
+    plain = plato_json("stitch", str(a), str(b), "--from", "1", "--to", "1", "--objective",
+                       "lstsq", "--quiet")["config"]
+    assert set(plain) == set(out["config"])  # every field, in the JSON of both
+    assert (plain["optimizer"], plain["epochs"], plain["lr"]) == ("adam", 3, 1e-3)
+
+
 def test_replace_json(two_checkpoints):
     a, _ = two_checkpoints
     out = plato_json("replace", str(a), "--from", "0", "--to", "layer1.0", "--epochs", "1",
@@ -119,6 +138,12 @@ def test_replace_json(two_checkpoints):
     (("--from", "0", "--to", "0", "--objective", "magic"), "objective 'magic'"),
     (("--from", "0", "--to", "0", "--stitch", "mlp", "--objective", "lstsq"),
      "lstsq needs a linear stitch"),
+    (("--from", "0", "--to", "0", "--set", "learning_rate=1"),
+     "unknown stitch setting 'learning_rate'; the settings are objective, epochs"),
+    (("--from", "0", "--to", "0", "--set", "precision=bf17"), "precision 'bf17' is not one of"),
+    (("--from", "0", "--to", "0", "--set", "epochs=two"), "epochs must be an integer"),
+    (("--from", "0", "--to", "0", "--set", "epochs"), "--set takes FIELD=VALUE"),
+    (("--from", "0", "--to", "0", "--epochs", "2", "--set", "epochs=3"), "given twice"),
 ])
 def test_stitch_user_errors(two_checkpoints, args, message):
     a, b = two_checkpoints

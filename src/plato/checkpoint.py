@@ -46,6 +46,15 @@ class Checkpoint:
     def test_accuracy(self) -> float | None:
         return self.meta.get("test_accuracy")
 
+    def check_dataset(self, dataset) -> None:
+        """Refuse a dataset whose images or classes this network does not take."""
+        cfg = self.meta["config"]
+        shape, classes = tuple(cfg["input_shape"]), cfg["num_classes"]
+        if shape != dataset.input_shape or classes != dataset.num_classes:
+            raise CheckpointError(
+                f"{self.path or self.name} expects {classes} classes of shape {shape}; "
+                f"{dataset.name} has {dataset.num_classes} of shape {dataset.input_shape}")
+
     @property
     def content_hash(self) -> str:
         """Identifies the network: its weights and how to build it."""

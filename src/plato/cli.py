@@ -12,6 +12,8 @@ from pathlib import Path
 import typer
 
 from plato.errors import PlatoError
+from plato.similarity import SimilarityConfig
+from plato.stitch import StitchConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -124,12 +126,8 @@ def train_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Train a model on a dataset and save a checkpoint."""
-    import torch
-
-    from plato.checkpoint import save_checkpoint
     from plato.data import load_dataset
-    from plato.models import create_model
-    from plato.train import Recipe, train
+    from plato.train import Recipe, train_and_save
 
     recipe = Recipe(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                     schedule=schedule, weight_decay=weight_decay,
@@ -138,13 +136,9 @@ def train_cmd(
     ds = load_dataset(dataset, root=root, download=download)
     if train_subset:
         ds = ds.subset(train=train_subset, seed=seed)
-    torch.manual_seed(seed)
-    net = create_model(model, num_classes=ds.num_classes, input_shape=ds.input_shape,
-                       **_model_options(width, residual, stem))
-    result = train(net, ds, recipe, progress=not quiet)
     out = out or _default_out(model, ds.short_name, seed)
-    save_checkpoint(out, net, dataset=ds.name, recipe=recipe.to_dict(), seed=seed,
-                    test_accuracy=result.test_accuracy, train_seconds=result.seconds)
+    _, result = train_and_save(model, ds, recipe, out, progress=not quiet,
+                               **_model_options(width, residual, stem))
     obj = {"checkpoint": str(out), "model": model, "dataset": ds.name, **result.to_dict()}
     _emit(obj, as_json, f"{model} on {ds.name}: test accuracy {result.test_accuracy:.4f} "
           f"after {epochs} epochs in {result.seconds:.1f} s "
@@ -161,21 +155,12 @@ def eval_cmd(
 ) -> None:
     """Evaluate a checkpoint on a dataset's test split."""
     from plato.checkpoint import load_checkpoint
-    from plato.data import load_dataset
-    from plato.train import evaluate, resolve_device
+    from plato.device import resolve_device
+    from plato.train import evaluate
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, device=dev)
-    name = dataset or ckpt.meta.get("dataset")
-    if not name:
-        raise PlatoError(f"{checkpoint} records no dataset: pass --dataset")
-    ds = load_dataset(name, root=root)
-    expected = tuple(ckpt.meta["config"]["input_shape"])
-    if ds.input_shape != expected or ds.num_classes != ckpt.meta["config"]["num_classes"]:
-        raise PlatoError(
-            f"{checkpoint} expects {ckpt.meta['config']['num_classes']} classes of shape "
-            f"{expected}; {ds.name} has {ds.num_classes} of shape {ds.input_shape}"
-        )
+    ds = _checkpoint_dataset(dataset, root, ckpt)
     res = evaluate(ckpt.model, ds, device=dev)
     obj = {"checkpoint": str(checkpoint), "model": ckpt.name, "dataset": ds.name,
            "test_accuracy": res["accuracy"], "test_loss": res["loss"], "n": res["n"]}
@@ -183,29 +168,50 @@ def eval_cmd(
           f"(loss {res['loss']:.4f}, n={res['n']})")
 
 
-def _stitch_config(objective, epochs, batch_size, lr, seed, device, match_loss, ridge):
-    from plato.stitch import StitchConfig
-
-    return StitchConfig(objective=objective, epochs=epochs, batch_size=batch_size, lr=lr,
-                        seed=seed, device=device, match_loss=match_loss, ridge=ridge)
-
-
-def _stitch_dataset(name: str | None, root: Path | None, *checkpoints):
+def _checkpoint_dataset(name: str | None, root: Path | None, *checkpoints):
+    """The dataset named, else the first checkpoint's; every checkpoint must take it."""
     from plato.data import load_dataset
 
     name = name or checkpoints[0].meta.get("dataset")
     if not name:
-        raise PlatoError("the checkpoint records no dataset: pass --dataset")
+        raise PlatoError(f"{checkpoints[0].path} records no dataset: pass --dataset")
     ds = load_dataset(name, root=root)
     for ckpt in checkpoints:
-        cfg = ckpt.meta["config"]
-        if tuple(cfg["input_shape"]) != ds.input_shape or cfg["num_classes"] != ds.num_classes:
-            raise PlatoError(
-                f"{ckpt.path} expects {cfg['num_classes']} classes of shape "
-                f"{tuple(cfg['input_shape'])}; {ds.name} has {ds.num_classes} of shape "
-                f"{ds.input_shape}"
-            )
+        ckpt.check_dataset(ds)
     return ds
+
+
+def _setting(text: str) -> tuple[str, int | float | bool | str]:
+    """FIELD=VALUE from the command line, the value typed as it reads: 4096, 0.1, 1e-3,
+    true, sgd."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise PlatoError(f"--set takes FIELD=VALUE (e.g. optimizer=sgd), got '{text}'")
+    for kind in (int, float):
+        try:
+            return name.strip(), kind(value)
+        except ValueError:
+            pass
+    return name.strip(), {"true": True, "false": False}.get(value.lower(), value)
+
+
+def _stitch_config(fast: bool, settings: list[str] | None, **options) -> StitchConfig:
+    """The options given (not None) and the --set FIELD=VALUE settings, over the defaults or
+    the fast setting."""
+    given = {k: v for k, v in options.items() if v is not None}
+    for name, value in map(_setting, settings or []):
+        if name in given:
+            raise PlatoError(f"the stitch setting '{name}' is given twice")
+        given[name] = value
+    base = StitchConfig.fast(device=given.get("device", "auto")) if fast else None
+    return StitchConfig.from_fields(given, base)
+
+
+FAST_HELP = ("Start from the fast grid setting (StitchConfig.fast(): closed form from 4,096 "
+             "examples, then SGD at lr 0.1 on the task; bf16 where native).")
+SET_HELP = ("Any stitch setting as FIELD=VALUE, repeatable: "
+            + ", ".join(f"{n}={getattr(StitchConfig, n)}"
+                        for n in StitchConfig.__dataclass_fields__) + ".")
 
 
 def _result_line(r) -> str:
@@ -226,20 +232,22 @@ def stitch(
     receiver: Path = typer.Argument(..., help="Receiver checkpoint (frozen from --to on)."),
     from_point: str = typer.Option(..., "--from", help="Sender cut point: name or index."),
     to_point: str = typer.Option(..., "--to", help="Receiver cut point: name or index."),
-    objective: str = typer.Option("task", help=OBJECTIVE_HELP),
+    objective: str = typer.Option(None, help=f"{OBJECTIVE_HELP} (default task)"),
     stitch_type: str = typer.Option("bn-conv1x1-bn", "--stitch",
                                     help="bn-conv1x1-bn, conv1x1, convKxK, lowrank-R, mlp, plato"),
     resize: str = typer.Option("area", help="Spatial resize: area, bilinear or nearest."),
-    epochs: int = typer.Option(3, help="SGD epochs (lstsq: none)."),
-    batch_size: int = typer.Option(128, help="Batch size."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate."),
-    match_loss: str = typer.Option("mse", help="mse or l1, for the match objective."),
-    ridge: float = typer.Option(1e-4, help="Relative ridge of lstsq."),
+    epochs: int = typer.Option(None, help="SGD epochs (default 3; lstsq: none)."),
+    batch_size: int = typer.Option(None, help="Batch size (default 128)."),
+    lr: float = typer.Option(None, help="Peak learning rate (default 1e-3, Adam)."),
+    match_loss: str = typer.Option(None, help="mse or l1, for the match objective."),
+    ridge: float = typer.Option(None, help="Relative ridge of lstsq (default 1e-4)."),
+    fast: bool = typer.Option(False, "--fast", help=FAST_HELP),
+    setting: list[str] = typer.Option(None, "--set", help=SET_HELP),
     granularity: str = typer.Option("block", help="block or layer: how indices are counted."),
     dataset: str = typer.Option(None, help="Default: the sender's training dataset."),
     root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
-    seed: int = typer.Option(0, help="Seed of the stitch's initialisation and data order."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    seed: int = typer.Option(None, help="Seed of the stitch's initialisation and data order."),
+    device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N (default auto)"),
     quiet: bool = typer.Option(False, help="No progress bar."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -247,13 +255,15 @@ def stitch(
     from plato.checkpoint import load_checkpoint
     from plato.stitch import stitch_networks
 
-    config = _stitch_config(objective, epochs, batch_size, lr, seed, device, match_loss, ridge)
+    config = _stitch_config(fast, setting, objective=objective, epochs=epochs,
+                            batch_size=batch_size, lr=lr, match_loss=match_loss, ridge=ridge,
+                            seed=seed, device=device)
     s_ckpt, r_ckpt = load_checkpoint(sender), load_checkpoint(receiver)
-    ds = _stitch_dataset(dataset, root, s_ckpt, r_ckpt)
+    ds = _checkpoint_dataset(dataset, root, s_ckpt, r_ckpt)
     result, _ = stitch_networks(s_ckpt, r_ckpt, from_point, to_point, ds, stitch=stitch_type,
                                 config=config, granularity=granularity, resize=resize,
                                 progress=not quiet)
-    _emit(result.to_dict(), as_json, _result_line(result))
+    _emit({**result.to_dict(), "config": config.to_dict()}, as_json, _result_line(result))
 
 
 @app.command()
@@ -266,11 +276,14 @@ def similarity(
         "Default: cka."),
     dataset: str = typer.Option(None, help="Default: A's training dataset."),
     root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
-    split: str = typer.Option("test", help="test or train."),
+    split: str = typer.Option(SimilarityConfig.split, help="test or train."),
     examples: int = typer.Option(None, help="Examples to stream (default: the whole split)."),
-    collect: int = typer.Option(2048, help="Examples held for the whole-matrix measures."),
-    batch_size: int = typer.Option(256, help="Batch size (cka: the minibatch)."),
-    layout: str = typer.Option("flatten", help="flatten, positions or pool, for conv points."),
+    collect: int = typer.Option(SimilarityConfig.collect,
+                                help="Examples held for the whole-matrix measures."),
+    batch_size: int = typer.Option(SimilarityConfig.batch_size,
+                                   help="Batch size (cka: the minibatch)."),
+    layout: str = typer.Option(SimilarityConfig.layout,
+                               help="flatten, positions or pool, for conv points."),
     granularity: str = typer.Option("block", help="block or layer cut points."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -278,21 +291,20 @@ def similarity(
 ) -> None:
     """Similarity of every cut point of A to every cut point of B (rows = A, columns = B)."""
     from plato.checkpoint import load_checkpoint
-    from plato.similarity.grid import similarity_grid
-    from plato.sweep.tables import format_table
+    from plato.similarity import similarity_grid
 
+    config = SimilarityConfig(layout=layout, batch_size=batch_size, examples=examples,
+                              collect=collect, split=split)
     a, b = load_checkpoint(net_a), load_checkpoint(net_b)
-    ds = _stitch_dataset(dataset, root, a, b)
-    tables = similarity_grid(a.model, b.model, ds, tuple(measure or ("cka",)), split=split,
-                             examples=examples, collect=collect, batch_size=batch_size,
-                             layout=layout, granularity=granularity, device=device,
-                             progress=not quiet)
+    ds = _checkpoint_dataset(dataset, root, a, b)
+    tables = similarity_grid(a.model, b.model, ds, tuple(measure or ("cka",)), config,
+                             granularity=granularity, device=device, progress=not quiet)
     text = []
     for name, t in tables.items():
         frame = t.frame()
         frame.index.name, frame.columns.name = f"{a.name} (A)", f"{b.name} (B)"
         text += [f"{name} on {t.examples} {ds.name} {split} examples (layout {layout}):",
-                 format_table(frame), ""]
+                 _format_table(frame), ""]
         undefined = {r for row in t.reasons for r in row if r}
         text += [f"  NaN: {r}" for r in sorted(undefined)]
     _emit({"a": str(net_a), "b": str(net_b), "dataset": ds.name, "split": split,
@@ -308,14 +320,16 @@ def replace(
     objective: list[str] = typer.Option(
         None, help="match (autoencoder) and/or task (vanilla); default both, side by side."),
     stitch_type: str = typer.Option("bn-conv1x1-bn", "--stitch", help="Stitch type."),
-    epochs: int = typer.Option(3, help="SGD epochs."),
-    batch_size: int = typer.Option(128, help="Batch size."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    epochs: int = typer.Option(None, help="SGD epochs (default 3)."),
+    batch_size: int = typer.Option(None, help="Batch size (default 128)."),
+    lr: float = typer.Option(None, help="Peak learning rate (default 1e-3, Adam)."),
+    fast: bool = typer.Option(False, "--fast", help=FAST_HELP),
+    setting: list[str] = typer.Option(None, "--set", help=SET_HELP),
     granularity: str = typer.Option("block", help="block or layer: how indices are counted."),
     dataset: str = typer.Option(None, help="Default: the network's training dataset."),
     root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
-    seed: int = typer.Option(0, help="Seed."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    seed: int = typer.Option(None, help="Seed."),
+    device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N (default auto)"),
     quiet: bool = typer.Option(False, help="No progress bar."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -324,9 +338,10 @@ def replace(
     from plato.stitch import replace_span
 
     objectives = tuple(objective or ("match", "task"))
-    config = _stitch_config(objectives[0], epochs, batch_size, lr, seed, device, "mse", 1e-4)
+    config = _stitch_config(fast, setting, epochs=epochs, batch_size=batch_size, lr=lr,
+                            seed=seed, device=device)
     ckpt = load_checkpoint(checkpoint)
-    ds = _stitch_dataset(dataset, root, ckpt)
+    ds = _checkpoint_dataset(dataset, root, ckpt)
     results = replace_span(ckpt, from_point, to_point, ds, objectives=objectives,
                            stitch=stitch_type, config=config, granularity=granularity,
                            progress=not quiet)
@@ -341,7 +356,8 @@ def replace(
     text += [f"  {r['objective']:<10} {r['accuracy']:>9.4f} {r['activation_mse']:>11.4g} "
              f"{r['activation_cka']:>7.4f}" for r in rows]
     obj = {"checkpoint": str(checkpoint), "from": first.sender_point, "to": first.receiver_point,
-           "original_accuracy": first.receiver_accuracy, "replacements": rows}
+           "original_accuracy": first.receiver_accuracy, "replacements": rows,
+           "config": config.to_dict()}
     _emit(obj, as_json, "\n".join(text))
 
 
@@ -403,18 +419,10 @@ def table(
             long.to_csv(csv, index=False)
         if parquet:
             long.to_parquet(parquet, index=False)
-    keys = [k for k in T.table_keys(cells) if not pair or k[:2] == tuple(pair)]
     if debiased and debiased not in ("diff", "normalized"):
         raise PlatoError(f"--debiased must be diff or normalized, got '{debiased}'")
-    if debiased:
-        keys = sorted({(s, r, control) for s, r, _ in keys})
-    else:
-        keys = [k for k in keys if k[2] == control]
-    if not keys:
-        which = f"{pair[0]} -> {pair[1]}" if pair else "any pair"
-        raise PlatoError(f"no table for {which} and control {control}")
     out, text = [], []
-    for s, r, c in keys:
+    for s, r, c in T.select_tables(cells, pair, control, bool(debiased)):
         if debiased:
             m = T.debiased_table(cells, s, r, metric, control, debiased == "normalized")
             title = f"{s} -> {r}: {metric}, debiased ({debiased}) against {control}"
@@ -425,13 +433,9 @@ def table(
                  "stat": "debiased-" + debiased if debiased else stat,
                  "rows": list(m.index), "columns": list(m.columns),
                  "values": [[None if v != v else v for v in row] for row in m.to_numpy()]}
-        text += [title, T.format_table(m), ""]
+        text += [title, _format_table(m), ""]
         if latest and not debiased:
-            if "receiver_accuracy" not in cells.columns:
-                raise PlatoError("--latest needs a stitching metric (it compares with the "
-                                 "receiver's accuracy)")
-            acc = T.receiver_accuracy(cells, r, c)
-            ls = T.latest_stitchable(T.stat_table(cells, s, r, c), acc, threshold)
+            ls = T.latest_table(cells, s, r, c, threshold=threshold)
             entry["latest_stitchable"] = ls.to_dict()
             text += [ls.name, ls.fillna("none").to_string(), ""]
         out.append(entry)
@@ -494,6 +498,11 @@ def demo(
     _emit(obj, as_json, f"demo: {summary.cells} cells ({summary.done} stitched, "
           f"{summary.unstitchable} not stitchable, {summary.failed} failed) in "
           f"{summary.seconds:.0f} s\nreport: {path}")
+
+
+def _format_table(table, digits: int = 3) -> str:
+    """A table for the terminal: NaN cells are blank."""
+    return table.to_string(na_rep="", float_format=lambda v: f"{v:.{digits}f}")
 
 
 def main() -> None:

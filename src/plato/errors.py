@@ -19,3 +19,12 @@ class CheckpointError(PlatoError):
 
 class TrainingError(PlatoError):
     """Training diverged (non-finite loss) or was configured wrongly."""
+
+
+class SettingError(PlatoError):
+    """A setting of a config object (StitchConfig, SimilarityConfig) is invalid; `setting`
+    names it, so a spec can name its field."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting

@@ -1,20 +1,24 @@
-"""Training and evaluation: a `Recipe` dataclass, `train()` and `evaluate()`."""
+"""Training networks: a `Recipe` dataclass, `train()`, `evaluate()`, and `train_and_save()`
+(train a zoo model and write its checkpoint)."""
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plato.checkpoint import Checkpoint, save_checkpoint
 from plato.data.datasets import Dataset, Split
 from plato.data.loader import AUGMENT_PRESETS, Augment, DeviceLoader, make_loader
+from plato.device import autocast, resolve_device
 from plato.errors import PlatoError, TrainingError
+from plato.models import create_model
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -23,18 +27,20 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class Recipe:
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # "sgd" (Nesterov, momentum 0.9) or "adam"
-    lr: float | None = None  # peak learning rate; None: 0.1 * batch/256 for sgd, 1e-3 for adam
-    schedule: str = "cosine"  # "cosine" (linear warmup, cosine decay), "onecycle", "constant"
-    warmup_epochs: float = 1.0  # linear warmup for "cosine"
-    weight_decay: float = 5e-4  # applied to conv/linear weights, not to BN or biases
-    label_smoothing: float = 0.0
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
-    augment: str = "auto"  # see Augment.preset: auto = crop+flip for colour images >= 32 px
-    seed: int = 0
-    device: str = "auto"  # "auto": cuda if available, else mps, else cpu
+    """How a network is trained (how a stitch is fitted: plato.stitch.StitchConfig)."""
+
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 128  # examples per step
+    optimizer: str = "sgd"  # sgd (Nesterov, momentum 0.9) | adam (AdamW)
+    lr: float | None = None  # peak learning rate (None: 0.1 x batch/256 for sgd, 1e-3 adam)
+    schedule: str = "cosine"  # cosine (linear warmup, cosine decay) | onecycle | constant
+    warmup_epochs: float = 1.0  # epochs of linear warmup, for cosine
+    weight_decay: float = 5e-4  # on conv and linear weights, not on BatchNorm or biases
+    label_smoothing: float = 0.0  # of the cross-entropy targets
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    augment: str = "auto"  # data.Augment preset: auto = crop+flip for colour images >= 32 px
+    seed: int = 0  # initialisation, data order and augmentation
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
@@ -73,22 +79,6 @@ class TrainResult:
         return asdict(self)
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) != "auto":
-        try:
-            dev = torch.device(device)
-        except RuntimeError:
-            raise PlatoError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise PlatoError(f"device '{device}' asked for, but no CUDA GPU is available")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -114,33 +104,6 @@ def _lr_factor(recipe: Recipe, total_steps: int, steps_per_epoch: int):
             total_steps - peak))
 
     return {"cosine": cosine, "onecycle": onecycle, "constant": lambda step: 1.0}[recipe.schedule]
-
-
-@functools.cache  # asked on every autocast step: the answer never changes in a process
-def native_bf16(device: torch.device) -> bool:
-    """Does this device compute bf16 natively (a CUDA GPU from Ampere on, a CPU with AVX512-BF16
-    or AMX)? Elsewhere bf16 is emulated and slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):  # a build without oneDNN
-            return False
-    return False
-
-
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """bf16 for "bf16", and for "auto" where the device computes bf16 natively; else None."""
-    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
-        return torch.bfloat16
-    return None
-
-
-def _autocast(device: torch.device, precision: str):
-    """bf16 autocast where `autocast_dtype` says so, else a disabled autocast (fp32)."""
-    dtype = autocast_dtype(device, precision)
-    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
@@ -174,7 +137,7 @@ def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
         seen, first_bad = 0, torch.full((), -1, device=device, dtype=torch.int64)
         epoch_start = time.perf_counter()
         for x, y in loader:
-            with _autocast(device, recipe.precision):
+            with autocast(device, recipe.precision):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -220,6 +183,20 @@ def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
     )
 
 
+def train_and_save(model: str, dataset: Dataset, recipe: Recipe, path: str | Path, *,
+                   progress: bool = True, **options) -> tuple[Checkpoint, TrainResult]:
+    """Build `model` (zoo name and options such as width), seeded by the recipe; train it on
+    `dataset`; save it with its provenance (dataset, recipe, seed, accuracy, time)."""
+    torch.manual_seed(recipe.seed)
+    net = create_model(model, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
+                       **options)
+    result = train(net, dataset, recipe, progress=progress)
+    checkpoint = save_checkpoint(path, net, dataset=dataset.name, recipe=recipe.to_dict(),
+                                 seed=recipe.seed, test_accuracy=result.test_accuracy,
+                                 train_seconds=result.seconds)
+    return checkpoint, result
+
+
 def _check_finite(first_bad: torch.Tensor, epoch: int, what: str = "training") -> None:
     bad = int(first_bad.item())
     if bad >= 0:
@@ -254,7 +231,7 @@ def evaluate(model: nn.Module, data: Dataset | Split, batch_size: int = 512,
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for x, y in loader:
-        with _autocast(device, precision):
+        with autocast(device, precision):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()

@@ -100,13 +100,15 @@ def test_shapes_follow_the_input_shape():
     assert points[0].shape == (64, 8, 8) and points[-2].shape == (512, 1, 1)
 
 
-def test_extractor_matches_prefixes():
+def test_extract_matches_prefixes():
+    """One pass returns each point's activation by name, the prefix's bit for bit; a point
+    given twice (by name and by index) is one entry."""
     model = build("resnet20")
     graph = CutGraph(model)
     x = torch.randn(2, 3, 32, 32)
-    names = ["layer3.2", "stem", "layer2.0"]
-    outs = graph.extractor(names)(x)
-    for name, out in zip(names, outs, strict=True):
+    outs = graph.extract(["layer3.2", "stem", "layer2.0", 0])(x)
+    assert list(outs) == ["layer3.2", "stem", "layer2.0"]
+    for name, out in outs.items():
         assert torch.equal(out, graph.split(name)[0](x))
 
 

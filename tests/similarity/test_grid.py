@@ -9,8 +9,7 @@ import torch
 import plato
 from plato.data.loader import make_loader
 from plato.models import CutGraph
-from plato.similarity import MEASURES, minibatch_cka
-from plato.similarity.grid import similarity_grid
+from plato.similarity import MEASURES, SimilarityConfig, minibatch_cka, similarity_grid
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,8 @@ def test_grid_equals_pairwise_calls(digits, two_nets):
     a, b = two_nets
     names = ["cka", "linear_cka", "linear_cka_debiased", "procrustes", "svcca", "pwcca",
              "rbf_cka"]
-    tables = similarity_grid(a, b, digits, names, batch_size=64, collect=300, device="cpu")
+    tables = similarity_grid(a, b, digits, names, SimilarityConfig(batch_size=64, collect=300),
+                             device="cpu")
     acts_a, acts_b = activations(a, digits, 64), activations(b, digits, 64)
     assert tables["cka"].rows == list(acts_a) and tables["cka"].columns == list(acts_b)
     assert tables["cka"].examples == len(digits.test) and tables["procrustes"].examples == 300
@@ -64,8 +64,8 @@ def test_grid_equals_pairwise_calls(digits, two_nets):
 
 def test_a_network_against_itself_is_identical_on_the_diagonal(digits, two_nets):
     a, _ = two_nets
-    tables = similarity_grid(a, a, digits, ["cka", "procrustes"], batch_size=90, collect=200,
-                             device="cpu")
+    tables = similarity_grid(a, a, digits, ["cka", "procrustes"],
+                             SimilarityConfig(batch_size=90, collect=200), device="cpu")
     np.testing.assert_allclose(np.diag(tables["cka"].values), 1.0, atol=1e-9)
     np.testing.assert_allclose(np.diag(tables["procrustes"].values), 0.0, atol=1e-5)
     rows = tables["cka"].rows  # on 8x8 digits layer4.0 is 1x1, so pool equals it exactly
@@ -74,8 +74,9 @@ def test_a_network_against_itself_is_identical_on_the_diagonal(digits, two_nets)
 
 def test_positions_layout_with_different_sizes_is_nan_with_a_reason(digits, two_nets):
     a, _ = two_nets
-    t = similarity_grid(a, a, digits, ["linear_cka"], points_a=["stem", "layer2.0"],
-                        points_b=["stem", "layer2.0"], layout="positions", collect=100,
+    t = similarity_grid(a, a, digits, ["linear_cka"],
+                        SimilarityConfig(layout="positions", collect=100),
+                        points_a=["stem", "layer2.0"], points_b=["stem", "layer2.0"],
                         device="cpu")["linear_cka"]
     assert np.isfinite(t.values[0, 0]) and np.isfinite(t.values[1, 1])
     assert math.isnan(t.values[0, 1]) and "spatial" in t.reasons[0][1]

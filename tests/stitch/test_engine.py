@@ -1,6 +1,7 @@
 """The stitching engine against invariants a wrong engine would break."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import plato
-import plato.stitch.fit as fit_module
+import plato.stitch.sgd as sgd_module
 import plato.stitch.threads as threads_module
 from plato.errors import PlatoError, TrainingError
 from plato.models import CutGraph
@@ -20,24 +21,24 @@ from plato.stitch import (
     StitchedModel,
     fit_stitch,
     measure_stitched,
+    measure_stitches,
     replace_span,
     stitch_grid,
     stitch_networks,
 )
-from plato.stitch.fit import LstsqStats
+from plato.stitch.closed_form import LstsqStats
 from plato.train import evaluate
 
 CPU = {"device": "cpu"}
 
 
 @pytest.fixture
-def cell_threads(monkeypatch):
-    """A grid's cells in two threads, each op on one core, as on a 2-core CPU; every op of
-    the test on one core, so that the cells fitted alone do the same arithmetic (a reduction
-    split over more cores rounds differently). Counts the threaded steps."""
+def threaded_steps(monkeypatch):
+    """Every op of the test on one core, so that the cells fitted alone do the same arithmetic
+    as a grid's cells in two threads (`cell_threads=2`, each op on one core, as on a 2-core
+    CPU; a reduction split over more cores rounds differently). Counts the threaded steps."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    monkeypatch.setattr(threads_module, "CPU_WORKERS", 2)
     steps = []
     run = threads_module.CellThreads.map
 
@@ -238,21 +239,20 @@ def test_replace_reports_both_objectives(digits, digits_resnet):
 @pytest.mark.parametrize("stacking", [False, True])
 @pytest.mark.parametrize("objective", ["task", "match", "lstsq", "lstsq+task"])
 def test_grid_gives_each_cell_its_result_alone(digits, digits_resnet, objective, stacking,
-                                               monkeypatch, cell_threads):
+                                               threaded_steps):
     """Shared passes change the cost, never the answer: a grid's cells equal the same stitches
     fitted one at a time through their own prefixes, bit for bit, the grid's cells in two
     threads (each cell's arithmetic is its own, on one core as alone). With stacking (the
     default), cells sharing a receiver suffix in the task loss run it on their outputs stacked
     along the batch (on a CPU, a thread per stacked group), where the convolution kernels of a
     larger batch may round differently: the same up to 1e-3 of the output scale."""
-    if not stacking:
-        monkeypatch.delitem(fit_module.SUFFIX_EXAMPLES, "cpu")
     torch.manual_seed(5)
     receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
     pairs = [("stem", "stem"), ("layer1.0", "stem"), ("layer2.0", "block1"),
              ("layer4.0", "block1"), ("pool", "stem"), ("pool", "pool")]
     config = StitchConfig(objective=objective, epochs=1, batch_size=256, seed=3, **CPU)
-    grid = stitch_grid(digits_resnet, receiver, pairs, digits, config=config)
+    grid = stitch_grid(digits_resnet, receiver, pairs, digits,
+                       config=replace(config, stacking=stacking, cell_threads=2))
     assert len(grid) == len(pairs)
     s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
     exact_checked = stacked_checked = 0
@@ -291,17 +291,17 @@ def test_grid_gives_each_cell_its_result_alone(digits, digits_resnet, objective,
     assert (stacked_checked == 4) == (stacking and objective in ("task", "lstsq+task"))
     # Threads: the test pass (the receivers' Grams, then the cells: one batch here) and every
     # gradient step (stacked: 3 groups, by receiver point, in the steps of the task loss).
-    assert (len(cell_threads) > 2) == (objective != "lstsq")
-    assert (cell_threads.count(3) > 1) == (stacking and objective in ("task", "lstsq+task"))
-    assert max(cell_threads) == len(pairs) - 1  # one pair is not stitchable
+    assert (len(threaded_steps) > 2) == (objective != "lstsq")
+    assert (threaded_steps.count(3) > 1) == (stacking and objective in ("task", "lstsq+task"))
+    assert max(threaded_steps) == len(pairs) - 1  # one pair is not stitchable
 
 
-def test_stacked_suffix_gives_each_cell_its_own_gradient(digits, digits_resnet, monkeypatch):
+def test_stacked_suffix_gives_each_cell_its_own_gradient(digits, digits_resnet):
     """The task loss of cells sharing a receiver suffix is computed in one stacked call; each
     stitch's gradient must be the one its own loss gives, even when another cell is NaN."""
-    from plato.stitch.fit import _Cell, _cell_losses
+    from plato.stitch.cell import FitCell
+    from plato.stitch.sgd import cell_losses
 
-    monkeypatch.setitem(fit_module.SUFFIX_EXAMPLES, "cpu", 4096)
     graph = CutGraph(digits_resnet)
     r_point = graph.point("layer2.0")
     models = []
@@ -312,10 +312,10 @@ def test_stacked_suffix_gives_each_cell_its_own_gradient(digits, digits_resnet, 
                                                            r_point.shape), graph, r_point))
     with torch.no_grad():
         models[2].stitch.map[1].weight.fill_(float("nan"))  # a diverged cell
-    cells = [_Cell(m) for m in models]
+    cells = [FitCell(m) for m in models]
     x, y = digits.train.images[:32].float() / 16, digits.train.labels[:32]
     a = {m.sender_point.name: m.sender_activation(x) for m in models}
-    losses = _cell_losses(cells, "task", "mse", a, None, y)
+    losses = cell_losses(cells, "task", "mse", a, None, y, stacking=True)
     losses.sum().backward()
     assert not torch.isfinite(losses[2]) and torch.isfinite(losses[:2]).all()
     for m, stacked_loss in zip(models[:2], losses[:2], strict=True):
@@ -349,15 +349,16 @@ def test_task_phase_through_the_folded_suffix_is_the_task_phase(digits, digits_r
     pairs = [("stem", "layer1.0"), ("layer2.0", "layer3.0"), ("layer1.0", "pool")]
     config = StitchConfig(objective="lstsq+task", epochs=1, batch_size=256, **CPU)
     folds = []
-    real_fold = fit_module.fold_batchnorm
-    monkeypatch.setattr(fit_module, "fold_batchnorm",
+    real_fold = sgd_module.fold_batchnorm
+    monkeypatch.setattr(sgd_module, "fold_batchnorm",
                         lambda *a: folds.append(1) or real_fold(*a))
     folded = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs,
                          digits, config=config, accuracies=(0.9, 0.9))
     assert len(folds) == 3  # one suffix per receiver point
-    monkeypatch.setattr(fit_module, "_folded", lambda suffix, fused, dtype: suffix)
     plain = stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs,
-                        digits, config=config, accuracies=(0.9, 0.9))
+                        digits, config=replace(config, fold_batchnorm=False),
+                        accuracies=(0.9, 0.9))
+    assert len(folds) == 3  # the setting switched folding off
     x, _ = next(iter(plato.data.loader.make_loader(digits, "test", 256, device="cpu")))
     for (a, ma), (b, mb) in zip(folded, plain, strict=True):
         assert a.stitch_loss == pytest.approx(b.stitch_loss, rel=1e-4)
@@ -368,21 +369,19 @@ def test_task_phase_through_the_folded_suffix_is_the_task_phase(digits, digits_r
 
 
 @pytest.mark.parametrize("chunk", [7, 10**6])
-def test_measurement_does_not_depend_on_the_suffix_chunk(digits, digits_resnet, monkeypatch,
-                                                         chunk):
+def test_measurement_does_not_depend_on_the_suffix_chunk(digits, digits_resnet, chunk):
     """The test pass runs the receiver suffix in pieces (a speed choice): the accuracy is
     the same example by example, the loss and activation MSE the same up to rounding."""
-    import plato.stitch.metrics as metrics_module
+    from plato.stitch.metrics import SUFFIX_CHUNK
 
     graph = CutGraph(digits_resnet)
     sp, rp = graph.point("layer1.0"), graph.point("layer2.0")
     torch.manual_seed(0)
     stitch = Stitch("bn-conv1x1-bn", sp.shape, rp.shape)
     model = StitchedModel(graph, sp, stitch, graph, rp).eval()
-    assert len(digits.test) > metrics_module.SUFFIX_CHUNK  # the default splits the batch
+    assert len(digits.test) > SUFFIX_CHUNK  # the default splits the batch
     default = measure_stitched(model, digits, device="cpu")
-    monkeypatch.setattr(metrics_module, "SUFFIX_CHUNK", chunk)
-    other = measure_stitched(model, digits, device="cpu")
+    other = measure_stitches([model], digits, device="cpu", suffix_chunk=chunk)[0]
     assert other["accuracy"] == default["accuracy"]
     assert other["loss"] == pytest.approx(default["loss"], rel=1e-5)
     assert other["activation_mse"] == pytest.approx(default["activation_mse"], rel=1e-5)
@@ -411,7 +410,7 @@ def test_measured_cka_is_the_float64_linear_cka(digits, digits_resnet, channels_
 
 
 def test_auto_precision_is_bf16_exactly_where_the_device_computes_it(digits, digits_resnet):
-    from plato.train import native_bf16
+    from plato.device import native_bf16
 
     resolved = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
     params, accuracy = {}, {}
@@ -434,19 +433,19 @@ def test_auto_precision_is_bf16_exactly_where_the_device_computes_it(digits, dig
 
 
 def test_more_epochs_go_to_the_cells_still_improving_each_as_alone(digits, digits_resnet,
-                                                                   cell_threads, monkeypatch):
+                                                                   threaded_steps):
     """`more_epochs`: after each cycle a cell trains on only while its last-quarter loss fell
     by more than `improving`; the decision is the cell's own, so a grid still equals its cells
     fitted alone, bit for bit, epochs included (cells unstacked: stacked suffixes may round
     differently, test_grid_gives_each_cell_its_result_alone)."""
-    monkeypatch.delitem(fit_module.SUFFIX_EXAMPLES, "cpu")
     torch.manual_seed(5)
     receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
     pairs = [("stem", "stem"), ("layer1.0", "stem"), ("layer2.0", "block1"),
              ("layer4.0", "block1"), ("pool", "pool")]
     config = StitchConfig(objective="lstsq+task", epochs=1, more_epochs=3, improving=0.02,
                           optimizer="sgd", lr=0.05, batch_size=256, seed=3, **CPU)
-    grid = stitch_grid(digits_resnet, receiver, pairs, digits, config=config)
+    grid = stitch_grid(digits_resnet, receiver, pairs, digits,
+                       config=replace(config, stacking=False, cell_threads=2))
     s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
     epochs = []
     for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
@@ -503,7 +502,7 @@ def test_cached_activations_change_nothing(digits, digits_resnet, objective, mon
     # device: room in memory; disk: none in memory, so "auto" maps files; off: no cache
     for where, free, tier in (("device", 10**12, "auto"), ("disk", 0, "auto"),
                               ("off", 10**12, "off")):
-        monkeypatch.setattr(activations_module, "_free_bytes", lambda device, free=free: free)
+        monkeypatch.setattr(activations_module, "free_memory", lambda device, free=free: free)
         before = len(caches)
         runs[where] = stitch_grid(
             copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet), pairs, digits,
@@ -537,13 +536,13 @@ def test_cache_tier_by_size(monkeypatch, tmp_path):
 
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 4, 3, padding=1).to(memory_format=torch.channels_last)
-    source = Activations([(("conv", "flat"), lambda x: (conv(x), conv(x).flatten(1)))])
+    source = Activations([lambda x: {"conv": conv(x), "flat": conv(x).flatten(1)}])
     images = torch.randn(10, 3, 5, 5).contiguous(memory_format=torch.channels_last)
     size = 10 * (4 * 5 * 5) * 4 * 2  # examples x elements x float32 x two points
 
     def tier(tier: str, free_memory: int, free_disk: int) -> CachedActivations:
-        monkeypatch.setattr(activations_module, "_free_bytes", lambda device: free_memory)
-        monkeypatch.setattr(activations_module, "_free_disk_bytes", lambda d: free_disk)
+        monkeypatch.setattr(activations_module, "free_memory", lambda device: free_memory)
+        monkeypatch.setattr(activations_module, "free_disk", lambda d: free_disk)
         cache = CachedActivations(source, 10, tier, fraction=0.5, directory=tmp_path)
         for _epoch in range(2):
             for batch in (torch.tensor([3, 0, 7, 1, 9]), torch.tensor([2, 8, 6, 4, 5])):

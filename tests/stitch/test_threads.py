@@ -33,7 +33,7 @@ def test_map_keeps_order_spreads_cells_and_restores_threads():
     with CellThreads(2) as threads:
         for call[0] in range(3):  # later calls balance by the measured times
             assert threads.map(work, cells) == [c.cost * 2 for c in cells]
-        groups = threads._groups(cells)
+        groups = threads.plan(cells)
     assert len({ident for ident, _ in seen}) == 2
     assert {n for _, n in seen} == {1}  # each op on one core inside the threads
     assert torch.get_num_threads() == before

@@ -1,5 +1,6 @@
 import pytest
 
+from plato.stitch import StitchConfig
 from plato.sweep.spec import SpecError, load_spec, parse_spec
 
 BASE = {"networks": {"a": {"checkpoint": "a.ckpt"}, "b": {"train": {"model": "cnn-3"}}}}
@@ -12,7 +13,8 @@ def spec(**fields):
 def test_defaults_and_pair_modes():
     s = spec()
     assert s.pairs == [("a", "a"), ("a", "b"), ("b", "a"), ("b", "b")]
-    assert s.controls == ["trained->trained"] and s.seeds == [0] and s.objective == "task"
+    assert s.controls == ["trained->trained"] and s.seeds == [0]
+    assert s.stitch_config == StitchConfig()  # objective task, the defaults
     assert spec(pairs="self").pairs == [("a", "a"), ("b", "b")]
     assert spec(pairs="distinct").pairs == [("a", "b"), ("b", "a")]
     assert spec(pairs=[["b", "a"]]).pairs == [("b", "a")]
@@ -28,7 +30,10 @@ def test_defaults_and_pair_modes():
     ({"objective": "magic"}, "objective"),
     ({"stitch": "conv2x2"}, "stitch"),
     ({"recipe": {"epochs": 2, "learning_rate": 1}}, "recipe.learning_rate"),
-    ({"recipe": {"lr": -1}}, "recipe"),
+    ({"recipe": {"lr": -1}}, "recipe.lr"),
+    ({"recipe": {"epochs": "3"}}, "recipe.epochs"),
+    ({"recipe": {"seed": 3}}, "recipe.seed"),
+    ({"recipe": {"objective": "task"}}, "recipe.objective"),
     ({"seeds": []}, "seeds"),
     ({"seeds": [0], "repeats": 2}, "seeds"),
     ({"resize": "cubic"}, "resize"),

@@ -63,7 +63,7 @@ def test_activation_cache_setting_keeps_the_cells(tmp_path, digits_checkpoints):
 def test_non_finite_cell_is_recorded_and_the_sweep_goes_on(tmp_path, digits_checkpoints,
                                                            monkeypatch):
     class Poisoned(Activations):  # a genuinely non-finite activation at one sender point
-        def __call__(self, x):
+        def __call__(self, x, indices=None):
             return {k: v * float("nan") if k == "layer1.0" else v
                     for k, v in super().__call__(x).items()}
 
@@ -241,7 +241,7 @@ def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
     import plato
     from plato.checkpoint import load_checkpoint
     from plato.report import write_report
-    from plato.similarity.grid import similarity_grid
+    from plato.similarity import SimilarityConfig, similarity_grid
 
     spec = load_spec(write_spec(tmp_path / "s.yaml", digits_checkpoints,
                                 measures=["stitch", "cka", "procrustes"],
@@ -258,8 +258,8 @@ def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
     assert list(cka.index) == list(acc.index) and list(cka.columns) == list(acc.columns)
     direct = similarity_grid(load_checkpoint(digits_checkpoints["resnet"]).model,
                              load_checkpoint(digits_checkpoints["cnn"]).model,
-                             plato.load_dataset("digits"), ["cka"], batch_size=128,
-                             device="cpu")["cka"]
+                             plato.load_dataset("digits"), ["cka"],
+                             SimilarityConfig(batch_size=128), device="cpu")["cka"]
     np.testing.assert_allclose(cka.to_numpy(), direct.values, atol=1e-12)
     page = write_report(summary.store, tmp_path / "report").read_text()
     assert page.count("Spearman rank correlation") == 4 * 2 * 2  # pairs x controls x measures

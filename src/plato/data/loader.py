@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from plato.data.datasets import Dataset, Split
+from plato.device import memory_format
 from plato.errors import PlatoError
 
 AUGMENT_PRESETS = ("auto", "none", "crop", "flip", "crop-flip", "translate-flip")
@@ -135,11 +136,6 @@ def _random_crop(x: torch.Tensor, pad: int, mode: str, offsets: torch.Tensor) ->
     batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
     chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
     return padded[batch, chan, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]  # (B, C, H, W)
-
-
-def memory_format(channels_last: bool) -> torch.memory_format:
-    """The layout of 4-d activations and batches: NHWC (channels last) or NCHW."""
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def make_loader(

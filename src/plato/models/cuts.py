@@ -216,15 +216,17 @@ class CutGraph:
         return (fx.GraphModule(self.traced, prefix_graph, "Prefix"),
                 fx.GraphModule(self.traced, suffix_graph, "Suffix"))
 
-    def extractor(self, points: list[str | int | CutPoint],
-                  granularity: str = "block") -> fx.GraphModule:
-        """A module returning the activations at several points from one forward pass."""
-        cuts = [self._node(self.point(p, granularity)) for p in points]
-        last = max(self.position[c] for c in cuts)
+    def extract(self, points: list[str | int | CutPoint],
+                granularity: str = "block") -> fx.GraphModule:
+        """A module returning {point name: activation} for several points from one forward
+        pass (the graph stops at the deepest of them)."""
+        chosen = {p.name: p for p in (self.point(p, granularity) for p in points)}
+        cuts = {name: self._node(p) for name, p in chosen.items()}
+        last = max(self.position[c] for c in cuts.values())
         graph, env = fx.Graph(), {}
         for node in self.nodes[: last + 1]:
             env[node] = graph.node_copy(node, env.__getitem__)
-        graph.output(tuple(env[c] for c in cuts))
+        graph.output({name: env[c] for name, c in cuts.items()})
         return fx.GraphModule(self.traced, graph, "Extractor")
 
 

@@ -1,10 +1,10 @@
 """Folding eval-mode BatchNorm into the layer before it, for a frozen traced module.
 
 A frozen network in eval mode computes `bn(conv(x))` as one affine map after the conv; folding
-it into the conv's weight and bias gives the same function with one layer fewer per block (on
-the CPU, BatchNorm's forward and backward were ~13% of a stitch's task phase; on a GPU, one
-kernel launch fewer each). Equal up to rounding, not bit for bit, so only the training of
-stitches uses it: tables are measured through the network as it is.
+it into the conv's weight and bias gives the same function with one layer fewer per block (less
+arithmetic on a CPU, one kernel launch fewer on a GPU; measured in BENCHMARKS.md, issue 6).
+Equal up to rounding, not bit for bit, so only the training of stitches uses it: tables are
+measured through the network as it is.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from plato.report.heatmaps import heatmap, scatter
 from plato.sweep.store import Store
 from plato.sweep.tables import (
     debiased_table,
-    latest_stitchable,
+    debiasing_controls,
+    latest_table,
     load_cells,
     load_similarities,
     measure_columns,
@@ -100,6 +101,47 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
             f'<div class="grid">{"".join(parts)}</div>{summary}')
 
 
+def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: str,
+                     threshold: float, figs: Path) -> str:
+    """One pair's stitching tables: each control's mean (and std over seeds), the debiased
+    tables, the latest stitchable receiver point."""
+    parts, latest_html = [], ""
+    controls = [c for s, r, c in table_keys(cells) if (s, r) == (sender, receiver)]
+    for control in controls:
+        mean = stat_table(cells, sender, receiver, control, metric)
+        n = stat_table(cells, sender, receiver, control, metric, "n")
+        path = figs / f"{_slug(sender, receiver, control, metric)}.png"
+        heatmap(mean, path, f"{metric}: {sender} -> {receiver} ({control}), "
+                f"mean of n<={int(n.max().max())}", scale=metric)
+        parts.append(_figure(path, f"{control}: rows = {sender} cut points (sender), "
+                                   f"columns = {receiver} cut points (receiver). "
+                                   "Blank = not stitchable."))
+        if n.max().max() > 1:
+            std = stat_table(cells, sender, receiver, control, metric, "std")
+            path = figs / f"{_slug(sender, receiver, control, metric, 'std')}.png"
+            heatmap(std, path, f"std over seeds: {sender} -> {receiver} ({control})",
+                    scale="std")
+            parts.append(_figure(path, f"{control}: standard deviation over seeds"))
+        if control == "trained->trained":
+            acc = receiver_accuracy(cells, receiver, control)
+            latest = latest_table(cells, sender, receiver, control, metric, threshold)
+            latest_html = (f"<p>Latest stitchable receiver point (accuracy &ge; "
+                           f"{threshold:g} &times; receiver's {acc:.4f}):</p>"
+                           + _html_table(latest.rename("latest").reset_index().rename(
+                               columns={"index": "sender point"}).fillna("none")))
+    for random_control in debiasing_controls(cells, sender, receiver):
+        for normalized in (False, True):
+            table = debiased_table(cells, sender, receiver, metric, random_control, normalized)
+            kind = "debiased_normalized" if normalized else "debiased"
+            path = figs / f"{_slug(sender, receiver, kind, random_control)}.png"
+            formula = ("(trained - random) / (receiver accuracy - random)"
+                       if normalized else "trained - random")
+            heatmap(table, path, f"{kind}: {sender} -> {receiver} "
+                    f"(random control {random_control})", scale=kind)
+            parts.append(_figure(path, f"{formula}, control {random_control}"))
+    return f'<div class="grid">{"".join(parts)}</div>{latest_html}'
+
+
 def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None = None,
                  metric: str = "stitched_accuracy", threshold: float = 0.9) -> Path:
     """Write heatmaps (PNG) and report.html under out_dir; returns the HTML path."""
@@ -120,46 +162,12 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
     sim_keys = table_keys(sims) if sims is not None else []
     pairs = sorted({(s, r) for s, r, _ in keys + sim_keys}, key=lambda p: (p[0], p[1]))
     for sender, receiver in pairs:
-        parts, latest_html = [], ""
-        controls = [c for s, r, c in keys if (s, r) == (sender, receiver)]
-        for control in controls:
-            mean = stat_table(cells, sender, receiver, control, metric)
-            n = stat_table(cells, sender, receiver, control, metric, "n")
-            path = figs / f"{_slug(sender, receiver, control, metric)}.png"
-            heatmap(mean, path, f"{metric}: {sender} -> {receiver} ({control}), "
-                    f"mean of n<={int(n.max().max())}", scale=metric)
-            parts.append(_figure(path, f"{control}: rows = {sender} cut points (sender), "
-                                       f"columns = {receiver} cut points (receiver). "
-                                       "Blank = not stitchable."))
-            if n.max().max() > 1:
-                std = stat_table(cells, sender, receiver, control, metric, "std")
-                path = figs / f"{_slug(sender, receiver, control, metric, 'std')}.png"
-                heatmap(std, path, f"std over seeds: {sender} -> {receiver} ({control})",
-                        scale="std")
-                parts.append(_figure(path, f"{control}: standard deviation over seeds"))
-            if control == "trained->trained":
-                acc = receiver_accuracy(cells, receiver, control)
-                latest = latest_stitchable(mean, acc, threshold)
-                latest_html = (f"<p>Latest stitchable receiver point (accuracy &ge; "
-                               f"{threshold:g} &times; receiver's {acc:.4f}):</p>"
-                               + _html_table(latest.rename("latest").reset_index().rename(
-                                   columns={"index": "sender point"}).fillna("none")))
-        for random_control in ("random->trained", "trained->random"):
-            if {"trained->trained", random_control} <= set(controls):
-                for normalized in (False, True):
-                    table = debiased_table(cells, sender, receiver, metric, random_control,
-                                           normalized)
-                    kind = "debiased_normalized" if normalized else "debiased"
-                    path = figs / f"{_slug(sender, receiver, kind, random_control)}.png"
-                    formula = ("(trained - random) / (receiver accuracy - random)"
-                               if normalized else "trained - random")
-                    heatmap(table, path, f"{kind}: {sender} -> {receiver} "
-                            f"(random control {random_control})", scale=kind)
-                    parts.append(_figure(path, f"{formula}, control {random_control}"))
+        stitching = _stitching_parts(cells, sender, receiver, metric, threshold, figs) \
+            if (sender, receiver) in {k[:2] for k in keys} else ""
         sim_html = _similarity_parts(cells, sims, sender, receiver, metric, figs) \
             if sims is not None else ""
         sections.append(f"<h2>{html.escape(sender)} &rarr; {html.escape(receiver)}</h2>"
-                        f'<div class="grid">{"".join(parts)}</div>{latest_html}{sim_html}')
+                        f"{stitching}{sim_html}")
 
     status = all_cells.status.value_counts().to_dict() if len(all_cells) else {}
     meta = sweeps.iloc[-1] if len(sweeps) else None

@@ -4,10 +4,11 @@ family; each measure's metadata in MEASURES; all layer pairs of two networks in 
 from plato.similarity.base import LAYOUTS, MEASURES, TRANSFORMS, Measure, Score, get_measure
 from plato.similarity.cca import cca, pwcca, svcca
 from plato.similarity.cka import MinibatchCKA, linear_cka, minibatch_cka, rbf_cka
+from plato.similarity.grid import SimilarityConfig, SimilarityTable, similarity_grid
 from plato.similarity.procrustes import procrustes, procrustes_similarity
 
 __all__ = [
-    "LAYOUTS", "MEASURES", "TRANSFORMS", "Measure", "MinibatchCKA", "Score", "cca",
-    "get_measure", "linear_cka", "minibatch_cka", "procrustes", "procrustes_similarity",
-    "pwcca", "rbf_cka", "svcca",
+    "LAYOUTS", "MEASURES", "TRANSFORMS", "Measure", "MinibatchCKA", "Score", "SimilarityConfig",
+    "SimilarityTable", "cca", "get_measure", "linear_cka", "minibatch_cka", "procrustes",
+    "procrustes_similarity", "pwcca", "rbf_cka", "similarity_grid", "svcca",
 ]

@@ -25,17 +25,37 @@ from torch import nn
 
 from plato.data.datasets import Dataset
 from plato.data.loader import make_loader
-from plato.errors import PlatoError
+from plato.device import resolve_device
+from plato.errors import PlatoError, SettingError
 from plato.models.cuts import CutGraph, CutPoint
-from plato.similarity.base import MEASURES, Score, as_matrix, get_measure, undefined
+from plato.settings import check_choice, check_types
+from plato.similarity.base import LAYOUTS, MEASURES, Score, as_matrix, get_measure, undefined
 from plato.similarity.cka import MinibatchCKA
 from plato.similarity.procrustes import gram_factor
-from plato.stitch.activations import Activations
-from plato.train import resolve_device
 
 STREAMING = ("cka",)
 GRAM_ONLY = ("linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes",
              "procrustes_similarity", "cca", "svcca")  # pwcca needs the units themselves
+
+
+@dataclass
+class SimilarityConfig:
+    """How a similarity grid reads the data."""
+
+    layout: str = "flatten"  # conv activations: flatten | positions | pool (similarity.base)
+    batch_size: int = 256  # examples per batch; the minibatch of `cka`
+    examples: int | None = None  # examples streamed (None: the whole split)
+    collect: int = 2048  # examples the whole-matrix measures hold in memory
+    split: str = "test"  # test | train
+
+    def __post_init__(self) -> None:
+        check_types(self, "similarity")
+        check_choice(self, "layout", LAYOUTS, "similarity")
+        check_choice(self, "split", ("train", "test"), "similarity")
+        for name in ("batch_size", "collect", "examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 4:
+                raise SettingError(name, f"similarity {name} must be at least 4 (the "
+                                   "estimators need 4 examples)")
 
 
 @dataclass
@@ -70,26 +90,24 @@ def similarity_grid(
     net_b: nn.Module,
     dataset: Dataset,
     measures: Sequence[str] = ("cka",),
+    config: SimilarityConfig | None = None,
     *,
     points_a: Sequence | None = None,
     points_b: Sequence | None = None,
     granularity: str = "block",
-    split: str = "test",
-    batch_size: int = 256,
-    examples: int | None = None,
-    collect: int = 2048,
-    layout: str = "flatten",
     device: str | torch.device = "auto",
     graphs: tuple[CutGraph, CutGraph] | None = None,
     progress: bool = False,
 ) -> dict[str, SimilarityTable]:
     """The (N, M) table of each measure over all cut-point pairs of two networks.
 
-    `examples` caps the examples streamed (default: the whole split); `collect` caps those the
-    whole-matrix measures hold in memory. `cka` is minibatch CKA over batches of `batch_size`.
+    `config.examples` caps the examples streamed (default: the whole split); `config.collect`
+    caps those the whole-matrix measures hold in memory. `cka` is minibatch CKA over batches
+    of `config.batch_size`.
     """
     from tqdm import tqdm
 
+    config = config or SimilarityConfig()
     for m in measures:
         get_measure(m)
     device = resolve_device(device)
@@ -97,28 +115,28 @@ def similarity_grid(
     pa, pb = _points(graphs[0], points_a, granularity), _points(graphs[1], points_b, granularity)
     for net in (net_a, net_b):
         net.to(device).eval()
-    source_a, source_b = Activations.of(graphs[0], pa), Activations.of(graphs[1], pb)
+    extract_a, extract_b = graphs[0].extract(pa), graphs[1].extract(pb)
     streaming = [m for m in measures if m in STREAMING]
     whole = [m for m in measures if m not in STREAMING]
-    accumulators = {m: MinibatchCKA(layout) for m in streaming}
+    accumulators = {m: MinibatchCKA(config.layout) for m in streaming}
     held_a: list[list[torch.Tensor]] = [[] for _ in pa]
     held_b: list[list[torch.Tensor]] = [[] for _ in pb]
     seen = held = 0
-    loader = make_loader(dataset, split, batch_size, device=device)
-    total = min(examples or loader.num_examples, loader.num_examples)
+    loader = make_loader(dataset, config.split, config.batch_size, device=device)
+    total = min(config.examples or loader.num_examples, loader.num_examples)
     bar = tqdm(total=total, desc="similarity", unit="img", leave=False, disable=not progress,
                file=sys.stderr)
     for x, _ in loader:
         if seen >= total:
             break
         x = x[: total - seen]
-        acts_a, acts_b = source_a(x), source_b(x)
+        acts_a, acts_b = extract_a(x), extract_b(x)
         a = [acts_a[p.name] for p in pa]
         b = [acts_b[p.name] for p in pb]
         for acc in accumulators.values():
             acc.update(a, b)
-        if whole and held < collect:
-            take = min(collect - held, len(x))
+        if whole and held < config.collect:
+            take = min(config.collect - held, len(x))
             for store, reps in ((held_a, a), (held_b, b)):
                 for i, r in enumerate(reps):
                     store[i].append(r[:take].float().cpu())
@@ -136,7 +154,7 @@ def similarity_grid(
         mats_a = [torch.cat(h) for h in held_a]
         mats_b = [torch.cat(h) for h in held_b]
         for m in whole:
-            tables[m] = _pairwise(m, mats_a, mats_b, pa, pb, layout, held)
+            tables[m] = _pairwise(m, mats_a, mats_b, pa, pb, config.layout, held)
     return {m: tables[m] for m in measures}
 
 

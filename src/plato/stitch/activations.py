@@ -22,52 +22,59 @@ import torch
 from torch import nn
 
 from plato.data.datasets import cache_dir
+from plato.device import layout_of
 from plato.models.cuts import CutGraph, CutPoint
 
 
 class Activations:
     """Callable: a batch -> {point name: activation}, without gradients."""
 
-    def __init__(self, parts: Sequence[tuple[tuple[str, ...], nn.Module]]) -> None:
-        # Each part is (names, module); the module returns one tensor or a tuple, one per name.
-        self.parts = list(parts)
+    def __init__(self, sources: Sequence[nn.Module]) -> None:
+        self.sources = list(sources)  # each returns {point name: activation}
 
     @classmethod
     def of(cls, graph: CutGraph, points: Sequence[CutPoint]) -> Activations:
-        unique = list({p.name: p for p in points}.values())
-        return cls([(tuple(p.name for p in unique), graph.extractor(unique).eval())])
+        return cls([graph.extract(list(points)).eval()])
 
     @classmethod
     def senders(cls, models: Sequence[nn.Module]) -> Activations:
-        parts = {m.sender_point.name: m.sender_prefix for m in models}
-        return cls([((name,), module) for name, module in parts.items()])
+        prefixes = {m.sender_point.name: m.sender_prefix for m in models}
+        return cls([_Named(name, prefix) for name, prefix in prefixes.items()])
 
     @classmethod
     def receivers(cls, models: Sequence[nn.Module]) -> Activations:
-        parts = {m.receiver_point.name: m.receiver_prefix for m in models}
-        return cls([((name,), module) for name, module in parts.items()])
+        prefixes = {m.receiver_point.name: m.receiver_prefix for m in models}
+        return cls([_Named(name, prefix) for name, prefix in prefixes.items()])
 
     def to(self, device: torch.device | str,
            memory_format: torch.memory_format = torch.contiguous_format) -> Activations:
-        for _, module in self.parts:
+        for module in self.sources:
             module.to(device, memory_format=memory_format)
         return self
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, x: torch.Tensor,
+                 indices: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The activations of batch `x` (`indices`, which examples it holds, serve only
+        CachedActivations)."""
         out = {}
-        for names, module in self.parts:
-            values = module(x)
-            if isinstance(values, torch.Tensor):
-                values = (values,)
-            out.update(zip(names, values, strict=True))
+        for module in self.sources:
+            out.update(module(x))
         return out
 
 
-CACHE_TIERS = ("auto", "device", "disk", "off")
+class _Named(nn.Module):
+    """A prefix returning {its point's name: its activation}."""
+
+    def __init__(self, name: str, prefix: nn.Module) -> None:
+        super().__init__()
+        self.name, self.prefix = name, prefix
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.name: self.prefix(x)}
 
 
-def _free_bytes(device: torch.device) -> int:
+def free_memory(device: torch.device) -> int:
     """Memory free for a cache on `device`: CUDA's free memory, or Linux's MemAvailable; 0
     where unknown (no cache)."""
     if device.type == "cuda":
@@ -82,7 +89,7 @@ def _free_bytes(device: torch.device) -> int:
     return 0
 
 
-def _free_disk_bytes(directory: Path) -> int:
+def free_disk(directory: Path) -> int:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         return shutil.disk_usage(directory).free
@@ -122,7 +129,7 @@ class CachedActivations:
         if self.filled is not None and bool(self.filled[indices].all()):
             self.hits += 1
             return {name: values[indices.to(values.device)].to(x.device, non_blocking=True)
-                    .contiguous(memory_format=_layout(values))
+                    .contiguous(memory_format=layout_of(values))
                     for name, values in self.store.items()}
         out = self.source(x)
         if self.where is None:
@@ -139,13 +146,13 @@ class CachedActivations:
     def _allocate(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         size = self.nbytes(out)
         device = next(iter(out.values())).device
-        if self.tier in ("auto", "device") and size <= self.fraction * _free_bytes(device):
+        if self.tier in ("auto", "device") and size <= self.fraction * free_memory(device):
             self.where = "device"
             return {name: torch.empty((self.examples, *v.shape[1:]), dtype=v.dtype,
-                                      device=device, memory_format=_layout(v))
+                                      device=device, memory_format=layout_of(v))
                     for name, v in out.items()}
         directory = self.directory or cache_dir() / "activations"
-        if self.tier in ("auto", "disk") and size <= self.fraction * _free_disk_bytes(directory):
+        if self.tier in ("auto", "disk") and size <= self.fraction * free_disk(directory):
             try:
                 store = {name: _mapped(directory, v, self.examples) for name, v in out.items()}
                 self.where = "disk"
@@ -168,14 +175,7 @@ def _mapped(directory: Path, like: torch.Tensor, examples: int) -> torch.Tensor:
     finally:
         os.close(fd)
         os.unlink(path)  # the mapping lives on; the file goes with the last reference
-    if _layout(like) is torch.channels_last:
+    if layout_of(like) is torch.channels_last:
         _, c, h, w = like.shape
         return flat.view(examples, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W), NHWC in memory
     return flat.view(examples, *like.shape[1:])
-
-
-def _layout(t: torch.Tensor) -> torch.memory_format:
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
-            and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 from plato.data.datasets import Dataset
-from plato.data.loader import make_loader, memory_format
+from plato.data.loader import make_loader
+from plato.device import memory_format
 from plato.similarity.cka import centred_gram, cka_from_grams
 from plato.stitch.activations import Activations
 from plato.stitch.stitched import StitchedModel
-from plato.stitch.threads import CellThreads, cpu_workers
+from plato.stitch.threads import cell_runner
 
 CKA_EXAMPLES = 1024  # linear CKA uses the first this-many test images (an n x n Gram matrix)
 # The receiver suffix runs on at most this many examples per call: the elementwise layers of a
-# batch of 1,024 CIFAR activations (64 MB each) are memory-bound; pieces that stay in the cache
-# measured ~1.5x faster on the CPU (BENCHMARKS.md, issue 6).
+# batch of 1,024 CIFAR activations are memory-bound, pieces that stay in the cache are not.
 SUFFIX_CHUNK = 256
 
 
@@ -66,12 +65,16 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
                      batch_size: int = CKA_EXAMPLES, device: torch.device | str = "cpu",
                      senders: Activations | None = None,
                      receivers: Activations | None = None,
-                     channels_last: bool = True) -> list[dict[str, float]]:
+                     channels_last: bool = True, cell_threads: int = 0,
+                     suffix_chunk: int = SUFFIX_CHUNK) -> list[dict[str, float]]:
     """`measure_stitched` for many models, the frozen networks run once per test batch.
 
     CKA uses the first CKA_EXAMPLES test images; the first batch holds them all, and each
     cell's Gram matrix is formed and used at once, so memory never holds every cell's outputs.
+    On a CPU the cells run in `cell_threads` threads (plato.stitch.threads); the receiver
+    suffix runs on at most `suffix_chunk` examples per call (speed only).
     """
+    device = torch.device(device)
     layout = memory_format(channels_last)
     senders = (senders or Activations.senders(models)).to(device, layout)
     receivers = (receivers or Activations.receivers(models)).to(device, layout)
@@ -79,39 +82,38 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
         m.to(device, memory_format=layout).eval()
     loader = make_loader(dataset, "test", max(batch_size, CKA_EXAMPLES), device=device,
                          channels_last=channels_last)
-    sums = [_Sums() for _ in models]
+    cells = [(m, _Sums()) for m in models]
     ckas: list[float] = []
-    workers = cpu_workers(torch.device(device), len(models))
-    with CellThreads(workers) if workers > 1 else nullcontext() as threads:
-        run = threads.map if threads else lambda fn, items: [fn(i) for i in items]
+    with cell_runner(device, len(models), cell_threads) as runner:
         for x, y in loader:
             a, t = senders(x), receivers(x)
             first = not ckas  # the first batch holds the CKA examples
             names = sorted({m.receiver_point.name for m in models}) if first else []
-            grams = dict(zip(names, run(lambda n, t=t: _gram(t[n]), names), strict=True))
+            grams = dict(zip(names, runner.map(lambda n, t=t: _gram(t[n]), names), strict=True))
 
-            def cell(i: int, a=a, t=t, y=y, grams=grams, first=first) -> float | None:
+            def measure(cell, a=a, t=t, y=y, grams=grams, first=first) -> float | None:
                 with torch.no_grad():  # grad mode is per thread
-                    m, acc = models[i], sums[i]
+                    m, sums = cell
                     out, ref = m.stitch(a[m.sender_point.name]), t[m.receiver_point.name]
-                    for lo in range(0, len(y), SUFFIX_CHUNK):
-                        hi = lo + SUFFIX_CHUNK
-                        acc.add(out[lo:hi], ref[lo:hi], m.receiver_suffix(out[lo:hi]), y[lo:hi])
+                    for lo in range(0, len(y), suffix_chunk):
+                        hi = lo + suffix_chunk
+                        sums.add(out[lo:hi], ref[lo:hi], m.receiver_suffix(out[lo:hi]),
+                                 y[lo:hi])
                     if not first:
                         return None
                     return cka_from_grams(_gram(out), grams[m.receiver_point.name])
 
-            found = run(cell, range(len(models)))
+            found = runner.map(measure, cells)
             if first:
                 ckas = found
-    return [{**acc.result(loader.num_examples), "activation_cka": cka}
-            for acc, cka in zip(sums, ckas, strict=True)]
+    return [{**sums.result(loader.num_examples), "activation_cka": cka}
+            for (_, sums), cka in zip(cells, ckas, strict=True)]
 
 
 def _gram(x: torch.Tensor) -> torch.Tensor:
-    """The centred Gram of the first CKA_EXAMPLES examples in float32 (centring and products):
-    ~40% of float64's time, ~1e-6 relative error in the CKA. The activations carry no graph
-    (frozen passes, or a cell under no_grad)."""
+    """The centred Gram of the first CKA_EXAMPLES examples in float32 (centring and products;
+    ~1e-6 relative error in the CKA). The activations carry no graph (frozen passes, or a cell
+    under no_grad)."""
     return centred_gram(x[:CKA_EXAMPLES], dtype=torch.float32)
 
 

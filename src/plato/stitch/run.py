@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from plato.checkpoint import Checkpoint
 from plato.data.datasets import Dataset
+from plato.device import resolve_device
 from plato.errors import PlatoError
-from plato.models.cuts import CutGraph
+from plato.models.cuts import CutGraph, CutPoint
 from plato.stitch.activations import Activations
-from plato.stitch.fit import StitchConfig, fit_stitches
+from plato.stitch.config import StitchConfig
+from plato.stitch.fit import fit_stitches
 from plato.stitch.layers import NotStitchable, Stitch
 from plato.stitch.metrics import StitchResult, measure_stitches
 from plato.stitch.stitched import StitchedModel
-from plato.train import evaluate, resolve_device
+from plato.train import evaluate
 
 
 def _network(net: nn.Module | Checkpoint) -> tuple[nn.Module, str]:
@@ -59,7 +62,7 @@ def stitch_networks(
 def stitch_grid(
     sender: nn.Module | Checkpoint,
     receiver: nn.Module | Checkpoint,
-    point_pairs: Sequence[tuple[str | int, str | int]],
+    point_pairs: Sequence[tuple[str | int | CutPoint, str | int | CutPoint]],
     dataset: Dataset,
     *,
     stitch: str = "bn-conv1x1-bn",
@@ -69,6 +72,7 @@ def stitch_grid(
     identity_init: bool = False,
     accuracies: tuple[float, float] | None = None,
     graphs: tuple[CutGraph, CutGraph] | None = None,
+    names: tuple[str, str] | None = None,
     progress: bool = False,
 ) -> list[tuple[StitchResult | PlatoError, StitchedModel | None]]:
     """Many stitches between one sender and one receiver, sharing the frozen networks' passes.
@@ -76,13 +80,17 @@ def stitch_grid(
     Each (sender point, receiver point) pair gets the result it would get alone (same seed,
     same batches); the sender and receiver run once per batch for all of them. Returns, per
     pair, its result and model, or the error (NotStitchable, a non-finite loss...) and None.
-    Each result's `seconds` is its share of the grid's time.
+    Each result's `seconds` is its share of the grid's time. `names` (sender, receiver) names
+    the networks in the results (default: the checkpoint's path, else the model's name).
     """
     config = config or StitchConfig()
     if identity_init:  # the identity is the start: no data-dependent re-initialisation
-        config = StitchConfig(**{**config.to_dict(), "init": "default"})
+        config = replace(config, init="default")
     device = resolve_device(config.device)
+    config = replace(config, device=str(device))  # resolved once: the parts below agree
     (s_net, s_name), (r_net, r_name) = _network(sender), _network(receiver)
+    if names is not None:
+        s_name, r_name = names
     for net in (s_net, r_net):
         net.to(device).eval()
     if accuracies is None:
@@ -116,7 +124,7 @@ def stitch_grid(
         fitted = [m for m, f in zip(models, fits, strict=True) if not isinstance(f, Exception)]
         metrics = dict(zip(map(id, fitted), measure_stitches(
             fitted, dataset, device=device, senders=senders, receivers=receivers,
-            channels_last=config.channels_last),
+            channels_last=config.channels_last, cell_threads=config.cell_threads),
             strict=True))
         fit_of = dict(zip(map(id, models), fits, strict=True))
     share = (time.perf_counter() - start) / max(1, len(point_pairs))
@@ -177,9 +185,9 @@ def replace_span(
     acc = evaluate(net.to(device), dataset, device=device)["accuracy"]
     results = []
     for objective in objectives:
-        cfg = StitchConfig(**{**config.to_dict(), "objective": objective})
         result, _ = stitch_networks(network, network, i.name, j.name, dataset, stitch=stitch,
-                                    config=cfg, granularity="layer", accuracies=(acc, acc),
-                                    progress=progress)
+                                    config=replace(config, objective=objective),
+                                    granularity="layer", accuracies=(acc, acc),
+                                    graphs=(graph, graph), progress=progress)
         results.append(result)
     return results

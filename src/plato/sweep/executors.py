@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
-from plato.sweep.jobs import CellSettings, Job, Network, group_jobs, run_cells
+from plato.sweep.cells import CellSettings, run_cells
+from plato.sweep.jobs import Job, group_jobs
+from plato.sweep.networks import Network
 
 OnOutcome = Callable[[Job, dict], None]
 
@@ -45,11 +48,11 @@ def _worker_network(payload: dict) -> Network:
 
 
 def _remote_cells(jobs: list[Job], sender: dict, receiver: dict, dataset: Dataset,
-                  settings: dict) -> list[dict]:
+                  settings: CellSettings) -> list[dict]:
     import socket
 
     outcomes = run_cells(jobs, _worker_network(sender), _worker_network(receiver), dataset,
-                         CellSettings(**settings))
+                         settings)
     host = socket.gethostname()
     return [{**o, "host": host} for o in outcomes]
 
@@ -92,8 +95,7 @@ class RayExecutor:
         data_ref = ray.put(dataset)
         net_refs = {key: ray.put(net.payload()) for key, net in nets.items()}
         # One thread per CPU the task holds, as Ray's workers expect.
-        settings_dict = {**settings.to_dict(),
-                         "threads": settings.threads or max(1, int(self.cpus_per_job))}
+        settings = replace(settings, threads=settings.threads or max(1, int(self.cpus_per_job)))
         limit = self.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         queue, pending = group_jobs(jobs, settings.group_size), {}
         while queue or pending:
@@ -102,7 +104,7 @@ class RayExecutor:
                 first = group[0]
                 ref = remote.remote(group, net_refs[(first.sender, first.sender_role)],
                                     net_refs[(first.receiver, first.receiver_role)], data_ref,
-                                    settings_dict)
+                                    settings)
                 pending[ref] = group
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:

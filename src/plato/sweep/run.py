@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plato.data.datasets import Dataset, load_dataset
+from plato.device import resolve_device
+from plato.sweep.cells import CellSettings
 from plato.sweep.executors import make_executor
-from plato.sweep.jobs import CellSettings, Job, build_jobs, prepare_networks
+from plato.sweep.jobs import Job, build_jobs
+from plato.sweep.networks import prepare_networks
 from plato.sweep.similarity import run_similarities
 from plato.sweep.spec import SweepSpec
 from plato.sweep.store import Store
-from plato.train import resolve_device
 
 
 @dataclass
@@ -51,7 +53,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
     run_dir.mkdir(parents=True, exist_ok=True)
     executor_ = make_executor(executor, address, gpus_per_job)
     dataset = sweep_dataset(spec)
-    dev = resolve_device(device)
+    dev = resolve_device(device)  # once: networks, similarity tables and cells all use it
     nets = prepare_networks(spec, dataset, run_dir, dev, progress)
     with Store(run_dir / "results.sqlite") as store:
         store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity)
@@ -90,7 +92,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                           f"{job.receiver}:{job.receiver_point} ({job.control}, seed "
                           f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
 
-        settings = CellSettings.from_spec(spec, str(dev), threads, group_size)
+        settings = CellSettings.from_spec(spec, dev, threads, group_size)
         if todo:
             executor_.run(todo, nets, dataset, settings, on_outcome)
         bar.close()

@@ -8,17 +8,17 @@ the stitches of the same pair, so they need no executor.
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 
 import torch
 
 from plato.data.datasets import Dataset
-from plato.similarity.grid import similarity_grid
-from plato.sweep.jobs import Network, content_key, spec_tables
+from plato.similarity import similarity_grid
+from plato.sweep.jobs import spec_tables
+from plato.sweep.keys import similarity_key
+from plato.sweep.networks import Network
 from plato.sweep.spec import SweepSpec
 from plato.sweep.store import Store
-
-DEFAULTS = {"layout": "flatten", "batch_size": 256, "examples": None, "collect": 2048,
-            "split": "test"}
 
 
 def run_similarities(spec: SweepSpec, nets: dict[tuple[str, str], Network], dataset: Dataset,
@@ -29,15 +29,13 @@ def run_similarities(spec: SweepSpec, nets: dict[tuple[str, str], Network], data
     measures = [m for m in spec.measures if m != "stitch"]
     if not measures:
         return 0
-    settings = {**DEFAULTS, **spec.similarity}
+    settings = asdict(spec.similarity)
     done, data = store.similarity_keys(), dataset.fingerprint()
     work = []
     for t in spec_tables(spec, nets):
-        keys = {m: {(a.name, b.name): content_key({
-            "sender": t.sender.identity, "receiver": t.receiver.identity, "measure": m,
-            "sender_point": a.name, "receiver_point": b.name, "settings": settings,
-            "data": data}) for a in t.sender_points for b in t.receiver_points}
-            for m in measures}
+        keys = {m: {(a.name, b.name): similarity_key(
+            t.sender.identity, t.receiver.identity, m, a.name, b.name, settings, data)
+            for a in t.sender_points for b in t.receiver_points} for m in measures}
         missing = [m for m in measures if not set(keys[m].values()) <= done]
         if missing:
             work.append((t, keys, missing))
@@ -46,10 +44,8 @@ def run_similarities(spec: SweepSpec, nets: dict[tuple[str, str], Network], data
     for t, keys, missing in bar:
         sp, rp = t.sender_points, t.receiver_points
         tables = similarity_grid(
-            t.sender.model, t.receiver.model, dataset, missing, points_a=sp, points_b=rp,
-            split=settings["split"], batch_size=settings["batch_size"],
-            examples=settings["examples"], collect=settings["collect"],
-            layout=settings["layout"], device=device, graphs=(t.sender.graph, t.receiver.graph))
+            t.sender.model, t.receiver.model, dataset, missing, spec.similarity, points_a=sp,
+            points_b=rp, device=device, graphs=(t.sender.graph, t.receiver.graph))
         for m, table in tables.items():
             rows = []
             for i, a in enumerate(sp):
@@ -61,6 +57,6 @@ def run_similarities(spec: SweepSpec, nets: dict[tuple[str, str], Network], data
                         "sender_point": a.name, "sender_index": a.index,
                         "receiver_point": b.name, "receiver_index": b.index,
                         "value": float(table.values[i, j]), "reason": table.reasons[i][j],
-                        "examples": table.examples, "layout": settings["layout"]})
+                        "examples": table.examples, "layout": spec.similarity.layout})
             store.record_similarities(rows)
     return len(work)

@@ -16,10 +16,12 @@
     stitch: bn-conv1x1-bn
     resize: area
     objective: task                  # task | match | lstsq | lstsq+task
-    recipe: {epochs: 3, batch_size: 128, lr: 0.001}   # any StitchConfig field
+    recipe: {epochs: 3, batch_size: 128, lr: 0.001}   # how the stitch is fitted: any
+                                     # StitchConfig field but objective, seed and device
     measures: [stitch, cka]          # stitch and/or any plato.similarity measure (cka,
                                      # procrustes, cca, svcca, pwcca, linear_cka, ...)
-    similarity: {layout: flatten, batch_size: 256, examples: null, collect: 2048}
+    similarity: {layout: flatten, batch_size: 256, examples: null, collect: 2048}   # any
+                                     # SimilarityConfig field
     keep_stitches: false             # save each stitch (only the stitch) as safetensors
 
 An invalid spec raises SpecError naming the field and what is allowed.
@@ -27,23 +29,23 @@ An invalid spec raises SpecError naming the field and what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from plato.errors import PlatoError
-from plato.stitch.fit import OBJECTIVES, StitchConfig
+from plato.errors import PlatoError, SettingError
+from plato.similarity import MEASURES as SIMILARITY
+from plato.similarity import SimilarityConfig
+from plato.stitch import OBJECTIVES, Stitch, StitchConfig
 from plato.stitch.layers import RESIZE_MODES
 
 CONTROLS = ("trained->trained", "random->trained", "trained->random", "random->random")
 PAIR_MODES = ("all", "self", "distinct")
-SIMILARITY_FIELDS = {"layout": str, "batch_size": int, "examples": (int, type(None)),
-                     "collect": int, "split": str}
-STITCH_RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(StitchConfig)
-                             if f.name not in ("objective",))
+# `recipe:` holds how the stitch is fitted; the objective, seeds and device have their own place.
+NOT_IN_RECIPE = {"objective": "give it as `objective:`", "seed": "give seeds as `seeds:`",
+                 "device": "choose it with `plato sweep --device`"}
 TRAIN_FIELDS = ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs",
                 "weight_decay", "label_smoothing", "precision", "augment", "seed", "width",
                 "residual", "stem")
@@ -81,16 +83,12 @@ class SweepSpec:
     random_seed: int = 0
     stitch: str = "bn-conv1x1-bn"
     resize: str = "area"
-    objective: str = "task"
-    recipe: dict[str, Any] = field(default_factory=dict)
+    stitch_config: StitchConfig = field(default_factory=StitchConfig)  # objective + recipe
     measures: list[str] = field(default_factory=lambda: ["stitch"])
-    similarity: dict[str, Any] = field(default_factory=dict)  # similarity_grid settings
+    similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
     keep_stitches: bool = False
     source: str = ""  # the YAML text, kept in the store and the report
     base_dir: Path = Path(".")
-
-    def stitch_config(self, seed: int, device: str = "auto") -> StitchConfig:
-        return StitchConfig(objective=self.objective, seed=seed, device=device, **self.recipe)
 
 
 def _fail(field_name: str, message: str) -> SpecError:
@@ -157,71 +155,54 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
     resize = raw.get("resize", "area")
     if resize not in RESIZE_MODES:
         raise _fail("resize", f"'{resize}' is not one of {', '.join(RESIZE_MODES)}")
-    objective = raw.get("objective", "task")
-    if objective not in OBJECTIVES:
-        raise _fail("objective", f"'{objective}' is not one of {', '.join(OBJECTIVES)}")
-    recipe = raw.get("recipe") or {}
-    _expect(recipe, dict, "recipe", "a mapping of stitch-training settings")
-    for key in recipe:
-        if key not in STITCH_RECIPE_FIELDS:
-            raise _fail(f"recipe.{key}", f"unknown setting; allowed: "
-                        f"{', '.join(STITCH_RECIPE_FIELDS)}")
-    try:
-        StitchConfig(objective=objective, **recipe)
-    except PlatoError as e:
-        raise _fail("recipe", str(e)) from None
-    except TypeError as e:
-        raise _fail("recipe", str(e)) from None
+    stitch_config = _stitch_config(raw.get("objective", "task"), raw.get("recipe") or {})
     measures = raw.get("measures", ["stitch"])
     measures = [measures] if isinstance(measures, str) else measures
-    allowed = ("stitch", *similarity_measures())
+    allowed = ("stitch", *SIMILARITY)
     for m in _expect(measures, list, "measures", "a list"):
         if m not in allowed:
             raise _fail("measures", f"'{m}' is not one of {', '.join(allowed)}")
     if not measures:
         raise _fail("measures", "name at least one measure")
-    similarity = _expect(raw.get("similarity", {}), dict, "similarity",
-                         f"a mapping with any of {', '.join(SIMILARITY_FIELDS)}")
-    for key, value in similarity.items():
-        if key not in SIMILARITY_FIELDS:
-            raise _fail(f"similarity.{key}", f"unknown setting; allowed: "
-                        f"{', '.join(SIMILARITY_FIELDS)}")
-        _expect(value, SIMILARITY_FIELDS[key], f"similarity.{key}", "a value of the right type")
-    _check_similarity(similarity)
+    similarity = _similarity(raw.get("similarity", {}))
     return SweepSpec(
         name=name, dataset=dataset, networks=networks, pairs=pairs, points=points,
         granularity=granularity, controls=list(controls), seeds=list(seeds),
         random_seed=int(_expect(raw.get("random_seed", 0), int, "random_seed", "an integer")),
-        stitch=stitch, resize=resize, objective=objective, recipe=dict(recipe),
-        measures=list(measures), similarity=dict(similarity),
+        stitch=stitch, resize=resize, stitch_config=stitch_config,
+        measures=list(measures), similarity=similarity,
         keep_stitches=bool(raw.get("keep_stitches", False)),
         source=source, base_dir=base_dir,
     )
 
 
-def similarity_measures() -> tuple[str, ...]:
-    from plato.similarity import MEASURES as SIMILARITY
+def _stitch_config(objective, recipe) -> StitchConfig:
+    if objective not in OBJECTIVES:
+        raise _fail("objective", f"'{objective}' is not one of {', '.join(OBJECTIVES)}")
+    _expect(recipe, dict, "recipe", "a mapping of stitch-fitting settings")
+    for key, where in NOT_IN_RECIPE.items():
+        if key in recipe:
+            raise _fail(f"recipe.{key}", f"not a recipe setting: {where}")
+    try:
+        return StitchConfig.from_fields({"objective": objective, **recipe})
+    except SettingError as e:
+        raise _fail("objective" if e.setting == "objective" else f"recipe.{e.setting}",
+                    str(e)) from None
 
-    return tuple(SIMILARITY)
 
-
-def _check_similarity(settings: dict) -> None:
-    from plato.similarity.base import LAYOUTS
-
-    if settings.get("layout", "flatten") not in LAYOUTS:
-        raise _fail("similarity.layout", f"'{settings['layout']}' is not one of "
-                    f"{', '.join(LAYOUTS)}")
-    if settings.get("split", "test") not in ("train", "test"):
-        raise _fail("similarity.split", "must be train or test")
-    for key in ("batch_size", "collect", "examples"):
-        if settings.get(key) is not None and settings[key] < 4:
-            raise _fail(f"similarity.{key}", "must be at least 4 (the estimators need 4 "
-                        "examples)")
+def _similarity(value) -> SimilarityConfig:
+    names = list(SimilarityConfig.__dataclass_fields__)
+    _expect(value, dict, "similarity", f"a mapping with any of {', '.join(names)}")
+    for key in value:
+        if key not in names:
+            raise _fail(f"similarity.{key}", f"unknown setting; allowed: {', '.join(names)}")
+    try:
+        return SimilarityConfig(**value)
+    except SettingError as e:
+        raise _fail(f"similarity.{e.setting}", str(e)) from None
 
 
 def _check_stitch_type(kind: str) -> None:
-    from plato.stitch.layers import Stitch
-
     try:  # the stitch registry is the one judge of what a type name means
         Stitch(kind, (4, 4, 4), (4, 4, 4))
     except PlatoError as e:

@@ -20,6 +20,10 @@ from plato.errors import PlatoError
 
 METRICS = ("stitched_accuracy", "sender_accuracy", "receiver_accuracy", "normalized_accuracy",
            "stitched_loss", "stitch_loss", "activation_mse", "activation_cka")
+COLUMNS = (*METRICS, "stitch_parameters", "epochs", "seconds")  # a result's fields as columns
+# A result's fields the job's own columns hold already (the names, points, seed).
+JOB_FIELDS = ("sender", "receiver", "sender_point", "receiver_point", "sender_point_index",
+              "receiver_point_index", "seed")
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS cells (
@@ -39,7 +43,7 @@ CREATE TABLE IF NOT EXISTS cells (
     stitch_parameters INTEGER,
     epochs INTEGER,
     seconds REAL,
-    result TEXT,
+    result TEXT,  -- the result's fields that have no column of their own, as JSON
     stitch_file TEXT,
     started REAL,
     finished REAL,
@@ -139,14 +143,14 @@ class Store:
                     reason: str | None = None, started: float, stitch_file: str | None = None,
                     host: str | None = None) -> None:
         r = result or {}
+        rest = {k: v for k, v in r.items() if k not in COLUMNS and k not in JOB_FIELDS}
         row = {
             "key": job.key, "spec": job.spec, "sender": job.sender, "receiver": job.receiver,
             "control": job.control, "seed": job.seed, "sender_point": job.sender_point,
             "sender_index": job.sender_index, "receiver_point": job.receiver_point,
             "receiver_index": job.receiver_index, "status": status, "reason": reason,
-            **{m: _finite(r.get(m)) for m in METRICS},
-            "stitch_parameters": r.get("stitch_parameters"), "epochs": r.get("epochs"),
-            "seconds": r.get("seconds"), "result": json.dumps(r) if r else None,
+            **{c: _finite(r.get(c)) for c in COLUMNS},
+            "result": json.dumps(rest) if rest else None,
             "stitch_file": stitch_file, "started": started, "finished": time.time(),
             "host": host or self.host,
         }

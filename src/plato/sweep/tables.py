@@ -65,6 +65,29 @@ def table_keys(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
     return [tuple(r) for r in keys.itertuples(index=False)]
 
 
+def select_tables(cells: pd.DataFrame, pair: tuple[str, str] | None = None,
+                  control: str = "trained->trained",
+                  debiased: bool = False) -> list[tuple[str, str, str]]:
+    """The (sender, receiver, control) tables asked for: those of `pair` (default: every
+    pair) and `control`; `debiased`: each pair once, debiased against `control`."""
+    keys = [k for k in table_keys(cells) if not pair or k[:2] == tuple(pair)]
+    if debiased:
+        keys = sorted({(s, r, control) for s, r, _ in keys})
+    else:
+        keys = [k for k in keys if k[2] == control]
+    if not keys:
+        which = f"{pair[0]} -> {pair[1]}" if pair else "any pair"
+        raise PlatoError(f"no table for {which} and control {control}")
+    return keys
+
+
+def debiasing_controls(cells: pd.DataFrame, sender: str, receiver: str) -> list[str]:
+    """The random controls a pair's trained table can be debiased against (both stored)."""
+    have = {c for s, r, c in table_keys(cells) if (s, r) == (sender, receiver)}
+    return [c for c in ("random->trained", "trained->random")
+            if {"trained->trained", c} <= have]
+
+
 def _axis(cells: pd.DataFrame, role: str) -> list[str]:
     pts = cells[[f"{role}_point", f"{role}_index"]].drop_duplicates().sort_values(
         f"{role}_index")
@@ -131,6 +154,18 @@ def latest_stitchable(table: pd.DataFrame, receiver_acc: float,
                      name=f"latest receiver point >= {threshold:g} x {receiver_acc:.4f}")
 
 
+def latest_table(cells: pd.DataFrame, sender: str, receiver: str, control: str,
+                 metric: str = "stitched_accuracy", threshold: float = 0.9) -> pd.Series:
+    """`latest_stitchable` of one table of a stitching metric, against its receiver's
+    accuracy."""
+    if "receiver_accuracy" not in cells.columns:
+        raise PlatoError("the latest stitchable point needs a stitching metric (it compares "
+                         "with the receiver's accuracy)")
+    acc = receiver_accuracy(cells, receiver, control)
+    return latest_stitchable(stat_table(cells, sender, receiver, control, metric), acc,
+                             threshold)
+
+
 def tidy(cells: pd.DataFrame) -> pd.DataFrame:
     """All aggregated cells in long form, for CSV and Parquet export."""
     keys = ["spec", "sender", "receiver", "control", "sender_point", "sender_index",
@@ -141,7 +176,3 @@ def tidy(cells: pd.DataFrame) -> pd.DataFrame:
         mean="mean", std=lambda v: v.std(ddof=1), n="count").reset_index()
     return agg.sort_values(keys + ["metric"]).reset_index(drop=True)
 
-
-def format_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """Terminal rendering: NaN cells are blank."""
-    return table.to_string(na_rep="", float_format=lambda v: f"{v:.{digits}f}")

@@ -1,0 +1,27 @@
+"""One stitch being fitted: its model, the points it reads, its history, and the error that
+stopped it (a cell that fails is dropped; the others go on)."""
+
+from __future__ import annotations
+
+from plato.errors import PlatoError
+from plato.stitch.stitched import StitchedModel
+
+
+class FitCell:
+    def __init__(self, model: StitchedModel) -> None:
+        self.model = model
+        self.s_name, self.r_name = model.sender_point.name, model.receiver_point.name
+        self.history: list[dict] = []  # one row per phase or epoch: {"phase", "loss", ...}
+        self.error: PlatoError | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None
+
+    @property
+    def sgd_epochs(self) -> int:
+        return sum(1 for h in self.history if "epoch" in h)
+
+
+def alive(cells: list[FitCell]) -> list[FitCell]:
+    return [c for c in cells if c.alive]

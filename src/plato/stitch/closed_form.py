@@ -1,0 +1,171 @@
+"""Fitting from streamed statistics of the data, without gradients.
+
+    fit_lstsq     the closed form of `lstsq` (and the start of `lstsq+task`): ridge least
+                  squares onto the receiver's activation, from float64 sufficient statistics
+                  streamed over the training split (after the resize); reduced-rank regression
+                  for `lowrank-R`
+    init_moments  the start of `task` and `match`: each stitch's output gets the receiver's
+                  per-channel mean and standard deviation on the first training examples
+
+The cells of a grid share statistics: X'X per sender point and design, Y's per receiver point;
+only the cross products X'Y are per cell.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from plato.data.datasets import Dataset
+from plato.data.loader import make_loader
+from plato.errors import PlatoError, TrainingError
+from plato.stitch.activations import Activations
+from plato.stitch.cell import FitCell, alive
+from plato.stitch.config import StitchConfig
+
+
+def _columns(rows: torch.Tensor) -> torch.Tensor:
+    """(N, d) rows -> (d, N) float64 columns, one copy. Products of the column layout run
+    several times faster than the same products of tall (N, d) rows."""
+    return torch.empty(rows.shape[1], rows.shape[0], dtype=torch.float64,
+                       device=rows.device).copy_(rows.T)
+
+
+class LstsqStats:
+    """Streaming float64 sufficient statistics of design rows X and targets Y."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sx = self.sy = self.sxx = self.sxy = None
+        self.syy = 0.0
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add rows x (N, d_in) and targets y (N, d_out)."""
+        xt, yt = _columns(x), _columns(y)
+        self.add_x(xt)
+        self.add_y(yt)
+        self.add_cross(xt, yt)
+
+    def add_x(self, xt: torch.Tensor) -> None:
+        sx, sxx = xt.sum(1), xt @ xt.T
+        self.sx, self.sxx = (sx, sxx) if self.sx is None else (self.sx + sx, self.sxx + sxx)
+        self.n += xt.shape[1]
+
+    def add_y(self, yt: torch.Tensor) -> None:
+        flat = yt.reshape(-1)
+        sy, syy = yt.sum(1), flat @ flat
+        self.sy, self.syy = (sy, syy) if self.sy is None else (self.sy + sy, self.syy + syy)
+
+    def add_cross(self, xt: torch.Tensor, yt: torch.Tensor) -> None:
+        sxy = xt @ yt.T
+        self.sxy = sxy if self.sxy is None else self.sxy + sxy
+
+    def with_parts(self, x_part: LstsqStats, y_part: LstsqStats,
+                   repeat: int = 1) -> LstsqStats:
+        """This cross term completed by shared X statistics (of rows each repeated `repeat`
+        times) and shared Y statistics."""
+        self.n, self.sx, self.sxx = x_part.n * repeat, x_part.sx * repeat, x_part.sxx * repeat
+        self.sy, self.syy = y_part.sy, y_part.syy
+        return self
+
+    def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                            torch.Tensor, float]:
+        """(W, b, x_mean, x_cov, train_mse) of the ridge regression Y ~ X W + b."""
+        n = self.n
+        mu, mu_y = self.sx / n, self.sy / n
+        cov = self.sxx / n - torch.outer(mu, mu)
+        cross = self.sxy / n - torch.outer(mu, mu_y)
+        d = len(mu)
+        lam = ridge * torch.trace(cov) / d
+        w = torch.linalg.solve(cov + lam * torch.eye(d, dtype=cov.dtype, device=cov.device),
+                               cross)
+        b = mu_y - mu @ w
+        # Train MSE from the statistics: tr(Cyy) - 2 tr(W^T Cxy) + tr(W^T Cxx W), per output.
+        tr_cyy = self.syy / n - mu_y @ mu_y
+        mse = (tr_cyy - 2 * (w * cross).sum() + (w * (cov @ w)).sum()) / len(mu_y)
+        return w, b, mu, cov, float(mse)
+
+
+def _block_sums(t: torch.Tensor, k: int) -> torch.Tensor:
+    """Sums over k x k blocks in float64: (B, C, H, W) -> (B, C, H/k, W/k)."""
+    return F.avg_pool2d(t.double(), k) * (k * k)
+
+
+@torch.no_grad()
+def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
+               device: torch.device, senders: Activations, receivers: Activations) -> None:
+    for c in cells:  # before the pass over the data, not after
+        try:
+            c.model.stitch.require_linear()
+        except PlatoError as e:
+            c.error = e
+    live = alive(cells)
+    if not live:
+        return
+    if 0 < config.lstsq_examples < len(dataset.train):
+        dataset = dataset.subset(train=config.lstsq_examples, seed=config.seed)
+    loader = make_loader(dataset, "train", config.batch_size, device=device, seed=config.seed,
+                         channels_last=config.channels_last)
+    # Cells share statistics: X's by (sender point, design), Y's by receiver point; only the
+    # cross products are per cell. Where the design repeats each sender row in a k x k block
+    # (an integer upsampling), X'X is k^2 times that of the sender's own rows and X'Y pairs
+    # those rows with the targets summed over each block: the same sums, k^2 times fewer rows.
+    # Per cell: the key of its design's X statistics and its replication factor k.
+    plans = []
+    for c in live:
+        k = c.model.stitch.replication
+        plans.append(((c.s_name, "coarse" if k > 1 else c.model.stitch.design_key), k))
+    x_parts, y_parts = {}, {}
+    cross = [LstsqStats() for _ in live]
+    for x, _ in loader:
+        a, t = senders(x), receivers(x)
+        xs, ys = {}, {}
+        for c, (dkey, k), st in zip(live, plans, cross, strict=True):
+            stitch = c.model.stitch
+            if dkey not in xs:
+                rows = stitch.coarse_design(a[c.s_name]) if k > 1 else stitch.design(
+                    a[c.s_name])
+                xs[dkey] = _columns(rows)
+                x_parts.setdefault(dkey, LstsqStats()).add_x(xs[dkey])
+            if (c.r_name, 1) not in ys:
+                ys[(c.r_name, 1)] = _columns(stitch.targets(t[c.r_name]))
+                y_parts.setdefault(c.r_name, LstsqStats()).add_y(ys[(c.r_name, 1)])
+            if (c.r_name, k) not in ys:
+                ys[(c.r_name, k)] = _columns(stitch.targets(_block_sums(t[c.r_name], k)))
+            st.add_cross(xs[dkey], ys[(c.r_name, k)])
+    stats = [st.with_parts(x_parts[dkey], y_parts[c.r_name], repeat=k * k)
+             for c, (dkey, k), st in zip(live, plans, cross, strict=True)]
+    for c, st in zip(live, stats, strict=True):
+        try:
+            w, b, mu, cov, mse = st.solve(config.ridge)
+        except RuntimeError as e:  # a singular system: this cell fails, the others go on
+            c.error = PlatoError(f"the least-squares system could not be solved: {e}")
+            continue
+        if not math.isfinite(mse) or not bool(torch.isfinite(w).all()):
+            c.error = TrainingError("the least-squares fit is non-finite (non-finite "
+                                    "activations at the sender or receiver point)")
+            continue
+        c.model.stitch.set_affine(w, b, mu, cov)
+        c.history.append({"phase": "lstsq", "loss": mse})
+
+
+@torch.no_grad()
+def init_moments(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
+                  device: torch.device, senders: Activations, receivers: Activations,
+                  examples: int = 1024) -> None:
+    """Start each stitch with the receiver's per-channel output statistics (first examples)."""
+    loader = make_loader(dataset, "train", min(config.batch_size, examples), device=device,
+                         channels_last=config.channels_last)
+    xs, seen = [], 0
+    for x, _ in loader:
+        xs.append(x)
+        seen += len(x)
+        if seen >= examples:
+            break
+    x = torch.cat(xs)
+    a, t = senders(x), receivers(x)
+    for c in alive(cells):
+        c.model.stitch.train()
+        c.model.stitch.match_output_moments(a[c.s_name], t[c.r_name])

@@ -1,0 +1,123 @@
+"""How a stitch is fitted: `StitchConfig`, its validation, the fast grid setting, and the
+fields that name a result in a sweep's cell key."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from plato.data.loader import AUGMENT_PRESETS
+from plato.device import resolve_device
+from plato.errors import PlatoError, SettingError
+from plato.settings import check_choice, check_types
+
+OBJECTIVES = ("task", "match", "lstsq", "lstsq+task")
+CACHE_TIERS = ("auto", "device", "disk", "off")
+# StitchConfig.fast()'s task phase by device type (default: the CPU's); BENCHMARKS.md, issue 6.
+FAST_TASK = {"cuda": {"epochs": 1, "batch_size": 128}}
+FAST_TASK_DEFAULT = {"epochs": 2, "batch_size": 64}
+
+CHOICES = {"objective": OBJECTIVES, "optimizer": ("adam", "sgd"),
+           "schedule": ("cosine", "constant"), "match_loss": ("mse", "l1"),
+           "init": ("moments", "default"), "augment": AUGMENT_PRESETS,
+           "precision": ("fp32", "bf16", "auto"), "activation_cache": CACHE_TIERS}
+
+
+@dataclass
+class StitchConfig:
+    """How a stitch is fitted (the objectives: plato.stitch.fit). Fields marked "speed" change
+    how fast a result comes, not the result (at most its rounding)."""
+
+    objective: str = "task"  # task | match | lstsq | lstsq+task
+    epochs: int = 3  # passes over the training split in the first SGD cycle (lstsq: none)
+    batch_size: int = 128  # examples per SGD step and per closed-form statistics batch
+    optimizer: str = "adam"  # adam | sgd (Nesterov, momentum 0.9)
+    lr: float = 1e-3  # peak learning rate of each SGD cycle
+    schedule: str = "cosine"  # cosine (peak to 0 over a cycle, no warmup) | constant
+    weight_decay: float = 0.0  # L2 penalty on every stitch parameter
+    match_loss: str = "mse"  # mse | l1: the distance `match` minimises
+    ridge: float = 1e-4  # lstsq ridge, as a fraction of the mean input variance
+    lstsq_examples: int = 0  # closed form from this many random training examples (0: all)
+    init: str = "moments"  # task/match start: moments (receiver's channel mean, std) | default
+    more_epochs: int = 0  # at most this many further one-epoch cycles, for cells still improving
+    improving: float = 0.05  # a cell goes on while its last-quarter loss fell by this fraction
+    augment: str = "none"  # augmentation of the training data (plato.data.Augment presets)
+    precision: str = "fp32"  # SGD phase: fp32 | bf16 | auto (bf16 where the device has it)
+    channels_last: bool = True  # NHWC activations (speed; same answers up to rounding)
+    stacking: bool = True  # task loss: cells sharing a receiver suffix run it once (speed)
+    fold_batchnorm: bool = True  # task loss: suffix BatchNorms folded into the convs (speed)
+    activation_cache: str = "auto"  # later epochs' frozen activations: auto|device|disk|off (speed)
+    cell_threads: int = 0  # CPU threads running cells side by side (speed; 0: torch's threads)
+    seed: int = 0  # the stitch's initialisation, the data order, the closed form's subset
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        check_types(self, "stitch")
+        for name, allowed in CHOICES.items():
+            check_choice(self, name, allowed, "stitch")
+        for name, low, what in (("epochs", 0, ">= 0"), ("batch_size", 1, ">= 1"),
+                                ("lstsq_examples", 0, ">= 0 (0: every training example)"),
+                                ("more_epochs", 0, ">= 0"),
+                                ("cell_threads", 0, ">= 0 (0: as many as torch uses)")):
+            if getattr(self, name) < low:
+                raise SettingError(name, f"stitch {name} must be {what}, "
+                                   f"got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise SettingError("lr", f"stitch lr must be a positive number, got {self.lr}")
+        if not 0 <= self.improving < 1:
+            raise SettingError("improving", f"stitch improving must be in [0, 1), "
+                               f"got {self.improving}")
+        if self.epochs == 0 and self.objective in ("task", "match"):
+            raise SettingError("epochs", f"objective '{self.objective}' needs at least one "
+                               "epoch")
+
+    @classmethod
+    def from_fields(cls, values: dict, base: StitchConfig | None = None) -> StitchConfig:
+        """`base` (default: the defaults) with `values` set, each name checked: a user's
+        settings from a spec or the command line."""
+        names = [f.name for f in fields(cls)]
+        for name in values:
+            if name not in names:
+                raise SettingError(name, f"unknown stitch setting '{name}'; the settings "
+                                   f"are {', '.join(names)}")
+        return cls(**{**(base or cls()).to_dict(), **values})
+
+    @classmethod
+    def fast(cls, **overrides) -> StitchConfig:
+        """The measured fast setting for whole grids: the closed form from 4,096 random training
+        examples, then the task loss with SGD (Nesterov) at lr 0.1 in one cosine cycle, bf16
+        where the device computes it natively; on a CPU 2 epochs of batch 64, on a GPU (where a
+        step costs kernel launches, not arithmetic) 1 epoch of batch 128."""
+        device = overrides.get("device", "auto")
+        try:
+            kind = (resolve_device(device) if device == "auto" else torch.device(device)).type
+        except (RuntimeError, PlatoError):
+            kind = "cpu"  # an unusable device is reported where the config is used
+        return cls(**{"objective": "lstsq+task", "optimizer": "sgd", "lr": 0.1,
+                      "precision": "auto", "lstsq_examples": 4096,
+                      **FAST_TASK.get(kind, FAST_TASK_DEFAULT), **overrides})
+
+    @property
+    def sgd_epochs(self) -> int:
+        return 0 if self.objective == "lstsq" else self.epochs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def key_fields(self) -> dict:
+        """The fields that name a result in a sweep cell's key. Left out: the seed (the key
+        holds it apart), where and how fast it runs (device, cache, threads), and fields
+        added after stores were first written while they hold the value that behaves as
+        before, so the keys of finished cells never change."""
+        out = self.to_dict()
+        for name in ("seed", "device", "activation_cache", "cell_threads"):
+            del out[name]
+        for name, as_before in (("more_epochs", 0), ("lstsq_examples", 0), ("stacking", True),
+                                ("fold_batchnorm", True)):
+            if out[name] == as_before:
+                del out[name]
+        if "more_epochs" not in out:
+            del out["improving"]  # decides nothing without further epochs
+        return out

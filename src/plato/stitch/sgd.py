@@ -1,0 +1,307 @@
+"""Gradient descent on many stitches at once: `task`, `match`, and the task phase of
+`lstsq+task`.
+
+Training runs in cycles: the first is `epochs` epochs under one schedule; then, up to
+`more_epochs` times, the cells whose loss still fell by more than `improving` train one more
+epoch, a fresh cycle (a cell whose start is far from the task optimum gets the steps it needs;
+the others stop). Each cell decides for itself, so a grid still gives each cell its result
+alone.
+
+All cells step in lockstep over the same batches, under one optimiser: Adam and SGD update
+every parameter elementwise from its own gradient and the shared step count, so each cell
+steps exactly as it would under its own; a dropped cell's parameters get no gradient and are
+skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from plato.data.datasets import Dataset
+from plato.data.loader import make_loader
+from plato.device import autocast, autocast_dtype
+from plato.errors import TrainingError
+from plato.models.fusion import fold_batchnorm
+from plato.stitch.activations import Activations, CachedActivations
+from plato.stitch.cell import FitCell, alive
+from plato.stitch.config import StitchConfig
+from plato.stitch.threads import CellThreads, InOrder, cell_runner
+
+STACK_EXAMPLES = 4096  # at most this many examples per call of a shared receiver suffix (memory)
+CHECK_EVERY = 25  # steps between looks at the non-finite ledger (each look syncs the device)
+
+
+def make_optimiser(cells: list[FitCell], config: StitchConfig,
+                   total: int) -> tuple[torch.optim.Optimizer, LRScheduler]:
+    """One optimiser over every cell's stitch, and its schedule over `total` steps."""
+    params = [p for c in cells for p in c.model.trainable_parameters()]
+    if config.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True,
+                              weight_decay=config.weight_decay)
+    if config.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    return opt, sched
+
+
+class LossLedger:
+    """Each cell's training loss over one cycle of `total` steps, kept on the device (no host
+    synchronisation per step): the epoch's mean, the first non-finite step, and the mean over
+    the cycle's first and last quarter of steps (the `improving` rule)."""
+
+    def __init__(self, cells: list[FitCell], total: int, device: torch.device) -> None:
+        self.slot = {id(c): i for i, c in enumerate(cells)}
+        self.device = device
+        self.total, self.taken = total, 0
+        self.head = torch.zeros(len(cells), device=device)
+        self.tail = torch.zeros(len(cells), device=device)
+        self.head_seen = self.tail_seen = 0
+        self.new_epoch()
+
+    def new_epoch(self) -> None:
+        self.loss_sum = torch.zeros(len(self.slot), device=self.device)
+        self.first_bad = torch.full((len(self.slot),), -1, device=self.device,
+                                    dtype=torch.int64)
+        self.seen = 0
+
+    def slots(self, cells: list[FitCell]) -> torch.Tensor:
+        return torch.tensor([self.slot[id(c)] for c in cells], device=self.device)
+
+    def add(self, losses: torch.Tensor, slots: torch.Tensor, step: int, batch: int) -> None:
+        """Each cell's mean loss on a batch of `batch` examples: `losses[i]` is the cell's in
+        `slots[i]`."""
+        losses = losses.float()
+        bad = self.first_bad[slots]
+        self.first_bad[slots] = torch.where(~torch.isfinite(losses) & (bad < 0), step, bad)
+        self.loss_sum[slots] += losses * batch
+        self.seen += batch
+        self.taken += 1
+        quarter = max(1, self.total // 4)
+        if self.taken <= quarter:
+            self.head[slots] += losses * batch
+            self.head_seen += batch
+        if self.taken > self.total - quarter:
+            self.tail[slots] += losses * batch
+            self.tail_seen += batch
+
+    def mean(self, cell: FitCell) -> float:
+        return self.loss_sum[self.slot[id(cell)]].item() / self.seen
+
+    def quarters(self, cell: FitCell) -> tuple[float, float]:
+        """The cell's mean loss over the first and the last quarter of the cycle's steps."""
+        i = self.slot[id(cell)]
+        return (self.head[i].item() / max(1, self.head_seen),
+                self.tail[i].item() / max(1, self.tail_seen))
+
+
+def cell_losses(cells: list[FitCell], objective: str, match_loss: str, a: dict,
+                t: dict | None, y: torch.Tensor, suffixes: dict[int, nn.Module] | None = None,
+                stacking: bool = True) -> torch.Tensor:
+    """Each cell's mean loss on the batch, (len(cells),), from the frozen activations `a`
+    (sender points) and `t` (receiver points, for `match`). `suffixes` maps a receiver suffix
+    (by id) to the module that computes it in training (its BatchNorm-folded copy).
+
+    With `stacking`, the task loss of cells that share a receiver suffix runs it once on their
+    stitch outputs stacked along the batch: the suffix is frozen in eval mode, so each
+    example's logits are its own, and one call replaces many small ones."""
+    if objective == "match":
+        fn = F.mse_loss if match_loss == "mse" else F.l1_loss
+        return torch.stack([fn(c.model.stitch(a[c.s_name]).float(), t[c.r_name].float())
+                            for c in cells])
+    losses: list[torch.Tensor | None] = [None] * len(cells)
+    shared: dict[int, list[int]] = {}
+    for i, c in enumerate(cells):
+        shared.setdefault(id(c.model.receiver_suffix), []).append(i)
+    per_call = max(1, STACK_EXAMPLES // len(y)) if stacking else 1
+    for members in shared.values():
+        for start in range(0, len(members), per_call):
+            chunk = members[start:start + per_call]
+            outs = [cells[i].model.stitch(a[cells[i].s_name]) for i in chunk]
+            stacked = outs[0] if len(chunk) == 1 else torch.cat(outs)  # (len(chunk) * B, ...)
+            suffix = cells[chunk[0]].model.receiver_suffix
+            logits = (suffixes or {}).get(id(suffix), suffix)(stacked)
+            targets = y if len(chunk) == 1 else y.repeat(len(chunk))
+            per_example = F.cross_entropy(logits.float(), targets, reduction="none")
+            for i, loss in zip(chunk, per_example.view(len(chunk), -1).mean(1), strict=True):
+                losses[i] = loss
+    return torch.stack(losses)
+
+
+def fit_sgd(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
+            device: torch.device, senders: Activations, receivers: Activations,
+            progress: bool = False) -> None:
+    """Train every live cell's stitch in cycles (the module docstring); each cell's history
+    gets a row per epoch, and a cell whose loss turns non-finite its error."""
+    live = alive(cells)
+    if not live:
+        return
+    loop = _Loop(live, dataset, config, device, senders, receivers, progress)
+    cycles = [config.sgd_epochs] + [1] * config.more_epochs
+    with loop.runner:
+        for n, epochs in enumerate(cycles):
+            if n:
+                loop.bar.total += epochs * len(loop.loader)
+                loop.bar.refresh()
+            live = loop.cycle(live, epochs)
+            if not live:
+                break
+    loop.bar.close()
+    for c in cells:
+        c.model.eval()
+
+
+class _Loop:
+    """The state one fit carries across cycles: the batches, the frozen activations (cached
+    after their first pass where that pays), the losses' modules, the threads, the counters."""
+
+    def __init__(self, live: list[FitCell], dataset: Dataset, config: StitchConfig,
+                 device: torch.device, senders: Activations, receivers: Activations,
+                 progress: bool) -> None:
+        from tqdm import tqdm
+
+        self.config, self.device = config, device
+        self.objective = "task" if config.objective == "lstsq+task" else config.objective
+        self.loader = make_loader(dataset, "train", config.batch_size, device=device,
+                                  train=True, augment=config.augment, seed=config.seed,
+                                  channels_last=config.channels_last)
+        # Over several epochs of unaugmented data, each example's frozen activations are kept
+        # after its first pass (where they fit: the device, else disk); later epochs read them.
+        epochs = config.sgd_epochs + config.more_epochs
+        if epochs > 1 and not self.loader.augment.enabled and config.activation_cache != "off":
+            senders = CachedActivations(senders, self.loader.num_examples,
+                                        config.activation_cache)
+            if self.objective == "match":
+                receivers = CachedActivations(receivers, self.loader.num_examples,
+                                              config.activation_cache)
+        self.senders, self.receivers = senders, receivers
+        self.suffixes = self._training_suffixes(live)
+        # On a CPU, the units of a step run in threads, each op on one core: the cells sharing
+        # a receiver suffix (stacked through it), or each cell alone. Else one unit of all.
+        self.runner: CellThreads | InOrder = cell_runner(
+            device, len(self._parallel_units(live)), config.cell_threads)
+        self.units_of: list[FitCell] | None = None
+        self.units: list[list[FitCell]] = []
+        self.step = self.epoch = 0
+        self.bar = tqdm(total=config.sgd_epochs * len(self.loader),
+                        desc=f"stitch ({self.objective})", unit="step", leave=False,
+                        disable=not progress, file=sys.stderr)
+
+    def _training_suffixes(self, live: list[FitCell]) -> dict[int, nn.Module]:
+        """The frozen receiver suffixes as the task loss runs them: with their BatchNorms
+        folded into the convs (the same function, less work per step; the fused layers shared
+        by one network's suffixes, stored in bf16 under bf16 autocast)."""
+        if self.objective != "task" or not self.config.fold_batchnorm:
+            return {}
+        fused: dict = {}
+        dtype = autocast_dtype(self.device, self.config.precision)
+        return {id(c.model.receiver_suffix):
+                fold_batchnorm(c.model.receiver_suffix, fused, dtype)
+                if isinstance(c.model.receiver_suffix, fx.GraphModule)
+                else c.model.receiver_suffix for c in live}
+
+    def _parallel_units(self, live: list[FitCell]) -> list[list[FitCell]]:
+        if self.objective == "task" and self.config.stacking:
+            by_suffix: dict[int, list[FitCell]] = {}
+            for c in live:
+                by_suffix.setdefault(id(c.model.receiver_suffix), []).append(c)
+            return list(by_suffix.values())
+        return [[c] for c in live]
+
+    def cycle(self, live: list[FitCell], epochs: int) -> list[FitCell]:
+        """`epochs` epochs under a fresh optimiser and schedule; the cells still improving."""
+        total = epochs * len(self.loader)
+        opt, sched = make_optimiser(live, self.config, total)
+        ledger = LossLedger(live, total, self.device)
+        for _ in range(epochs):
+            live = self.run_epoch(live, opt, sched, ledger)
+            if not live:
+                return []
+        still = []
+        for c in live:
+            head, tail = ledger.quarters(c)
+            # compared with the previous cycle's tail, or with this (first) cycle's head
+            before = next((h["tail_loss"] for h in reversed(c.history) if "tail_loss" in h),
+                          head)
+            c.history[-1].update(head_loss=head, tail_loss=tail)
+            if tail < (1 - self.config.improving) * before:
+                still.append(c)
+        return still
+
+    def run_epoch(self, live: list[FitCell], opt: torch.optim.Optimizer,
+                  sched: LRScheduler,
+                  ledger: LossLedger) -> list[FitCell]:
+        """One pass over the training data; the cells still finite at its end."""
+        self.epoch += 1
+        for c in live:
+            c.model.train()
+        ledger.new_epoch()
+        slots = ledger.slots(live)
+        for x, y in self.loader:
+            self.step += 1
+            losses = self.losses_and_gradients(live, x, y)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            ledger.add(losses, slots, self.step, len(y))
+            if self.step % CHECK_EVERY == 0:
+                live, slots = self.drop_non_finite(live, slots, ledger)
+                if live:
+                    self.bar.set_postfix(epoch=self.epoch, cells=len(live),
+                                         loss=f"{ledger.mean(live[0]):.4f}")
+            self.bar.update(1)
+            if not live:
+                return []
+        live, _ = self.drop_non_finite(live, slots, ledger)
+        for c in live:
+            c.history.append({"phase": self.objective, "epoch": self.epoch,
+                              "loss": ledger.mean(c)})
+        return live
+
+    def losses_and_gradients(self, live: list[FitCell], x: torch.Tensor,
+                             y: torch.Tensor) -> torch.Tensor:
+        """Each live cell's loss on the batch (detached), its gradients accumulated."""
+        indices = self.loader.indices
+        with autocast(self.device, self.config.precision):
+            a = self.senders(x, indices)
+            t = self.receivers(x, indices) if self.objective == "match" else None
+        if self.units_of is not live:  # the live cells changed: regroup them
+            self.units_of = live
+            self.units = self._parallel_units(live) if self.runner.parallel else [live]
+
+        def unit_step(unit: list[FitCell]) -> torch.Tensor:
+            with autocast(self.device, self.config.precision):
+                losses = cell_losses(unit, self.objective, self.config.match_loss, a, t, y,
+                                     self.suffixes, self.config.stacking)
+            losses.sum().backward()  # each cell's own gradient: no shared parameter
+            return losses.detach()
+
+        found = self.runner.map(unit_step, self.units)
+        if len(self.units) == 1:
+            return found[0]
+        loss_of = {id(c): loss for unit, losses in zip(self.units, found, strict=True)
+                   for c, loss in zip(unit, losses, strict=True)}
+        return torch.stack([loss_of[id(c)] for c in live])
+
+    def drop_non_finite(self, live: list[FitCell], slots: torch.Tensor,
+                        ledger: LossLedger) -> tuple[list[FitCell], torch.Tensor]:
+        """Fail the cells whose loss went non-finite; the cells still live and their slots."""
+        bad = ledger.first_bad[slots].tolist()  # one sync
+        if max(bad, default=-1) < 0:
+            return live, slots
+        for c, step in zip(live, bad, strict=True):
+            if step >= 0:
+                c.error = TrainingError(
+                    f"the stitch loss became non-finite at step {step} (epoch {self.epoch}); "
+                    "lower the learning rate or use fp32. Nothing was saved.")
+        live = alive(live)
+        return live, ledger.slots(live)

@@ -1,0 +1,101 @@
+"""The networks of a sweep: the trained ones (a checkpoint, or a model the sweep trains once
+and caches in the run folder) and their random controls (the same architecture freshly
+initialised from a recorded seed)."""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from plato.checkpoint import load_checkpoint
+from plato.data.datasets import Dataset
+from plato.errors import PlatoError
+from plato.models import CutGraph, create_model
+from plato.sweep.keys import content_key
+from plato.sweep.spec import NetworkSpec, SpecError, SweepSpec
+from plato.train import Recipe, evaluate, train_and_save
+
+
+@dataclass
+class Network:
+    name: str
+    role: str  # "trained" or "random"
+    model: nn.Module
+    identity: str  # the weights' hash, or architecture + init seed for a random control
+    accuracy: float
+    checkpoint: str | None = None
+    init_seed: int | None = None
+    _graph: CutGraph | None = None
+
+    @property
+    def graph(self) -> CutGraph:
+        if self._graph is None:
+            self._graph = CutGraph(self.model)
+        return self._graph
+
+    def payload(self) -> dict:
+        """What a remote worker needs to rebuild this network: no files, no pickled modules."""
+        return {"name": self.name, "role": self.role, "identity": self.identity,
+                "accuracy": self.accuracy, "model": self.model.plato_name,
+                "config": self.model.plato_config,
+                "state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> Network:
+        model = create_model(payload["model"], **payload["config"])
+        model.load_state_dict(payload["state"])
+        return cls(payload["name"], payload["role"], model.eval(), payload["identity"],
+                   payload["accuracy"])
+
+
+def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: torch.device,
+                     progress: bool = True) -> dict[tuple[str, str], Network]:
+    """Every network of the spec in each role its controls need, by (name, role)."""
+    roles = {role for c in spec.controls for role in c.split("->")}
+    nets: dict[tuple[str, str], Network] = {}
+    for name, entry in spec.networks.items():
+        path = entry.checkpoint or _trained(entry, dataset, run_dir, device, progress)
+        try:
+            ckpt = load_checkpoint(path, device=device)
+            ckpt.check_dataset(dataset)
+        except PlatoError as e:
+            raise SpecError(f"spec field 'networks.{name}': {e}") from None
+        if "trained" in roles:
+            acc = evaluate(ckpt.model, dataset, device=device)["accuracy"]
+            nets[(name, "trained")] = Network(name, "trained", ckpt.model, ckpt.content_hash,
+                                              acc, str(path))
+        if "random" in roles:
+            init_seed = zlib.crc32(f"{spec.random_seed}:{name}".encode())
+            torch.manual_seed(init_seed)
+            cfg = ckpt.meta["config"]
+            model = create_model(ckpt.name, **cfg).to(device).eval()
+            identity = content_key(["random", ckpt.name, cfg, init_seed])
+            acc = evaluate(model, dataset, device=device)["accuracy"]
+            nets[(name, "random")] = Network(name, "random", model, identity, acc,
+                                             init_seed=init_seed)
+    return nets
+
+
+def _trained(entry: NetworkSpec, dataset: Dataset, run_dir: Path, device: torch.device,
+             progress: bool) -> Path:
+    """The checkpoint of a network the spec trains: trained on the first run, then reused
+    (the file name holds a hash of the train entry and the data)."""
+    digest = content_key([entry.train, dataset.fingerprint()])[:12]
+    path = run_dir / "networks" / f"{entry.name}-{digest}.ckpt"
+    if path.exists():
+        return path
+    print(f"training network '{entry.name}' ({entry.train['model']})", file=sys.stderr,
+          flush=True)
+    options = {k: entry.train[k] for k in ("width", "residual", "stem") if k in entry.train}
+    settings = {k: v for k, v in entry.train.items() if k not in ("model", *options)}
+    try:
+        train_and_save(entry.train["model"], dataset, Recipe(**settings, device=str(device)),
+                       path, progress=progress, **options)
+    except PlatoError as e:
+        raise SpecError(f"spec field 'networks.{entry.name}.train': {e}") from None
+    return path
