@@ -209,9 +209,9 @@ def _stitch_config(fast: bool, settings: list[str] | None, **options) -> StitchC
 
 FAST_HELP = ("Start from the fast grid setting (StitchConfig.fast(): closed form from 4,096 "
              "examples, then SGD at lr 0.1 on the task; bf16 where native).")
-SET_HELP = ("Any stitch setting as FIELD=VALUE, repeatable: "
-            + ", ".join(f"{n}={getattr(StitchConfig, n)}"
-                        for n in StitchConfig.__dataclass_fields__) + ".")
+SET_HELP = ("Any stitch setting as FIELD=VALUE, repeatable: " + ", ".join(
+    f"{name}={str(default).lower() if isinstance(default, bool) else default}"
+    for name, default in StitchConfig().to_dict().items()) + ".")
 
 
 def _result_line(r) -> str:

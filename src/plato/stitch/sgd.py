@@ -146,12 +146,8 @@ def fit_sgd(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
     if not live:
         return
     loop = _Loop(live, dataset, config, device, senders, receivers, progress)
-    cycles = [config.sgd_epochs] + [1] * config.more_epochs
     with loop.runner:
-        for n, epochs in enumerate(cycles):
-            if n:
-                loop.bar.total += epochs * len(loop.loader)
-                loop.bar.refresh()
+        for epochs in [config.sgd_epochs] + [1] * config.more_epochs:
             live = loop.cycle(live, epochs)
             if not live:
                 break
@@ -204,10 +200,12 @@ class _Loop:
             return {}
         fused: dict = {}
         dtype = autocast_dtype(self.device, self.config.precision)
-        return {id(c.model.receiver_suffix):
-                fold_batchnorm(c.model.receiver_suffix, fused, dtype)
-                if isinstance(c.model.receiver_suffix, fx.GraphModule)
-                else c.model.receiver_suffix for c in live}
+        suffixes = {}
+        for c in live:
+            suffix = c.model.receiver_suffix
+            if id(suffix) not in suffixes and isinstance(suffix, fx.GraphModule):
+                suffixes[id(suffix)] = fold_batchnorm(suffix, fused, dtype)
+        return suffixes
 
     def _parallel_units(self, live: list[FitCell]) -> list[list[FitCell]]:
         if self.objective == "task" and self.config.stacking:
@@ -220,6 +218,9 @@ class _Loop:
     def cycle(self, live: list[FitCell], epochs: int) -> list[FitCell]:
         """`epochs` epochs under a fresh optimiser and schedule; the cells still improving."""
         total = epochs * len(self.loader)
+        if self.epoch:  # a further cycle: the bar grows by its steps
+            self.bar.total += total
+            self.bar.refresh()
         opt, sched = make_optimiser(live, self.config, total)
         ledger = LossLedger(live, total, self.device)
         for _ in range(epochs):
