@@ -457,6 +457,27 @@ def report(
     _emit({"report": str(path)}, as_json, f"report: {path}")
 
 
+@app.command()
+def check(
+    store: Path = typer.Argument(..., help="A sweep's results.sqlite."),
+    spec: str = typer.Option(None, help="Only this spec's cells (default: all)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Sanity checks of a store: self-pairs, controls, layer identification, convergence.
+    Exits 1 when a check fails."""
+    from plato.sweep.checks import run_checks
+    from plato.sweep.store import Store
+
+    with Store(store, create=False) as db:
+        checks = run_checks(db, spec)
+    failed = [c.name for c in checks if c.passed is False]
+    mark = {True: "pass", False: "FAIL", None: "n/a "}
+    _emit({"checks": [c.to_dict() for c in checks], "failed": failed}, as_json,
+          "\n".join(f"{mark[c.passed]}  {c.name}: {c.detail}" for c in checks))
+    if failed:
+        raise typer.Exit(1)
+
+
 DEMO_SPEC = """\
 # The demo: two small networks of different architectures on the bundled digits data,
 # every ordered pair (self-pairs included), with random-sender controls, and minibatch CKA

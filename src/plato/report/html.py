@@ -1,5 +1,6 @@
-"""The sweep report: every table, control and debiased table as a heatmap, on one
-self-contained HTML page (images inlined), with the spec and the networks' accuracies.
+"""The sweep report: its sanity checks first (also written as checks.json beside the page),
+then every table, control and debiased table as a heatmap, on one self-contained HTML page
+(images inlined), with the spec and the networks' accuracies.
 
 All text that comes from a spec or a store is escaped.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import json
 import re
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pandas as pd
 
 from plato.errors import PlatoError
 from plato.report.heatmaps import heatmap, scatter
+from plato.sweep.checks import Check, run_checks
 from plato.sweep.store import Store
 from plato.sweep.tables import (
     debiased_table,
@@ -60,6 +63,18 @@ def _html_table(df: pd.DataFrame) -> str:
         "<tr>" + "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row)
         + "</tr>" for row in df.itertuples(index=False))
     return f'<table class="meta"><tr>{head}</tr>{body}</table>'
+
+
+def _checks_table(checks: list[Check]) -> str:
+    """The checks, failures first in red; the same list is in checks.json beside the page."""
+    verdict = {True: ("pass", "#1a7f37"), False: ("FAIL", "#cf222e"), None: ("n/a", "#6e7781")}
+    rows = []
+    for c in sorted(checks, key=lambda c: {False: 0, True: 1, None: 2}[c.passed]):
+        word, colour = verdict[c.passed]
+        rows.append(f'<tr><td style="color:{colour};font-weight:bold">{word}</td>'
+                    f"<td>{html.escape(c.name)}</td><td>{html.escape(c.detail)}</td></tr>")
+    return ('<table class="meta"><tr><th></th><th>check</th><th>detail</th></tr>'
+            + "".join(rows) + "</table>")
 
 
 def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: str,
@@ -153,6 +168,7 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
         sims = load_similarities(store, spec) if len(store.similarities(spec)) else None
         networks = store.networks(spec)
         sweeps = store.sweeps()
+        checks = run_checks(store, spec)
     if spec is not None:
         sweeps = sweeps[sweeps.spec == spec]
     if cells is None and sims is None:
@@ -184,6 +200,7 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
             f"cells: " + ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
             + f"; plato {meta.plato_version if meta is not None else '?'}; written "
             f"{_dt.datetime.now().isoformat(timespec='seconds')}") + "</p>",
+        "<h2>Sanity checks</h2>", _checks_table(checks),
         "<h2>Networks</h2>", _html_table(nets),
         *sections,
     ]
@@ -191,6 +208,7 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
         page += ["<h2>Sweep spec</h2>", f"<pre>{html.escape(meta.source)}</pre>"]
     page.append("</body></html>")
     out.mkdir(parents=True, exist_ok=True)
+    (out / "checks.json").write_text(json.dumps([c.to_dict() for c in checks], indent=1))
     path = out / "report.html"
     path.write_text("\n".join(page))
     return path

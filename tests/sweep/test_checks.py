@@ -1,0 +1,109 @@
+"""Sanity checks on stores with known values: each check passes where the numbers are sane,
+fails where they are not, and says why where the store cannot answer it."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from plato.sweep.checks import run_checks
+from plato.sweep.jobs import Job
+from plato.sweep.store import Store
+
+POINTS = ["p0", "p1", "p2"]
+
+
+def fake_store(path, *, self_diag=0.9, random_value=0.1, identified=True, measures=True):
+    """Networks A and B: one model, two seeds (accuracy 0.9), every pair, trained and random
+    controls. Trained stitches: `self_diag` on the self-pairs' diagonal; the corresponding
+    point best (0.85 vs 0.6) when `identified`, else the next point best."""
+    with Store(path) as store:
+        for name in ("A", "B"):
+            for role in ("trained", "random"):
+                store.record_network("fake", name, role, "resnet-1111", f"{name}{role}", None,
+                                     None, 0.9 if role == "trained" else 0.1)
+        rows = []
+        for s in ("A", "B"):
+            for r in ("A", "B"):
+                for i, sp in enumerate(POINTS):
+                    for j, rp in enumerate(POINTS):
+                        best = j == i if identified else j == (i + 1) % len(POINTS)
+                        trained = self_diag if s == r and i == j else 0.85 if best else 0.6
+                        for control, value in (("trained->trained", trained),
+                                               ("random->trained", random_value)):
+                            job = Job(f"{s}{r}{sp}{rp}{control}", "fake", s, r, control, 0,
+                                      sp, i, rp, j)
+                            store.record_cell(job, "done", result={
+                                "stitched_accuracy": value, "receiver_accuracy": 0.9},
+                                started=time.time())
+                        rows.append({"key": f"{s}{r}{sp}{rp}", "spec": "fake", "sender": s,
+                                     "receiver": r, "control": "trained->trained",
+                                     "measure": "cka", "sender_point": sp, "sender_index": i,
+                                     "receiver_point": rp, "receiver_index": j,
+                                     "value": 1.0 if i == j else 0.5, "reason": None,
+                                     "examples": 100, "layout": "flatten"})
+        if measures:
+            store.record_similarities(rows)
+    return path
+
+
+def by_name(path):
+    with Store(path) as store:
+        return {c.name: c for c in run_checks(store)}
+
+
+def test_sane_numbers_pass(tmp_path):
+    checks = by_name(fake_store(tmp_path / "s.sqlite"))
+    assert checks["self-pairs"].passed and checks["self-pairs"].value == 0
+    assert checks["controls"].passed and checks["controls"].value == pytest.approx(
+        100 * ((3 * 0.85 + 6 * 0.6) / 9 - 0.1), abs=1e-3)  # A->B's mean margin: smallest
+    for label in ("stitching", "cka"):
+        assert checks[f"layer identification ({label})"].passed
+        assert checks[f"layer identification ({label})"].value == 1.0
+    convergence = checks["convergence"]
+    assert convergence.passed is None and "converged" in convergence.detail
+
+
+def test_wrong_numbers_fail(tmp_path):
+    checks = by_name(fake_store(tmp_path / "s.sqlite", self_diag=0.85, random_value=0.95,
+                                identified=False))
+    assert checks["self-pairs"].passed is False and checks["self-pairs"].value == pytest.approx(5)
+    assert checks["controls"].passed is False and checks["controls"].value < 0
+    # A->B and B->A: the next point is best, so no sender point is identified
+    assert checks["layer identification (stitching)"].passed is False
+    assert checks["layer identification (stitching)"].value == pytest.approx(0.0)
+    assert checks["layer identification (cka)"].passed  # the measure still finds them
+
+
+def test_what_a_store_cannot_answer_is_null_with_a_reason(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        store.record_network("fake", "A", "trained", "cnn-2", "a", None, None, 0.9)
+        job = Job("k", "fake", "A", "A", "trained->trained", 0, "p0", 0, "p1", 1)
+        store.record_cell(job, "done", result={"stitched_accuracy": 0.5,
+                                               "receiver_accuracy": 0.9}, started=time.time())
+    checks = by_name(path)
+    assert checks["self-pairs"].passed is None and "itself" in checks["self-pairs"].detail
+    assert checks["controls"].passed is None and "random->trained" in checks["controls"].detail
+    assert checks["layer identification (stitching)"].passed is None
+
+
+def test_plato_check_and_the_report(tmp_path):
+    from plato.report import write_report
+
+    good, bad = fake_store(tmp_path / "good.sqlite"), fake_store(
+        tmp_path / "bad.sqlite", self_diag=0.5)
+    for path, code in ((good, 0), (bad, 1)):
+        proc = subprocess.run([sys.executable, "-m", "plato", "check", str(path), "--json"],
+                              capture_output=True, text=True)
+        assert proc.returncode == code, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["failed"] == ([] if code == 0 else ["self-pairs"])
+        assert {c["name"] for c in out["checks"]} >= {"self-pairs", "controls", "convergence"}
+    page = write_report(bad, tmp_path / "report")
+    written = json.loads((tmp_path / "report" / "checks.json").read_text())
+    assert [c["name"] for c in written][0] == "self-pairs" and written[0]["passed"] is False
+    text = page.read_text()
+    assert text.index("Sanity checks") < text.index("Networks") and "FAIL" in text
