@@ -14,7 +14,7 @@ SRC = ROOT / "src" / "plato"
 # Each unit may import the units of lower layers only (and itself).
 LAYERS = [
     {"errors"},
-    {"device", "settings"},
+    {"device", "settings", "stats"},
     {"data"},
     {"models"},
     {"checkpoint"},

@@ -401,6 +401,8 @@ def table(
                                     "spec (cka, procrustes, ...)"),
     stat: str = typer.Option("mean", help="mean, std or n over seeds."),
     debiased: str = typer.Option(None, help="diff or normalized: trained minus --control."),
+    ci: bool = typer.Option(False, "--ci", help="Each cell's 95% interval: over seeds, else "
+                            "over test examples; debiased: paired with the control."),
     latest: bool = typer.Option(False, help="Also the latest stitchable receiver point."),
     threshold: float = typer.Option(0.9, help="Fraction of receiver accuracy for --latest."),
     csv: Path = typer.Option(None, help="Export every aggregated cell (long form) as CSV."),
@@ -431,9 +433,24 @@ def table(
             title = f"{s} -> {r} ({c}): {metric} {stat}"
         entry = {"sender": s, "receiver": r, "control": c, "metric": metric,
                  "stat": "debiased-" + debiased if debiased else stat,
-                 "rows": list(m.index), "columns": list(m.columns),
-                 "values": [[None if v != v else v for v in row] for row in m.to_numpy()]}
-        text += [title, _format_table(m), ""]
+                 "rows": list(m.index), "columns": list(m.columns), "values": _matrix(m)}
+        if ci:
+            if debiased == "normalized":
+                low = high = m * float("nan")
+                title += " (no interval: the denominator is an estimate too; use diff)"
+            elif debiased:
+                low, high = T.debiased_interval(cells, s, r, control)
+            else:
+                low = T.stat_table(cells, s, r, c, metric, "low")
+                high = T.stat_table(cells, s, r, c, metric, "high")
+            entry["low"], entry["high"] = _matrix(low), _matrix(high)
+            text += [title + ", with 95% intervals", _format_intervals(m, low, high)]
+            if (m.notna() & low.isna()).to_numpy().any():
+                text.append("[n/a]: no interval: one seed of a metric other than stitched "
+                            "accuracy, or cells stored before per-example outcomes were kept")
+            text.append("")
+        else:
+            text += [title, _format_table(m), ""]
         if latest and not debiased:
             ls = T.latest_table(cells, s, r, c, threshold=threshold)
             entry["latest_stitchable"] = ls.to_dict()
@@ -524,6 +541,26 @@ def demo(
 def _format_table(table, digits: int = 3) -> str:
     """A table for the terminal: NaN cells are blank."""
     return table.to_string(na_rep="", float_format=lambda v: f"{v:.{digits}f}")
+
+
+def _format_intervals(table, low, high, digits: int = 3) -> str:
+    """value [low, high] per cell; a NaN value is blank, a NaN interval `[n/a]`."""
+    def cell(v, lo, hi):
+        if v != v:
+            return ""
+        return f"{v:.{digits}f} " + (f"[{lo:.{digits}f}, {hi:.{digits}f}]" if lo == lo
+                                     else "[n/a]")
+
+    shown = table.astype(object)
+    for i in range(table.shape[0]):
+        for j in range(table.shape[1]):
+            shown.iat[i, j] = cell(table.iat[i, j], low.iat[i, j], high.iat[i, j])
+    return shown.to_string()
+
+
+def _matrix(table) -> list[list[float | None]]:
+    """A table's values for JSON: NaN as null."""
+    return [[None if v != v else float(v) for v in row] for row in table.to_numpy()]
 
 
 def main() -> None:

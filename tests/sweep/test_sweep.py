@@ -183,6 +183,11 @@ def test_orientation_and_heatmap_labels(tmp_path):
     texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
              for t in ax.texts}
     assert texts[(1, 0)] == f"{mean.loc['s1', 'r0']:.2f}" and (2, 0) not in texts
+    marks = mean < 0.55  # circled cells sit in their cell's upper right corner
+    circles = heatmap(mean, tmp_path / "m.png", "test", marks=marks).axes[0].collections[0]
+    centres = {(round(y), round(x)) for x, y in circles.get_offsets()}
+    assert centres == {(i, j) for i, row in enumerate(marks.to_numpy())
+                       for j, v in enumerate(row) if v}
 
 
 def test_report_and_exports(tmp_path, digits_checkpoints):
@@ -269,3 +274,72 @@ def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
     assert proc.returncode == 0, proc.stderr
     values = np.array(json.loads(proc.stdout)["tables"][0]["values"], dtype=float)
     np.testing.assert_allclose(np.diag(values), 0.0, atol=1e-5)  # self-pair: distance 0
+
+
+def test_every_cell_carries_its_interval_and_outcomes(tmp_path, digits_checkpoints):
+    """A cell stores its test examples, Wilson's interval of its accuracy and which examples
+    it got right; `plato table --ci` prints the interval, and the debiased table the paired
+    interval of trained minus its control, from those outcomes."""
+    from plato.stats import accuracy_interval, paired_interval
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", {"cnn": digits_checkpoints["cnn"]}))
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    with Store(summary.store) as store:
+        cells = T.load_cells(store).query("status == 'done'")
+    assert len(cells) == summary.done > 0 and (cells.test_examples == 360).all()
+    for row in cells.to_dict("records"):
+        right = T.outcomes(row)
+        assert right.mean() == pytest.approx(row["stitched_accuracy"], abs=1e-12)
+        assert (row["accuracy_low"], row["accuracy_high"]) == pytest.approx(
+            accuracy_interval(int(right.sum()), 360))
+    out = json.loads(subprocess.run(
+        [sys.executable, "-m", "plato", "table", summary.store, "--ci", "--json"],
+        capture_output=True, text=True, check=True).stdout)["tables"][0]
+    trained = cells.query("control == 'trained->trained'").set_index(
+        ["sender_point", "receiver_point"])
+    i, j = out["rows"].index("stem"), out["columns"].index("block1")
+    assert out["low"][i][j] == pytest.approx(trained.loc[("stem", "block1")].accuracy_low)
+    debiased = json.loads(subprocess.run(
+        [sys.executable, "-m", "plato", "table", summary.store, "--ci", "--json", "--debiased",
+         "diff", "--control", "random->trained"], capture_output=True, text=True,
+        check=True).stdout)["tables"][0]
+    random = cells.query("control == 'random->trained'").set_index(
+        ["sender_point", "receiver_point"])
+    expected = paired_interval(T.outcomes(trained.loc[("stem", "block1")]),
+                               T.outcomes(random.loc[("stem", "block1")]))
+    assert (debiased["low"][i][j], debiased["high"][i][j]) == pytest.approx(expected)
+    assert debiased["low"][i][j] <= debiased["values"][i][j] <= debiased["high"][i][j]
+    from plato.report import write_report
+
+    with Store(summary.store) as store:
+        low, high = T.debiased_interval(T.load_cells(store), "cnn", "cnn")
+    within = int(((low <= 0) & (high >= 0)).to_numpy().sum())
+    page = write_report(summary.store, tmp_path / "report").read_text()
+    assert f"Circled ({within}): not distinguishable from the random sender" in page
+
+
+def test_a_store_from_before_intervals_gains_the_columns(tmp_path):
+    """An older store (no interval columns) opens, gains them empty, and its tables print
+    their intervals as n/a, never a crash."""
+    from plato.sweep.store import ADDED_COLUMNS, SCHEMA
+
+    old_schema = SCHEMA
+    for name, kind in ADDED_COLUMNS["cells"].items():
+        old_schema = "\n".join(line for line in old_schema.splitlines()
+                               if not line.strip().startswith(f"{name} {kind}"))
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(old_schema)
+    db.execute("INSERT INTO cells (key, spec, sender, receiver, control, seed, sender_point, "
+               "sender_index, receiver_point, receiver_index, status, stitched_accuracy, "
+               "receiver_accuracy) VALUES ('k', 's', 'A', 'A', 'trained->trained', 0, 'p', 0, "
+               "'p', 0, 'done', 0.9, 0.9)")
+    db.commit()
+    assert "accuracy_low" not in {r[1] for r in db.execute("PRAGMA table_info(cells)")}
+    db.close()
+    proc = subprocess.run([sys.executable, "-m", "plato", "table", str(path), "--ci"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "0.900 [n/a]" in proc.stdout and "[n/a]: no interval" in proc.stdout
+    with Store(path) as store:
+        assert {"accuracy_low", "correct"} <= set(store.cells().columns)

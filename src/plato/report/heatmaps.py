@@ -55,11 +55,12 @@ def _scale(name: str) -> tuple[str, float, float | None]:
 
 
 def heatmap(table: pd.DataFrame, path: str | Path, title: str, scale: str = "stitched_accuracy",
-            vmax: float | None = None, annotate: bool | None = None) -> plt.Figure:
+            vmax: float | None = None, annotate: bool | None = None,
+            marks: pd.DataFrame | None = None) -> plt.Figure:
     """Draw `table` (rows = sender points, columns = receiver points) to `path`.
 
-    Row 0 (the sender's first point) is at the top. Returns the (closed) figure so callers can
-    inspect labels and data.
+    Row 0 (the sender's first point) is at the top. `marks` (True/False per cell) circles the
+    cells marked. Returns the (closed) figure so callers can inspect labels and data.
     """
     cmap_name, lo, hi = _scale(scale)
     hi = vmax if vmax is not None else hi
@@ -95,6 +96,11 @@ def heatmap(table: pd.DataFrame, path: str | Path, title: str, scale: str = "sti
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                             color="black" if dark or cmap_name == "Greys" and shade < 0.5
                             else "white")
+    if marks is not None:  # e.g. cells within their random control's interval
+        marked = marks.reindex_like(table).fillna(False).to_numpy(dtype=bool)
+        i, j = np.nonzero(marked)
+        ax.scatter(j + 0.32, i - 0.28, s=18, marker="o", facecolors="none",
+                   edgecolors="#d62728", linewidths=1.2)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     _save(fig, path)

@@ -22,6 +22,7 @@ from plato.report.heatmaps import heatmap, scatter
 from plato.sweep.checks import Check, run_checks
 from plato.sweep.store import Store
 from plato.sweep.tables import (
+    debiased_interval,
     debiased_table,
     debiasing_controls,
     latest_table,
@@ -122,15 +123,26 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
     tables, the latest stitchable receiver point."""
     parts, latest_html = [], ""
     controls = [c for s, r, c in table_keys(cells) if (s, r) == (sender, receiver)]
+    # Trained cells not distinguishable from their random sender: the paired 95% interval of
+    # trained - random (stitched accuracy, the same test examples) contains 0.
+    chance = None
+    if metric == "stitched_accuracy" and "random->trained" in controls:
+        low, high = debiased_interval(cells, sender, receiver, "random->trained")
+        chance = (low <= 0) & (high >= 0)
     for control in controls:
         mean = stat_table(cells, sender, receiver, control, metric)
         n = stat_table(cells, sender, receiver, control, metric, "n")
         path = figs / f"{_slug(sender, receiver, control, metric)}.png"
+        marks = chance if control == "trained->trained" else None
         heatmap(mean, path, f"{metric}: {sender} -> {receiver} ({control}), "
-                f"mean of n<={int(n.max().max())}", scale=metric)
+                f"mean of n<={int(n.max().max())}", scale=metric, marks=marks)
+        circled = int(marks.to_numpy().sum()) if marks is not None else 0
         parts.append(_figure(path, f"{control}: rows = {sender} cut points (sender), "
                                    f"columns = {receiver} cut points (receiver). "
-                                   "Blank = not stitchable."))
+                                   "Blank = not stitchable."
+                             + (f" Circled ({circled}): not distinguishable from the random "
+                                "sender (the paired 95% interval of trained - random contains "
+                                "0)." if marks is not None else "")))
         if n.max().max() > 1:
             std = stat_table(cells, sender, receiver, control, metric, "std")
             path = figs / f"{_slug(sender, receiver, control, metric, 'std')}.png"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -46,16 +47,24 @@ class StitchResult:
     seed: int = 0
     sender_point_index: int = -1
     receiver_point_index: int = -1
+    test_examples: int = 0  # the test examples stitched_accuracy counts
+    accuracy_low: float = math.nan  # its 95% interval over them (plato.stats: Wilson)
+    accuracy_high: float = math.nan
+    # Each test example right (True) or wrong, in the split's order: pairs a cell with its
+    # control for a paired interval. Kept out of to_dict.
+    correct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in asdict(self).items()}
+        return {f.name: (None if isinstance(v, float) and math.isnan(v) else v)
+                for f in fields(self) if f.name != "correct"
+                for v in [getattr(self, f.name)]}
 
 
 def measure_stitched(model: StitchedModel, dataset: Dataset, batch_size: int = CKA_EXAMPLES,
                      device: torch.device | str = "cpu",
-                     channels_last: bool = True) -> dict[str, float]:
-    """Accuracy, loss, activation MSE and CKA of a stitched network on the test split."""
+                     channels_last: bool = True) -> dict:
+    """Accuracy, loss, activation MSE and CKA of a stitched network on the test split, and
+    which test examples it got right ("correct", in the split's order)."""
     return measure_stitches([model], dataset, batch_size, device,
                             channels_last=channels_last)[0]
 
@@ -66,7 +75,7 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
                      senders: Activations | None = None,
                      receivers: Activations | None = None,
                      channels_last: bool = True, cell_threads: int = 0,
-                     suffix_chunk: int = SUFFIX_CHUNK) -> list[dict[str, float]]:
+                     suffix_chunk: int = SUFFIX_CHUNK) -> list[dict]:
     """`measure_stitched` for many models, the frozen networks run once per test batch.
 
     CKA uses the first CKA_EXAMPLES test images; the first batch holds them all, and each
@@ -121,20 +130,22 @@ class _Sums:
     """Running sums kept on the device (no host synchronisation per batch)."""
 
     def __init__(self) -> None:
-        self.correct = self.loss_sum = self.sq_sum = 0
+        self.loss_sum = self.sq_sum = 0
+        self.hits: list[torch.Tensor] = []  # per example: right or wrong
         self.elements = 0
 
     def add(self, out, ref, logits, y) -> None:
-        self.correct = self.correct + (logits.argmax(1) == y).sum()
+        self.hits.append(logits.argmax(1) == y)
         self.loss_sum = self.loss_sum + F.cross_entropy(logits.double(), y, reduction="sum")
         # float32 differences, summed in float64: exact zeros stay zero, and no float64 copies
         # of two activation tensors per batch
         self.sq_sum = self.sq_sum + (out.float() - ref.float()).square().sum(dtype=torch.float64)
         self.elements += out.numel()
 
-    def result(self, n: int) -> dict[str, float]:
+    def result(self, n: int) -> dict:
+        correct = torch.cat(self.hits).cpu().numpy()
         return {
-            "accuracy": int(self.correct) / n,
+            "accuracy": int(correct.sum()) / n, "correct": correct,
             "loss": float(self.loss_sum) / n,
             "activation_mse": float(self.sq_sum) / self.elements,
         }

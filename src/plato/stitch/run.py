@@ -14,6 +14,7 @@ from plato.data.datasets import Dataset
 from plato.device import resolve_device
 from plato.errors import PlatoError
 from plato.models.cuts import CutGraph, CutPoint
+from plato.stats import accuracy_interval
 from plato.stitch.activations import Activations
 from plato.stitch.config import StitchConfig
 from plato.stitch.fit import fit_stitches
@@ -138,6 +139,7 @@ def stitch_grid(
             results.append((fit, None))
             continue
         m, receiver_acc = metrics[id(model)], accuracies[1]
+        low, high = accuracy_interval(int(m["correct"].sum()), len(m["correct"]))
         results.append((StitchResult(
             sender=s_name, receiver=r_name,
             sender_point=model.sender_point.name, receiver_point=model.receiver_point.name,
@@ -151,6 +153,8 @@ def stitch_grid(
             seconds=share, seed=config.seed,
             sender_point_index=model.sender_point.index,
             receiver_point_index=model.receiver_point.index,
+            test_examples=len(m["correct"]), accuracy_low=low, accuracy_high=high,
+            correct=m["correct"],
         ), model))
     return results
 

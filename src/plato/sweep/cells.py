@@ -8,6 +8,7 @@ import time
 import traceback
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from plato.data.datasets import Dataset
@@ -64,7 +65,8 @@ def run_cells(jobs: list[Job], sender: Network, receiver: Network, dataset: Data
         if isinstance(result, Exception):
             outcome.update(_failure(result))
         else:
-            outcome.update(status="done", result=result.to_dict())
+            outcome.update(status="done", result=result.to_dict(),
+                           correct=np.packbits(result.correct).tobytes())
             if settings.keep_stitch:
                 outcome["stitch_state"] = {k: v.detach().cpu().contiguous()
                                            for k, v in model.stitch.state_dict().items()}

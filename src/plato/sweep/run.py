@@ -82,7 +82,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                 stitch_file = str(path.relative_to(run_dir))
             store.record_cell(job, outcome["status"], result=outcome.get("result"),
                               reason=outcome.get("reason"), started=outcome["started"],
-                              stitch_file=stitch_file, host=outcome.get("host"))
+                              stitch_file=stitch_file, host=outcome.get("host"),
+                              correct=outcome.get("correct"))
             counts[outcome["status"]] += 1
             bar.set_postfix(done=counts["done"], failed=counts["failed"],
                             nan=counts["unstitchable"])

@@ -20,7 +20,12 @@ from plato.errors import PlatoError
 
 METRICS = ("stitched_accuracy", "sender_accuracy", "receiver_accuracy", "normalized_accuracy",
            "stitched_loss", "stitch_loss", "activation_mse", "activation_cka")
-COLUMNS = (*METRICS, "stitch_parameters", "epochs", "seconds")  # a result's fields as columns
+# A result's fields with columns of their own.
+COLUMNS = (*METRICS, "stitch_parameters", "epochs", "seconds", "test_examples", "accuracy_low",
+           "accuracy_high")
+# Columns added since the first stores: an older store gains them (NULL in its older cells).
+ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
+                           "accuracy_high": "REAL", "correct": "BLOB"}}
 # A result's fields the job's own columns hold already (the names, points, seed).
 JOB_FIELDS = ("sender", "receiver", "sender_point", "receiver_point", "sender_point_index",
               "receiver_point_index", "seed")
@@ -43,6 +48,10 @@ CREATE TABLE IF NOT EXISTS cells (
     stitch_parameters INTEGER,
     epochs INTEGER,
     seconds REAL,
+    test_examples INTEGER,
+    accuracy_low REAL,  -- 95% interval of stitched_accuracy over the test examples
+    accuracy_high REAL,
+    correct BLOB,  -- which test examples the stitch got right: numpy.packbits, split order
     result TEXT,  -- the result's fields that have no column of their own, as JSON
     stitch_file TEXT,
     started REAL,
@@ -107,9 +116,17 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: safe against crashes
             self.db.executescript(SCHEMA)
+            self._add_columns()
         except sqlite3.DatabaseError as e:
             raise PlatoError(f"{self.path} is not a usable result store ({e})") from None
         self.host = socket.gethostname()
+
+    def _add_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -141,7 +158,7 @@ class Store:
 
     def record_cell(self, job, status: str, *, result: dict | None = None,
                     reason: str | None = None, started: float, stitch_file: str | None = None,
-                    host: str | None = None) -> None:
+                    host: str | None = None, correct: bytes | None = None) -> None:
         r = result or {}
         rest = {k: v for k, v in r.items() if k not in COLUMNS and k not in JOB_FIELDS}
         row = {
@@ -150,7 +167,7 @@ class Store:
             "sender_index": job.sender_index, "receiver_point": job.receiver_point,
             "receiver_index": job.receiver_index, "status": status, "reason": reason,
             **{c: _finite(r.get(c)) for c in COLUMNS},
-            "result": json.dumps(rest) if rest else None,
+            "correct": correct, "result": json.dumps(rest) if rest else None,
             "stitch_file": stitch_file, "started": started, "finished": time.time(),
             "host": host or self.host,
         }

@@ -1,18 +1,25 @@
 """Similarity tables from the store: rows = sender cut points, columns = receiver cut points.
 
 A cell that could not be stitched (or failed) is NaN: shown blank, never 0. Across seeds each
-cell has a mean, a standard deviation and n.
+cell has a mean, a standard deviation, n and a 95% interval (`low`, `high`: over the seeds
+when there are several, Student t; with one seed, for stitched accuracy, over the test
+examples, Wilson). A debiased cell (trained minus its random control) has a paired interval:
+both are measured on the same test examples (plato.stats).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
 from plato.errors import PlatoError
+from plato.stats import mean_interval, paired_interval
 from plato.sweep.store import METRICS, Store
 
-STATS = ("mean", "std", "n")
+STATS = ("mean", "std", "n", "low", "high")
+INTERVAL_COLUMNS = ("test_examples", "accuracy_low", "accuracy_high")
 
 
 def load_cells(store: Store, spec: str | None = None) -> pd.DataFrame:
@@ -20,7 +27,7 @@ def load_cells(store: Store, spec: str | None = None) -> pd.DataFrame:
     if cells.empty:
         raise PlatoError(f"{store.path} holds no cells" + (f" for spec '{spec}'" if spec else ""))
     cells = cells[cells.status != "failed"].copy()  # failures stay out of every table (NaN)
-    for m in METRICS:
+    for m in (*METRICS, *INTERVAL_COLUMNS):
         cells[m] = pd.to_numeric(cells[m], errors="coerce")
     return cells
 
@@ -108,12 +115,66 @@ def stat_table(cells: pd.DataFrame, sender: str, receiver: str,
     if sel.empty:
         have = ", ".join(f"{s}->{r} ({c})" for s, r, c in table_keys(cells))
         raise PlatoError(f"no cells for {sender} -> {receiver} ({control}); the store has {have}")
-    grouped = sel.groupby(["sender_point", "receiver_point"])[metric]
-    values = {"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()}[stat]
+    if stat in ("low", "high"):
+        side = 0 if stat == "low" else 1
+        values = pd.Series({key: cell_interval(group, metric)[side] for key, group in
+                            sel.groupby(["sender_point", "receiver_point"])}, dtype=float)
+        values.index.names = ["sender_point", "receiver_point"]
+    else:
+        grouped = sel.groupby(["sender_point", "receiver_point"])[metric]
+        values = {"mean": grouped.mean, "std": lambda: grouped.std(ddof=1),
+                  "n": grouped.count}[stat]()
     matrix = values.unstack("receiver_point")
     matrix = matrix.reindex(index=_axis(sel, "sender"), columns=_axis(sel, "receiver"))
     matrix.index.name, matrix.columns.name = f"{sender} (sender)", f"{receiver} (receiver)"
     return matrix.astype(float)
+
+
+def cell_interval(group: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """The 95% interval of one cell's mean: over its seeds (Student t) when it has several;
+    with one, for stitched accuracy, the stored interval over the test examples; else NaN."""
+    values = group[metric].dropna()
+    if len(values) >= 2:
+        return mean_interval(values)
+    if len(values) == 1 and metric == "stitched_accuracy" and "accuracy_low" in group:
+        row = group.loc[values.index[0]]
+        return float(row.accuracy_low), float(row.accuracy_high)  # NaN in pre-interval stores
+    return math.nan, math.nan
+
+
+def outcomes(row) -> np.ndarray | None:
+    """A cell's per-test-example outcomes (1 right, 0 wrong), or None where not stored."""
+    blob, n = row.get("correct"), row.get("test_examples")
+    if not isinstance(blob, bytes) or not (n is not None and n > 0):
+        return None
+    return np.unpackbits(np.frombuffer(blob, np.uint8))[: int(row["test_examples"])]
+
+
+def debiased_interval(cells: pd.DataFrame, sender: str, receiver: str,
+                      control: str = "random->trained") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(low, high) of the 95% interval of each cell's stitched accuracy minus its control's:
+    paired over the test examples (one seed), or over the seeds' paired differences (several).
+    NaN where a cell or its control holds no per-example outcomes (stores written before
+    they were kept)."""
+    trained = stat_table(cells, sender, receiver, "trained->trained")
+    low = pd.DataFrame(np.nan, index=trained.index, columns=trained.columns)
+    high = low.copy()
+    pick = cells[(cells.sender == sender) & (cells.receiver == receiver)]
+    rows = {(r["control"], r["sender_point"], r["receiver_point"], r["seed"]): r
+            for r in pick.to_dict("records") if r["control"] in ("trained->trained", control)}
+    for sp in trained.index:
+        for rp in trained.columns:
+            pairs = [(outcomes(row), outcomes(rows.get((control, sp, rp, seed), {})))
+                     for (c, s, r, seed), row in rows.items()
+                     if (c, s, r) == ("trained->trained", sp, rp)]
+            pairs = [(a, b) for a, b in pairs if a is not None and b is not None
+                     and len(a) == len(b)]
+            if len(pairs) == 1:
+                low.loc[sp, rp], high.loc[sp, rp] = paired_interval(*pairs[0])
+            elif pairs:
+                low.loc[sp, rp], high.loc[sp, rp] = mean_interval(
+                    [float(a.mean() - b.mean()) for a, b in pairs])
+    return low, high
 
 
 def receiver_accuracy(cells: pd.DataFrame, receiver: str, control: str) -> float:
@@ -174,5 +235,9 @@ def tidy(cells: pd.DataFrame) -> pd.DataFrame:
                       var_name="metric", value_name="value")
     agg = long.groupby(keys + ["metric"], dropna=False)["value"].agg(
         mean="mean", std=lambda v: v.std(ddof=1), n="count").reset_index()
+    bounds = {(*key, m): cell_interval(group, m) for key, group in
+              cells.groupby(keys, dropna=False) for m in measure_columns(cells)}
+    agg["low"] = [bounds.get(tuple(k))[0] for k in agg[keys + ["metric"]].itertuples(index=False)]
+    agg["high"] = [bounds.get(tuple(k))[1] for k in agg[keys + ["metric"]].itertuples(index=False)]
     return agg.sort_values(keys + ["metric"]).reset_index(drop=True)
 
