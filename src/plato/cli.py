@@ -284,6 +284,11 @@ def similarity(
                                    help="Batch size (cka: the minibatch)."),
     layout: str = typer.Option(SimilarityConfig.layout,
                                help="flatten, positions or pool, for conv points."),
+    permutations: int = typer.Option(SimilarityConfig.permutations,
+                                     help="Permutation null: shuffles of B's examples against "
+                                          "A's, for p-values and calibrated scores (0: none)."),
+    null_examples: int = typer.Option(SimilarityConfig.null_examples,
+                                      help="Examples the permutation null is computed on."),
     granularity: str = typer.Option("block", help="block or layer cut points."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -294,7 +299,8 @@ def similarity(
     from plato.similarity import similarity_grid
 
     config = SimilarityConfig(layout=layout, batch_size=batch_size, examples=examples,
-                              collect=collect, split=split)
+                              collect=collect, split=split, permutations=permutations,
+                              null_examples=null_examples)
     a, b = load_checkpoint(net_a), load_checkpoint(net_b)
     ds = _checkpoint_dataset(dataset, root, a, b)
     tables = similarity_grid(a.model, b.model, ds, tuple(measure or ("cka",)), config,
@@ -305,6 +311,12 @@ def similarity(
         frame.index.name, frame.columns.name = f"{a.name} (A)", f"{b.name} (B)"
         text += [f"{name} on {t.examples} {ds.name} {split} examples (layout {layout}):",
                  _format_table(frame), ""]
+        if t.permutations:
+            p = t.frame(t.p_values)
+            p.index.name, p.columns.name = frame.index.name, frame.columns.name
+            text += [f"{name}: p-value of each cell against {t.permutations} shuffles of B's "
+                     f"examples (first {t.null_examples}; the smallest possible is "
+                     f"{1 / (t.permutations + 1):.3f}):", _format_table(p), ""]
         undefined = {r for row in t.reasons for r in row if r}
         text += [f"  NaN: {r}" for r in sorted(undefined)]
     _emit({"a": str(net_a), "b": str(net_b), "dataset": ds.name, "split": split,

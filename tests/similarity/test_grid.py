@@ -80,3 +80,47 @@ def test_positions_layout_with_different_sizes_is_nan_with_a_reason(digits, two_
                         device="cpu")["linear_cka"]
     assert np.isfinite(t.values[0, 0]) and np.isfinite(t.values[1, 1])
     assert math.isnan(t.values[0, 1]) and "spatial" in t.reasons[0][1]
+
+
+@pytest.mark.parametrize("measure, layout", [("linear_cka", "flatten"),
+                                             ("procrustes", "positions"), ("cka", "flatten")])
+def test_permutation_null_is_the_measure_on_shuffled_pairs(digits, two_nets, measure, layout):
+    """The null of a cell is the measure on the first n examples with B's examples shuffled
+    against A's (whole examples: every spatial position of one example moves together); the
+    p-value counts the shuffles at least as similar as the true pairing."""
+    a, b = two_nets
+    k, n = 9, 120
+    config = SimilarityConfig(layout=layout, collect=200, batch_size=60, permutations=k,
+                              null_examples=n, seed=4)
+    t = similarity_grid(a, b, digits, [measure], config, points_a=["stem", "layer2.0"],
+                        points_b=["stem", "block2"], device="cpu")[measure]
+    acts_a, acts_b = activations(a, digits, 64), activations(b, digits, 64)
+    generator = torch.Generator().manual_seed(4)
+    perms = [torch.randperm(n, generator=generator) for _ in range(k)]
+    larger = MEASURES[measure].larger_is_more_similar
+    for i, pa in enumerate(t.rows):
+        for j, pb in enumerate(t.columns):
+            x, y = acts_a[pa][:n], acts_b[pb][:n]
+            if layout == "positions" and x.shape[2:] != y.shape[2:]:
+                assert math.isnan(t.p_values[i, j])  # undefined cells have no null
+                continue
+            observed = float(MEASURES[measure](x, y, layout=layout))
+            null = np.array([float(MEASURES[measure](x, y[p], layout=layout)) for p in perms])
+            closer = (null >= observed) if larger else (null <= observed)
+            assert t.null_mean[i, j] == pytest.approx(null.mean(), abs=1e-6)
+            assert t.calibrated[i, j] == pytest.approx(observed - null.mean(), abs=1e-6)
+            assert t.p_values[i, j] == pytest.approx((1 + closer.sum()) / (k + 1))
+    assert t.permutations == k and t.null_examples == n
+
+
+def test_a_network_against_itself_beats_every_shuffle(digits, two_nets):
+    a, _ = two_nets
+    t = similarity_grid(a, a, digits, ["cka"], SimilarityConfig(permutations=19,
+                                                                null_examples=200),
+                        device="cpu")["cka"]
+    np.testing.assert_allclose(np.diag(t.p_values), 1 / 20)  # the smallest p possible
+    assert (np.diag(t.calibrated) > 0.5).all() and np.abs(t.null_mean).max() < 0.2
+    assert "p_values" in t.to_dict() and "p_values" not in similarity_grid(
+        a, a, digits, ["cka"], device="cpu")["cka"].to_dict()
+    with pytest.raises(plato.PlatoError, match="permutations"):
+        SimilarityConfig(permutations=-1)

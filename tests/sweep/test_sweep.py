@@ -343,3 +343,35 @@ def test_a_store_from_before_intervals_gains_the_columns(tmp_path):
     assert "0.900 [n/a]" in proc.stdout and "[n/a]: no interval" in proc.stdout
     with Store(path) as store:
         assert {"accuracy_low", "correct"} <= set(store.cells().columns)
+
+
+def test_similarity_null_in_a_sweep(tmp_path, digits_checkpoints):
+    """`similarity: {permutations: k}` stores each cell's p-value and calibrated score beside
+    its value (new keys: a store without the null keeps its cells); `plato table` reads them
+    as MEASURE_p and MEASURE_calibrated."""
+    nets = {"cnn": digits_checkpoints["cnn"]}
+    common = dict(controls=["trained->trained"], measures=["cka"])
+    plain = load_spec(write_spec(tmp_path / "s.yaml", nets, **common))
+    assert run_sweep(plain, tmp_path / "run", device="cpu", progress=False).similarity_tables
+    null = load_spec(write_spec(tmp_path / "s.yaml", nets, similarity={"permutations": 9,
+                                                                      "null_examples": 100},
+                                **common))
+    assert run_sweep(null, tmp_path / "run", device="cpu", progress=False).similarity_tables == 1
+    assert run_sweep(plain, tmp_path / "run", device="cpu",
+                     progress=False).similarity_tables == 0  # the first cells are kept
+    with Store(tmp_path / "run" / "results.sqlite") as store:
+        rows = store.similarities()
+    with_null = rows[rows.permutations == 9]
+    assert len(with_null) == len(rows) / 2 == 9
+    assert with_null.p_value.between(0.1, 1).all() and rows.permutations.isna().sum() == 9
+    proc = subprocess.run([sys.executable, "-m", "plato", "table", str(tmp_path / "run" /
+                           "results.sqlite"), "--metric", "cka_p", "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    values = np.array(json.loads(proc.stdout)["tables"][0]["values"], dtype=float)
+    np.testing.assert_allclose(np.diag(values), 0.1)  # a layer against itself: p = 1/(k+1)
+    from plato.report import write_report
+
+    page = write_report(tmp_path / "run" / "results.sqlite", tmp_path / "report").read_text()
+    circled = int((values > 0.05).sum())
+    assert f"Circled ({circled}): p &gt; 0.05 against the permutation null" in page

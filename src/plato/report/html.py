@@ -34,6 +34,8 @@ from plato.sweep.tables import (
     table_keys,
 )
 
+NULL_LEVEL = 0.05  # a similarity cell whose permutation p-value exceeds this is circled
+
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -90,11 +92,19 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
         for m in measures:
             table = stat_table(sims, sender, receiver, control, m)
             path = figs / f"{_slug(sender, receiver, control, m)}.png"
-            heatmap(table, path, f"{m}: {sender} vs {receiver} ({control})", scale=m)
+            # cells no more similar than shuffled pairs of examples, where a null was computed
+            chance = stat_table(sims, sender, receiver, control, f"{m}_p") > NULL_LEVEL \
+                if f"{m}_p" in sims.columns else None
+            heatmap(table, path, f"{m}: {sender} vs {receiver} ({control})", scale=m,
+                    marks=chance)
             more = "higher" if MEASURES[m].larger_is_more_similar else "lower"
             caption = (f"{MEASURES[m].description} ({more} = more similar), {control}: "
                        f"rows = {sender} points, columns = {receiver} points. "
-                       "Blank = undefined.")
+                       "Blank = undefined."
+                       + (f" Circled ({int(chance.to_numpy().sum())}): p > {NULL_LEVEL:g} "
+                          "against the permutation null (no more similar than shuffled "
+                          "pairs of examples; k shuffles cannot give p below 1/(k+1))."
+                          if chance is not None else ""))
             parts.append(_figure(path, caption))
             if cells is None or (sender, receiver, control) not in table_keys(cells):
                 continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -47,15 +47,30 @@ class SimilarityConfig:
     examples: int | None = None  # examples streamed (None: the whole split)
     collect: int = 2048  # examples the whole-matrix measures hold in memory
     split: str = "test"  # test | train
+    permutations: int = 0  # permutation null: shuffles of B's examples against A's (0: none)
+    null_examples: int = 512  # the first this-many examples the null is computed on
+    seed: int = 0  # of the permutations
 
     def __post_init__(self) -> None:
         check_types(self, "similarity")
         check_choice(self, "layout", LAYOUTS, "similarity")
         check_choice(self, "split", ("train", "test"), "similarity")
-        for name in ("batch_size", "collect", "examples"):
+        for name in ("batch_size", "collect", "examples", "null_examples"):
             if getattr(self, name) is not None and getattr(self, name) < 4:
                 raise SettingError(name, f"similarity {name} must be at least 4 (the "
                                    "estimators need 4 examples)")
+        if self.permutations < 0:
+            raise SettingError("permutations", "similarity permutations must be >= 0 (0: no "
+                               f"null), got {self.permutations}")
+
+    def key_fields(self) -> dict:
+        """The fields that name a similarity cell's result in a store: without a null, those
+        of stores written before the null existed."""
+        out = asdict(self)
+        if not self.permutations:
+            for name in ("permutations", "null_examples", "seed"):
+                del out[name]
+        return out
 
 
 @dataclass
@@ -66,16 +81,31 @@ class SimilarityTable:
     values: np.ndarray  # (N, M) float64; NaN where undefined
     reasons: list[list[str | None]]  # why a cell is NaN
     examples: int  # examples the measure saw
+    # The permutation null (when asked for): on the first `null_examples` examples, the
+    # measure with B's examples shuffled `permutations` times against A's.
+    null_mean: np.ndarray | None = None  # (N, M) the null's mean
+    calibrated: np.ndarray | None = None  # (N, M) the value on those examples - null_mean
+    p_values: np.ndarray | None = None  # (N, M) (1 + shuffles at least as similar) / (k + 1)
+    permutations: int = 0
+    null_examples: int = 0
 
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.values, index=self.rows, columns=self.columns)
+    def frame(self, values: np.ndarray | None = None) -> pd.DataFrame:
+        return pd.DataFrame(self.values if values is None else values, index=self.rows,
+                            columns=self.columns)
 
     def to_dict(self) -> dict:
-        return {"measure": self.measure, "rows": self.rows, "columns": self.columns,
-                "examples": self.examples,
-                "values": [[None if math.isnan(v) else float(v) for v in row]
-                           for row in self.values],
-                "reasons": self.reasons}
+        out = {"measure": self.measure, "rows": self.rows, "columns": self.columns,
+               "examples": self.examples, "values": _json(self.values),
+               "reasons": self.reasons}
+        if self.permutations:
+            out.update(permutations=self.permutations, null_examples=self.null_examples,
+                       null_mean=_json(self.null_mean), calibrated=_json(self.calibrated),
+                       p_values=_json(self.p_values))
+        return out
+
+
+def _json(values: np.ndarray) -> list[list[float | None]]:
+    return [[None if math.isnan(v) else float(v) for v in row] for row in values]
 
 
 def _points(graph: CutGraph, points: Sequence | None, granularity: str) -> list[CutPoint]:
@@ -121,6 +151,9 @@ def similarity_grid(
     accumulators = {m: MinibatchCKA(config.layout) for m in streaming}
     held_a: list[list[torch.Tensor]] = [[] for _ in pa]
     held_b: list[list[torch.Tensor]] = [[] for _ in pb]
+    # examples held in memory: the whole-matrix measures' and the null's
+    hold = max(config.collect if whole else 0,
+               config.null_examples if config.permutations else 0)
     seen = held = 0
     loader = make_loader(dataset, config.split, config.batch_size, device=device)
     total = min(config.examples or loader.num_examples, loader.num_examples)
@@ -135,8 +168,8 @@ def similarity_grid(
         b = [acts_b[p.name] for p in pb]
         for acc in accumulators.values():
             acc.update(a, b)
-        if whole and held < config.collect:
-            take = min(config.collect - held, len(x))
+        if held < hold:
+            take = min(hold - held, len(x))
             for store, reps in ((held_a, a), (held_b, b)):
                 for i, r in enumerate(reps):
                     store[i].append(r[:take].float().cpu())
@@ -150,12 +183,52 @@ def similarity_grid(
         values, reasons = acc.value()
         tables[m] = SimilarityTable(m, [p.name for p in pa], [p.name for p in pb],
                                     values.numpy(), reasons, seen)
-    if whole:
-        mats_a = [torch.cat(h) for h in held_a]
-        mats_b = [torch.cat(h) for h in held_b]
-        for m in whole:
-            tables[m] = _pairwise(m, mats_a, mats_b, pa, pb, config.layout, held)
+    mats_a = [torch.cat(h) if h else None for h in held_a]
+    mats_b = [torch.cat(h) if h else None for h in held_b]
+    for m in whole:
+        n = min(held, config.collect)
+        tables[m] = _pairwise(m, [a[:n] for a in mats_a], [b[:n] for b in mats_b], pa, pb,
+                              config.layout, n)
+    if config.permutations:
+        n = min(held, config.null_examples)
+        for m in measures:
+            _permutation_null(tables[m], [a[:n] for a in mats_a], [b[:n] for b in mats_b],
+                              config)
     return {m: tables[m] for m in measures}
+
+
+def _permutation_null(table: SimilarityTable, mats_a: list[torch.Tensor],
+                      mats_b: list[torch.Tensor], config: SimilarityConfig) -> None:
+    """Fill `table`'s null: each cell's measure on the same n examples with B's examples
+    shuffled against A's, `config.permutations` times (the same shuffles for every cell)."""
+    measure, n, k = MEASURES[table.measure], len(mats_a[0]), config.permutations
+    gram_only = table.measure in GRAM_ONLY
+    generator = torch.Generator().manual_seed(config.seed)
+    perms = [torch.randperm(n, generator=generator) for _ in range(k)]
+    red_a = [_reduce(m, config.layout, gram_only) for m in mats_a]  # each layer once
+    red_b = [_reduce(m, config.layout, gram_only) for m in mats_b]
+    shape = (len(red_a), len(red_b))
+    null_mean, calibrated, p_values = (np.full(shape, np.nan) for _ in range(3))
+    for i, xa in enumerate(red_a):
+        for j, xb in enumerate(red_b):
+            if isinstance(xa, Score) or isinstance(xb, Score) or len(xa) != len(xb):
+                continue  # undefined without a shuffle: no null either
+            per = len(xb) // n  # rows per example (positions: one per spatial position)
+            observed = float(measure(xa, xb))
+            null = np.array([float(measure(xa, xb[_rows(p, per)])) for p in perms])
+            if not (np.isfinite(observed) and np.isfinite(null).all()):
+                continue
+            closer = null >= observed if measure.larger_is_more_similar else null <= observed
+            null_mean[i, j] = null.mean()
+            calibrated[i, j] = observed - null.mean()
+            p_values[i, j] = (1 + closer.sum()) / (k + 1)
+    table.null_mean, table.calibrated, table.p_values = null_mean, calibrated, p_values
+    table.permutations, table.null_examples = k, n
+
+
+def _rows(perm: torch.Tensor, per: int) -> torch.Tensor:
+    """The row order of a matrix with `per` consecutive rows per example, examples permuted."""
+    return (perm[:, None] * per + torch.arange(per)).reshape(-1)  # (n * per,)
 
 
 def _reduce(rep: torch.Tensor, layout: str, gram_only: bool) -> torch.Tensor | Score:

@@ -29,7 +29,7 @@ def cell_key(sender: str, receiver: str, sender_point: str, receiver_point: str,
 def similarity_key(sender: str, receiver: str, measure: str, sender_point: str,
                    receiver_point: str, settings: dict, data: str) -> str:
     """The key of one similarity cell: as a stitching cell's, with the measure and its
-    settings (SimilarityConfig's fields) in place of the stitch."""
+    settings (SimilarityConfig.key_fields()) in place of the stitch."""
     return content_key({
         "sender": sender, "receiver": receiver, "measure": measure,
         "sender_point": sender_point, "receiver_point": receiver_point, "settings": settings,

@@ -8,7 +8,6 @@ the stitches of the same pair, so they need no executor.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 
 import torch
 
@@ -29,7 +28,7 @@ def run_similarities(spec: SweepSpec, nets: dict[tuple[str, str], Network], data
     measures = [m for m in spec.measures if m != "stitch"]
     if not measures:
         return 0
-    settings = asdict(spec.similarity)
+    settings = spec.similarity.key_fields()
     done, data = store.similarity_keys(), dataset.fingerprint()
     work = []
     for t in spec_tables(spec, nets):
@@ -57,6 +56,15 @@ def run_similarities(spec: SweepSpec, nets: dict[tuple[str, str], Network], data
                         "sender_point": a.name, "sender_index": a.index,
                         "receiver_point": b.name, "receiver_index": b.index,
                         "value": float(table.values[i, j]), "reason": table.reasons[i][j],
-                        "examples": table.examples, "layout": spec.similarity.layout})
+                        "examples": table.examples, "layout": spec.similarity.layout,
+                        **_null(table, i, j)})
             store.record_similarities(rows)
     return len(work)
+
+
+def _null(table, i: int, j: int) -> dict:
+    """A cell's permutation null, for its row in the store (none asked for: empty)."""
+    if not table.permutations:
+        return {}
+    return {"null_mean": float(table.null_mean[i, j]), "calibrated": float(table.calibrated[i, j]),
+            "p_value": float(table.p_values[i, j]), "permutations": table.permutations}

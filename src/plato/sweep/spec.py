@@ -20,8 +20,8 @@
                                      # StitchConfig field but objective, seed and device
     measures: [stitch, cka]          # stitch and/or any plato.similarity measure (cka,
                                      # procrustes, cca, svcca, pwcca, linear_cka, ...)
-    similarity: {layout: flatten, batch_size: 256, examples: null, collect: 2048}   # any
-                                     # SimilarityConfig field
+    similarity: {layout: flatten, batch_size: 256, examples: null, collect: 2048,
+                 permutations: 0}    # any SimilarityConfig field (permutations: a null)
     keep_stitches: false             # save each stitch (only the stitch) as safetensors
 
 An invalid spec raises SpecError naming the field and what is allowed.

@@ -25,7 +25,9 @@ COLUMNS = (*METRICS, "stitch_parameters", "epochs", "seconds", "test_examples", 
            "accuracy_high")
 # Columns added since the first stores: an older store gains them (NULL in its older cells).
 ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
-                           "accuracy_high": "REAL", "correct": "BLOB"}}
+                           "accuracy_high": "REAL", "correct": "BLOB"},
+                 "similarities": {"null_mean": "REAL", "calibrated": "REAL", "p_value": "REAL",
+                                  "permutations": "INTEGER"}}
 # A result's fields the job's own columns hold already (the names, points, seed).
 JOB_FIELDS = ("sender", "receiver", "sender_point", "receiver_point", "sender_point_index",
               "receiver_point_index", "seed")
@@ -85,6 +87,10 @@ CREATE TABLE IF NOT EXISTS similarities (
     reason TEXT,
     examples INTEGER,
     layout TEXT,
+    null_mean REAL,  -- the permutation null's mean, when asked for (similarity.permutations)
+    calibrated REAL,  -- the value on the null's examples minus null_mean
+    p_value REAL,  -- (1 + shuffles at least as similar) / (permutations + 1)
+    permutations INTEGER,
     finished REAL
 );
 CREATE INDEX IF NOT EXISTS similarities_by_table ON similarities (spec, sender, receiver,

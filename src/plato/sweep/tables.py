@@ -20,6 +20,7 @@ from plato.sweep.store import METRICS, Store
 
 STATS = ("mean", "std", "n", "low", "high")
 INTERVAL_COLUMNS = ("test_examples", "accuracy_low", "accuracy_high")
+NULL_COLUMNS = {"calibrated": "_calibrated", "p_value": "_p"}  # stored column -> suffix
 
 
 def load_cells(store: Store, spec: str | None = None) -> pd.DataFrame:
@@ -42,28 +43,47 @@ def load_similarities(store: Store, spec: str | None = None) -> pd.DataFrame:
                          + ": add them to the spec's `measures`")
     keys = ["spec", "sender", "receiver", "control", "sender_point", "sender_index",
             "receiver_point", "receiver_index"]
-    wide = long.set_index(keys + ["measure"])["value"].unstack("measure").reset_index()
+    # A spec rerun with other similarity settings stores new cells beside the old ones: the
+    # tables show the latest of each.
+    long = long.sort_values("finished").drop_duplicates(keys + ["measure"], keep="last")
+    wide = long.set_index(keys + ["measure"])["value"].unstack("measure")
+    for column, suffix in NULL_COLUMNS.items():  # the permutation null, where computed
+        if column in long.columns and long[column].notna().any():
+            extra = long.set_index(keys + ["measure"])[column].unstack("measure")
+            wide = wide.join(extra.add_suffix(suffix))
+    wide = wide.reset_index()
     wide.columns.name = None
     wide["seed"] = 0
     return wide
 
 
 def load_for_metric(store: Store, spec: str | None, metric: str) -> pd.DataFrame:
-    """The cells holding `metric`: stitching cells, or the similarity measures."""
+    """The cells holding `metric`: stitching cells, or the similarity measures (a measure's
+    `_calibrated` and `_p` columns: its permutation null)."""
     from plato.similarity import MEASURES as SIMILARITY
 
-    if metric in SIMILARITY:
+    if _measure_of(metric) in SIMILARITY:
         return load_similarities(store, spec)
     if metric not in METRICS:
         raise PlatoError(f"unknown metric '{metric}': choose one of "
-                         f"{', '.join((*METRICS, *SIMILARITY))}")
+                         f"{', '.join((*METRICS, *SIMILARITY))} (a measure's permutation null:"
+                         " MEASURE_calibrated, MEASURE_p)")
     return load_cells(store, spec)
 
 
 def measure_columns(cells: pd.DataFrame) -> list[str]:
     from plato.similarity import MEASURES as SIMILARITY
 
-    return [m for m in (*METRICS, *SIMILARITY) if m in cells.columns]
+    names = [*METRICS, *(m + suffix for m in SIMILARITY for suffix in ("", *NULL_COLUMNS.values()))]
+    return [c for c in names if c in cells.columns]
+
+
+def _measure_of(column: str) -> str:
+    """cka_p -> cka; a plain metric stays itself."""
+    for suffix in NULL_COLUMNS.values():
+        if column.endswith(suffix):
+            return column.removesuffix(suffix)
+    return column
 
 
 def table_keys(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
