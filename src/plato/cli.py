@@ -220,7 +220,10 @@ def _result_line(r) -> str:
             f"  stitched accuracy {r.stitched_accuracy:.4f}  (sender {r.sender_accuracy:.4f}, "
             f"receiver {r.receiver_accuracy:.4f}, normalised {r.normalized_accuracy:.4f})\n"
             f"  activation MSE {r.activation_mse:.4g}  CKA {r.activation_cka:.4f}  "
-            f"stitch loss {r.stitch_loss:.4g}  {r.epochs} epochs  {r.seconds:.1f} s")
+            f"stitch loss {r.stitch_loss:.4g}  {r.epochs} epochs, {r.steps} steps"
+            + ("" if r.converged is None else
+               "  converged" if r.converged else "  NOT converged (max_steps)")
+            + f"  {r.seconds:.1f} s")
 
 
 OBJECTIVE_HELP = "task, match, lstsq or lstsq+task"

@@ -1,6 +1,7 @@
 """The stitching engine against invariants a wrong engine would break."""
 
 import copy
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -574,3 +575,65 @@ def test_fast_setting_by_device():
     assert (gpu.epochs, gpu.batch_size, gpu.lstsq_examples) == (1, 128, 4096)
     assert StitchConfig.fast(device="cpu", batch_size=32, epochs=1).batch_size == 32
     assert StitchConfig.fast(device="cpu", more_epochs=3).more_epochs == 3
+
+
+def test_converging_budget_stops_each_cell_by_the_held_out_rule(digits, digits_resnet,
+                                                                 threaded_steps):
+    """budget "converge": each cell trains until `patience` looks at the held-out loss did not
+    beat its reference by `tolerance` (after `min_steps`), or to `max_steps`; its best look's
+    state is kept. Each cell's result in a grid is its result alone, bit for bit, and the
+    held-out examples come from the training split, never the test split."""
+    torch.manual_seed(5)
+    receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
+    pairs = [("stem", "stem"), ("layer2.0", "block1"), ("layer4.0", "block1"),
+             ("pool", "pool")]
+    config = StitchConfig(objective="lstsq+task", budget="converge", holdout=200,
+                          check_every=5, patience=2, tolerance=0.02, min_steps=10,
+                          max_steps=60, optimizer="sgd", lr=0.05, batch_size=128, seed=3,
+                          **CPU)
+    grid = stitch_grid(digits_resnet, receiver, pairs, digits,
+                       config=replace(config, stacking=False, cell_threads=2))
+    s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
+    outcomes = set()
+    for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
+        torch.manual_seed(config.seed)
+        s_point, r_point = s_graph.point(sp), r_graph.point(rp)
+        alone = StitchedModel(s_graph, s_point, Stitch("bn-conv1x1-bn", s_point.shape,
+                                                       r_point.shape), r_graph, r_point)
+        fit = fit_stitch(alone, digits, config)
+        assert (result.steps, result.converged, result.stitch_loss) == (
+            fit.steps, fit.converged, fit.loss), (sp, rp)
+        for a, b in zip(model.stitch.state_dict().values(), alone.stitch.state_dict().values(),
+                        strict=True):
+            assert torch.equal(a, b), (sp, rp)
+        # the rule, look by look
+        looks = [h for h in fit.history if "holdout_loss" in h]
+        assert [h["step"] for h in looks] == list(range(5, fit.steps + 1, 5))
+        assert result.holdout_curve == [[h["step"], float(f"{h['holdout_loss']:.5g}")]
+                                        for h in looks]
+        reference, waits = math.inf, 0
+        for h in looks:
+            improved = h["holdout_loss"] < reference * 0.98
+            reference, waits = (h["holdout_loss"], 0) if improved else (reference, waits + 1)
+        assert fit.converged == (waits >= 2 and fit.steps >= 10)  # else max_steps cut it off
+        assert fit.steps == 60 or fit.converged
+        assert fit.examples == fit.steps * 128
+        outcomes.add(fit.converged)
+    assert outcomes == {True, False}  # this budget lets some cells converge, cuts others off
+
+
+def test_converging_budget_is_validated(digits, digits_resnet):
+    for field, value in (("holdout", 8), ("patience", 0), ("tolerance", 1.0),
+                         ("max_steps", 0), ("budget", "forever")):
+        with pytest.raises(PlatoError, match=field if field != "max_steps" else "steps"):
+            StitchConfig(**{"budget": "converge", field: value})
+    graph = CutGraph(digits_resnet)
+    model = StitchedModel(graph, 1, "bn-conv1x1-bn", graph, 1)
+    with pytest.raises(PlatoError, match="holdout 5000 is not less than the 1437"):
+        fit_stitch(model, digits, StitchConfig(budget="converge", holdout=5000, **CPU))
+    from plato.data.datasets import hold_out
+
+    rest, held = hold_out(digits, 300, seed=1)
+    both = torch.cat([rest.train.labels, held.labels])
+    assert len(held) == 300 and len(rest.train) == 1137 and rest.test is digits.test
+    assert sorted(both.tolist()) == sorted(digits.train.labels.tolist())

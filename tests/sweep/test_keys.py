@@ -40,7 +40,8 @@ def test_cell_keys_are_those_of_existing_stores(config, cell, key):
     assert cell_key(A, B, sp, rp, stitch, resize, speed, seed, DATA) == key
     # what decides the result is
     for other in (replace(config, lr=config.lr / 2), replace(config, stacking=False),
-                  replace(config, fold_batchnorm=False), replace(config, more_epochs=5)):
+                  replace(config, fold_batchnorm=False), replace(config, more_epochs=5),
+                  replace(config, budget="converge")):
         assert cell_key(A, B, sp, rp, stitch, resize, other, seed, DATA) != key
     assert cell_key(A, B, sp, rp, stitch, resize, config, seed + 1, DATA) != key
 

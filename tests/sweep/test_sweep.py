@@ -375,3 +375,35 @@ def test_similarity_null_in_a_sweep(tmp_path, digits_checkpoints):
     page = write_report(tmp_path / "run" / "results.sqlite", tmp_path / "report").read_text()
     circled = int((values > 0.05).sum())
     assert f"Circled ({circled}): p &gt; 0.05 against the permutation null" in page
+
+
+def test_converging_cells_say_so_everywhere(tmp_path, digits_checkpoints):
+    """With `budget: converge` every fitted cell stores whether it converged, its steps and
+    examples; `plato table --csv` carries them, `plato check` counts them, the report crosses
+    the cells that did not converge and counts them."""
+    recipe = {"budget": "converge", "holdout": 200, "check_every": 5, "patience": 2,
+              "min_steps": 5, "max_steps": 25, "batch_size": 128}
+    spec = load_spec(write_spec(tmp_path / "s.yaml", {"cnn": digits_checkpoints["cnn"]},
+                                controls=["trained->trained"], objective="lstsq+task",
+                                recipe=recipe))
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    with Store(summary.store) as store:
+        cells = T.load_cells(store).query("status == 'done'")
+    assert len(cells) == summary.done and cells.converged.isin([0, 1]).all()
+    assert (cells.steps <= 25).all() and (cells.examples_seen == 128 * cells.steps).all()
+    assert (cells[cells.converged == 0].steps == 25).all()  # not converged: cut off
+    subprocess.run([sys.executable, "-m", "plato", "table", summary.store, "--csv",
+                    str(tmp_path / "t.csv")], check=True, capture_output=True)
+    csv = pd.read_csv(tmp_path / "t.csv")
+    share = csv[csv.metric == "converged"]["mean"].dropna()  # unstitchable cells: NaN
+    assert len(share) == len(cells) and share.between(0, 1).all()
+    out = json.loads(subprocess.run([sys.executable, "-m", "plato", "check", summary.store,
+                                     "--json"], capture_output=True, text=True).stdout)
+    check = next(c for c in out["checks"] if c["name"] == "convergence")
+    assert check["value"] == pytest.approx(cells.converged.mean(), abs=1e-4)
+    from plato.report import write_report
+
+    page = write_report(summary.store, tmp_path / "report").read_text()
+    missed = int((cells.converged == 0).sum())
+    assert f"{missed} not converged" in page
+    assert (f"Crossed ({missed}): a fit that did not converge" in page) == (missed > 0)

@@ -102,6 +102,22 @@ class Dataset:
         )
 
 
+def hold_out(dataset: Dataset, n: int, seed: int = 0) -> tuple[Dataset, Split]:
+    """The training split cut in two at random (seeded): the dataset with the rest as its
+    training split, and the `n` examples held out (for decisions such as when to stop; the
+    test split takes part in none)."""
+    if not 0 < n < len(dataset.train):
+        raise DatasetError(f"cannot hold out {n} of the {len(dataset.train)} training "
+                           "examples: hold out fewer")
+    order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed))
+    held, kept = order[:n].sort().values, order[n:].sort().values
+    train = dataset.train
+    rest = Dataset(f"{dataset.name}[held out {n}, seed {seed}]",
+                   Split(train.images[kept], train.labels[kept]), dataset.test,
+                   dataset.classes, dataset.mean, dataset.std)
+    return rest, Split(train.images[held], train.labels[held])
+
+
 def cache_dir() -> Path:
     """Where decoded datasets and canonical files are kept: $PLATO_CACHE, else ~/.cache/plato."""
     return Path(os.environ.get("PLATO_CACHE", Path.home() / ".cache" / "plato")).expanduser()

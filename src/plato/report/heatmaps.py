@@ -56,11 +56,13 @@ def _scale(name: str) -> tuple[str, float, float | None]:
 
 def heatmap(table: pd.DataFrame, path: str | Path, title: str, scale: str = "stitched_accuracy",
             vmax: float | None = None, annotate: bool | None = None,
-            marks: pd.DataFrame | None = None) -> plt.Figure:
+            marks: pd.DataFrame | None = None,
+            crosses: pd.DataFrame | None = None) -> plt.Figure:
     """Draw `table` (rows = sender points, columns = receiver points) to `path`.
 
     Row 0 (the sender's first point) is at the top. `marks` (True/False per cell) circles the
-    cells marked. Returns the (closed) figure so callers can inspect labels and data.
+    cells marked in their upper right corner, `crosses` crosses them in the upper left.
+    Returns the (closed) figure so callers can inspect labels and data.
     """
     cmap_name, lo, hi = _scale(scale)
     hi = vmax if vmax is not None else hi
@@ -101,6 +103,10 @@ def heatmap(table: pd.DataFrame, path: str | Path, title: str, scale: str = "sti
         i, j = np.nonzero(marked)
         ax.scatter(j + 0.32, i - 0.28, s=18, marker="o", facecolors="none",
                    edgecolors="#d62728", linewidths=1.2)
+    if crosses is not None:  # e.g. cells whose fit did not converge
+        crossed = crosses.reindex_like(table).fillna(False).to_numpy(dtype=bool)
+        i, j = np.nonzero(crossed)
+        ax.scatter(j - 0.32, i - 0.28, s=22, marker="x", color="#ff7f0e", linewidths=1.5)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     _save(fig, path)

@@ -127,6 +127,15 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
             f'<div class="grid">{"".join(parts)}</div>{summary}')
 
 
+def unconverged(cells: pd.DataFrame, sender: str, receiver: str,
+                control: str) -> pd.DataFrame | None:
+    """True where some seed's fit of the cell did not converge; None where no cell says."""
+    if "converged" not in cells.columns or cells.converged.isna().all():
+        return None
+    share = stat_table(cells, sender, receiver, control, "converged")
+    return share < 1
+
+
 def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: str,
                      threshold: float, figs: Path) -> str:
     """One pair's stitching tables: each control's mean (and std over seeds), the debiased
@@ -144,15 +153,20 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
         n = stat_table(cells, sender, receiver, control, metric, "n")
         path = figs / f"{_slug(sender, receiver, control, metric)}.png"
         marks = chance if control == "trained->trained" else None
+        crosses = unconverged(cells, sender, receiver, control)
         heatmap(mean, path, f"{metric}: {sender} -> {receiver} ({control}), "
-                f"mean of n<={int(n.max().max())}", scale=metric, marks=marks)
+                f"mean of n<={int(n.max().max())}", scale=metric, marks=marks,
+                crosses=crosses)
         circled = int(marks.to_numpy().sum()) if marks is not None else 0
+        crossed = int(crosses.to_numpy().sum()) if crosses is not None else 0
         parts.append(_figure(path, f"{control}: rows = {sender} cut points (sender), "
                                    f"columns = {receiver} cut points (receiver). "
                                    "Blank = not stitchable."
                              + (f" Circled ({circled}): not distinguishable from the random "
                                 "sender (the paired 95% interval of trained - random contains "
-                                "0)." if marks is not None else "")))
+                                "0)." if marks is not None else "")
+                             + (f" Crossed ({crossed}): a fit that did not converge "
+                                "(max_steps cut it off)." if crossed else "")))
         if n.max().max() > 1:
             std = stat_table(cells, sender, receiver, control, metric, "std")
             path = figs / f"{_slug(sender, receiver, control, metric, 'std')}.png"
@@ -208,6 +222,9 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
                         f"{stitching}{sim_html}")
 
     status = all_cells.status.value_counts().to_dict() if len(all_cells) else {}
+    if "converged" in all_cells.columns and all_cells.converged.notna().any():
+        known = all_cells.converged.dropna()
+        status["not converged"] = int((known == 0).sum())
     meta = sweeps.iloc[-1] if len(sweeps) else None
     title = f"Plato report: {meta.spec}" if meta is not None else "Plato report"
     nets = networks[["name", "role", "model", "accuracy", "init_seed", "checkpoint"]].copy()

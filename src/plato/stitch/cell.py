@@ -13,6 +13,9 @@ class FitCell:
         self.s_name, self.r_name = model.sender_point.name, model.receiver_point.name
         self.history: list[dict] = []  # one row per phase or epoch: {"phase", "loss", ...}
         self.error: PlatoError | None = None
+        self.steps = self.examples = 0  # SGD steps taken, training examples seen
+        self.converged: bool | None = None  # set by the held-out rule (budget "converge")
+        self.curve: list[tuple[int, float]] = []  # (step, held-out loss) at each look
 
     @property
     def alive(self) -> bool:
@@ -20,7 +23,9 @@ class FitCell:
 
     @property
     def sgd_epochs(self) -> int:
-        return sum(1 for h in self.history if "epoch" in h)
+        """The passes over the training data this cell took part in (the last may be part
+        of one, under the budget "converge")."""
+        return max((h["epoch"] for h in self.history if "epoch" in h), default=0)
 
 
 def alive(cells: list[FitCell]) -> list[FitCell]:

@@ -22,7 +22,9 @@ FAST_TASK_DEFAULT = {"epochs": 2, "batch_size": 64}
 CHOICES = {"objective": OBJECTIVES, "optimizer": ("adam", "sgd"),
            "schedule": ("cosine", "constant"), "match_loss": ("mse", "l1"),
            "init": ("moments", "default"), "augment": AUGMENT_PRESETS,
-           "precision": ("fp32", "bf16", "auto"), "activation_cache": CACHE_TIERS}
+           "precision": ("fp32", "bf16", "auto"), "activation_cache": CACHE_TIERS,
+           "budget": ("epochs", "converge")}
+MIN_HOLDOUT = 32  # fewer held-out examples cannot tell an improvement from noise
 
 
 @dataclass
@@ -43,6 +45,13 @@ class StitchConfig:
     init: str = "moments"  # task/match start: moments (receiver's channel mean, std) | default
     more_epochs: int = 0  # at most this many further one-epoch cycles, for cells still improving
     improving: float = 0.05  # a cell goes on while its last-quarter loss fell by this fraction
+    budget: str = "epochs"  # epochs (`epochs`, `more_epochs`) | converge (the rule below)
+    holdout: int = 1024  # converge: training examples held out to decide when to stop
+    check_every: int = 50  # converge: SGD steps between looks at the held-out loss
+    tolerance: float = 0.01  # converge: a look improves when it beats the best by this fraction
+    patience: int = 3  # converge: a cell stops after this many looks without improving
+    min_steps: int = 200  # converge: SGD steps before the rule may stop a cell
+    max_steps: int = 5000  # converge: SGD steps at most (a cell cut off here did not converge)
     augment: str = "none"  # augmentation of the training data (plato.data.Augment presets)
     precision: str = "fp32"  # SGD phase: fp32 | bf16 | auto (bf16 where the device has it)
     channels_last: bool = True  # NHWC activations (speed; same answers up to rounding)
@@ -60,16 +69,27 @@ class StitchConfig:
         for name, low, what in (("epochs", 0, ">= 0"), ("batch_size", 1, ">= 1"),
                                 ("lstsq_examples", 0, ">= 0 (0: every training example)"),
                                 ("more_epochs", 0, ">= 0"),
+                                ("holdout", MIN_HOLDOUT, f">= {MIN_HOLDOUT} (fewer cannot "
+                                 "tell an improvement from noise)"),
+                                ("check_every", 1, ">= 1"), ("patience", 1, ">= 1"),
+                                ("min_steps", 0, ">= 0"), ("max_steps", 1, ">= 1"),
                                 ("cell_threads", 0, ">= 0 (0: as many as torch uses)")):
             if getattr(self, name) < low:
                 raise SettingError(name, f"stitch {name} must be {what}, "
                                    f"got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise SettingError("lr", f"stitch lr must be a positive number, got {self.lr}")
+        if not 0 <= self.tolerance < 1:
+            raise SettingError("tolerance", f"stitch tolerance must be in [0, 1), "
+                               f"got {self.tolerance}")
+        if self.min_steps > self.max_steps:
+            raise SettingError("min_steps", f"stitch min_steps ({self.min_steps}) exceeds "
+                               f"max_steps ({self.max_steps})")
         if not 0 <= self.improving < 1:
             raise SettingError("improving", f"stitch improving must be in [0, 1), "
                                f"got {self.improving}")
-        if self.epochs == 0 and self.objective in ("task", "match"):
+        if self.epochs == 0 and self.objective in ("task", "match") \
+                and self.budget == "epochs":
             raise SettingError("epochs", f"objective '{self.objective}' needs at least one "
                                "epoch")
 
@@ -103,6 +123,11 @@ class StitchConfig:
     def sgd_epochs(self) -> int:
         return 0 if self.objective == "lstsq" else self.epochs
 
+    @property
+    def converges(self) -> bool:
+        """Is there an SGD phase whose end the held-out rule decides?"""
+        return self.budget == "converge" and self.objective != "lstsq"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -120,4 +145,8 @@ class StitchConfig:
                 del out[name]
         if "more_epochs" not in out:
             del out["improving"]  # decides nothing without further epochs
+        if self.budget == "epochs":  # the budget stores were first written with
+            for name in ("budget", "holdout", "check_every", "tolerance", "patience",
+                         "min_steps", "max_steps"):
+                del out[name]
         return out

@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from plato.data.datasets import Dataset
+from plato.data.datasets import Dataset, hold_out
 from plato.device import memory_format, resolve_device
-from plato.errors import PlatoError
+from plato.errors import PlatoError, SettingError
 from plato.stitch.activations import Activations
 from plato.stitch.cell import FitCell
 from plato.stitch.closed_form import fit_lstsq, init_moments
@@ -37,7 +37,11 @@ class FitInfo:
     loss: float  # the objective's final training loss (lstsq: the closed-form train MSE)
     epochs: int  # SGD epochs the cell trained
     seconds: float  # this cell's share of the shared passes
-    history: list[dict] = field(default_factory=list)  # one row per phase or epoch
+    history: list[dict] = field(default_factory=list)  # one row per phase, epoch or look
+    steps: int = 0  # SGD steps taken
+    examples: int = 0  # training examples seen by those steps
+    converged: bool | None = None  # the held-out rule stopped it (True), max_steps did (False)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, held-out loss)
 
 
 def fit_stitch(model: StitchedModel, dataset: Dataset, config: StitchConfig | None = None,
@@ -66,14 +70,21 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     senders = (senders or Activations.senders(models)).to(device, layout)
     receivers = (receivers or Activations.receivers(models)).to(device, layout)
     start = time.perf_counter()
+    held = None
+    if config.converges:  # the rule decides on examples no part of the fit has seen
+        if config.holdout >= len(dataset.train):
+            raise SettingError("holdout", f"stitch holdout {config.holdout} is not less than "
+                               f"the {len(dataset.train)} training examples: hold out fewer")
+        dataset, held = hold_out(dataset, config.holdout, config.seed)
     cells = [FitCell(m) for m in models]
     if config.objective in ("lstsq", "lstsq+task"):
         fit_lstsq(cells, dataset, config, device, senders, receivers)
     if config.objective in ("task", "match") and config.init == "moments":
         init_moments(cells, dataset, config, device, senders, receivers)
-    if config.sgd_epochs:
-        fit_sgd(cells, dataset, config, device, senders, receivers, progress)
+    if config.converges or config.sgd_epochs:
+        fit_sgd(cells, dataset, config, device, senders, receivers, progress, held)
     share = (time.perf_counter() - start) / max(1, len(cells))
     return [c.error if c.error is not None else
             FitInfo(loss=c.history[-1]["loss"], epochs=c.sgd_epochs, seconds=share,
-                    history=c.history) for c in cells]
+                    history=c.history, steps=c.steps, examples=c.examples,
+                    converged=c.converged, curve=c.curve) for c in cells]

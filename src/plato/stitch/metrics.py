@@ -47,6 +47,11 @@ class StitchResult:
     seed: int = 0
     sender_point_index: int = -1
     receiver_point_index: int = -1
+    steps: int = 0  # SGD steps the stitch took
+    examples_seen: int = 0  # training examples those steps saw
+    converged: bool | None = None  # budget "converge": the held-out rule stopped it (True)
+    #                                or max_steps cut it off (False); None: a fixed budget
+    holdout_curve: list | None = None  # [step, held-out loss] at each look of the rule
     test_examples: int = 0  # the test examples stitched_accuracy counts
     accuracy_low: float = math.nan  # its 95% interval over them (plato.stats: Wilson)
     accuracy_high: float = math.nan

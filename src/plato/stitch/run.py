@@ -153,6 +153,8 @@ def stitch_grid(
             seconds=share, seed=config.seed,
             sender_point_index=model.sender_point.index,
             receiver_point_index=model.receiver_point.index,
+            steps=fit.steps, examples_seen=fit.examples, converged=fit.converged,
+            holdout_curve=[[step, float(f"{loss:.5g}")] for step, loss in fit.curve] or None,
             test_examples=len(m["correct"]), accuracy_low=low, accuracy_high=high,
             correct=m["correct"],
         ), model))

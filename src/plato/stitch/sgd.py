@@ -1,11 +1,13 @@
 """Gradient descent on many stitches at once: `task`, `match`, and the task phase of
 `lstsq+task`.
 
-Training runs in cycles: the first is `epochs` epochs under one schedule; then, up to
-`more_epochs` times, the cells whose loss still fell by more than `improving` train one more
-epoch, a fresh cycle (a cell whose start is far from the task optimum gets the steps it needs;
-the others stop). Each cell decides for itself, so a grid still gives each cell its result
-alone.
+Budget "epochs": training runs in cycles: the first is `epochs` epochs under one schedule;
+then, up to `more_epochs` times, the cells whose loss still fell by more than `improving`
+train one more epoch, a fresh cycle (a cell whose start is far from the task optimum gets the
+steps it needs; the others stop). Budget "converge": one cycle at a constant learning rate
+until a held-out slice of the training split says each cell has stopped improving
+(`_StoppingRule`). Each cell decides for itself, so a grid still gives each cell its result
+alone; a cell that stops leaves the shared passes.
 
 All cells step in lockstep over the same batches, under one optimiser: Adam and SGD update
 every parameter elementwise from its own gradient and the shared step count, so each cell
@@ -17,13 +19,14 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from plato.data.datasets import Dataset
+from plato.data.datasets import Dataset, Split
 from plato.data.loader import make_loader
 from plato.device import autocast, autocast_dtype
 from plato.errors import TrainingError
@@ -139,21 +142,65 @@ def cell_losses(cells: list[FitCell], objective: str, match_loss: str, a: dict,
 
 def fit_sgd(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
             device: torch.device, senders: Activations, receivers: Activations,
-            progress: bool = False) -> None:
-    """Train every live cell's stitch in cycles (the module docstring); each cell's history
-    gets a row per epoch, and a cell whose loss turns non-finite its error."""
+            progress: bool = False, held: Split | None = None) -> None:
+    """Train every live cell's stitch: in cycles of epochs (budget "epochs"; the module
+    docstring), or until the held-out rule stops it (budget "converge", `held` the examples
+    held out of the training split). Each cell's history gets a row per epoch or look, and a
+    cell whose loss turns non-finite its error."""
     live = alive(cells)
     if not live:
         return
     loop = _Loop(live, dataset, config, device, senders, receivers, progress)
     with loop.runner:
-        for epochs in [config.sgd_epochs] + [1] * config.more_epochs:
-            live = loop.cycle(live, epochs)
-            if not live:
-                break
+        if config.converges:
+            loop.until_converged(live, replace(dataset, train=held))
+        else:
+            for epochs in [config.sgd_epochs] + [1] * config.more_epochs:
+                live = loop.cycle(live, epochs)
+                if not live:
+                    break
     loop.bar.close()
     for c in cells:
         c.model.eval()
+
+
+class _StoppingRule:
+    """When the held-out loss says a cell has converged. Per cell: the lowest held-out loss
+    and the stitch's state at it (restored when the cell stops), and a reference that only a
+    look beating it by `tolerance` moves, resetting the count of looks without improvement."""
+
+    def __init__(self, config: StitchConfig) -> None:
+        self.config = config
+        self.best: dict[int, tuple[float, dict]] = {}
+        self.reference: dict[int, float] = {}
+        self.waits: dict[int, int] = {}
+
+    def look(self, live: list[FitCell], losses: list[float], step: int,
+             last: bool) -> list[FitCell]:
+        """Record each cell's look; the cells that go on."""
+        go_on = []
+        for c, loss in zip(live, losses, strict=True):
+            c.curve.append((step, loss))
+            key = id(c)
+            if loss < self.best.get(key, (math.inf, None))[0]:
+                self.best[key] = (loss, {k: v.detach().clone()
+                                         for k, v in c.model.stitch.state_dict().items()})
+            if loss < self.reference.get(key, math.inf) * (1 - self.config.tolerance):
+                self.reference[key], self.waits[key] = loss, 0
+            else:
+                self.waits[key] = self.waits.get(key, 0) + 1
+            if step >= self.config.min_steps and self.waits[key] >= self.config.patience:
+                self.stop(c, converged=True)
+            elif last:
+                self.stop(c, converged=False)
+            else:
+                go_on.append(c)
+        return go_on
+
+    def stop(self, cell: FitCell, converged: bool) -> None:
+        cell.converged = converged
+        if id(cell) in self.best:
+            cell.model.stitch.load_state_dict(self.best[id(cell)][1])
 
 
 class _Loop:
@@ -172,8 +219,10 @@ class _Loop:
                                   channels_last=config.channels_last)
         # Over several epochs of unaugmented data, each example's frozen activations are kept
         # after its first pass (where they fit: the device, else disk); later epochs read them.
+        self.sources = senders, receivers  # uncached: the held-out examples read these
         epochs = config.sgd_epochs + config.more_epochs
-        if epochs > 1 and not self.loader.augment.enabled and config.activation_cache != "off":
+        if (config.converges or epochs > 1) and not self.loader.augment.enabled \
+                and config.activation_cache != "off":
             senders = CachedActivations(senders, self.loader.num_examples,
                                         config.activation_cache)
             if self.objective == "match":
@@ -254,6 +303,8 @@ class _Loop:
             sched.step()
             opt.zero_grad(set_to_none=True)
             ledger.add(losses, slots, self.step, len(y))
+            for c in live:
+                c.steps, c.examples = c.steps + 1, c.examples + len(y)
             if self.step % CHECK_EVERY == 0:
                 live, slots = self.drop_non_finite(live, slots, ledger)
                 if live:
@@ -267,6 +318,82 @@ class _Loop:
             c.history.append({"phase": self.objective, "epoch": self.epoch,
                               "loss": ledger.mean(c)})
         return live
+
+    def until_converged(self, live: list[FitCell], held: Dataset) -> None:
+        """One cycle at a constant learning rate. Every `check_every` steps each live cell's
+        objective is measured on the held-out examples; a cell stops, with the state of its
+        best look restored, once past `min_steps` after `patience` looks that did not beat its
+        reference by `tolerance` (converged), or at `max_steps` (not converged)."""
+        config = self.config
+        loader = make_loader(held, "train", max(config.batch_size, 256), device=self.device,
+                             channels_last=config.channels_last)
+        opt, sched = make_optimiser(live, replace(config, schedule="constant"),
+                                    config.max_steps)
+        ledger = LossLedger(live, config.max_steps, self.device)
+        self.bar.total = config.max_steps
+        self.bar.refresh()
+        rule = _StoppingRule(config)
+        slots = ledger.slots(live)
+        while live:
+            self.epoch += 1
+            for c in live:
+                c.model.train()
+            for x, y in self.loader:
+                self.step += 1
+                losses = self.losses_and_gradients(live, x, y)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                ledger.add(losses, slots, self.step, len(y))
+                for c in live:
+                    c.steps, c.examples = c.steps + 1, c.examples + len(y)
+                self.bar.update(1)
+                last = self.step >= config.max_steps
+                if self.step % CHECK_EVERY == 0 or self.step % config.check_every == 0 \
+                        or last:
+                    live, slots = self.drop_non_finite(live, slots, ledger)
+                if live and (self.step % config.check_every == 0 or last):
+                    looked = self.holdout_losses(live, loader)
+                    for c, loss in zip(live, looked, strict=True):
+                        c.history.append({"phase": self.objective, "epoch": self.epoch,
+                                          "step": self.step, "loss": ledger.mean(c),
+                                          "holdout_loss": loss})
+                    live = rule.look(live, looked, self.step, last)
+                    slots = ledger.slots(live)
+                    ledger.new_epoch()  # the next look's training loss: its own window
+                    self.bar.set_postfix(epoch=self.epoch, cells=len(live))
+                if not live or last:
+                    break
+            if self.step >= config.max_steps:
+                break
+
+    @torch.no_grad()
+    def holdout_losses(self, live: list[FitCell], loader) -> list[float]:
+        """Each live cell's objective on the held-out examples, its stitch in eval mode."""
+        senders, receivers = self.sources
+        units = self._parallel_units(live) if self.runner.parallel else [live]
+        sums, seen = torch.zeros(len(live), dtype=torch.float64), 0
+        for c in live:
+            c.model.eval()
+        for x, y in loader:
+            with autocast(self.device, self.config.precision):
+                a = senders(x)
+                t = receivers(x) if self.objective == "match" else None
+
+            def unit_loss(unit: list[FitCell], a=a, t=t, y=y) -> torch.Tensor:
+                with torch.no_grad(), autocast(self.device, self.config.precision):
+                    return cell_losses(unit, self.objective, self.config.match_loss, a, t, y,
+                                       self.suffixes, self.config.stacking)
+
+            found = self.runner.map(unit_loss, units)
+            loss_of = {id(c): loss for unit, losses in zip(units, found, strict=True)
+                       for c, loss in zip(unit, losses, strict=True)}
+            batch = torch.stack([loss_of[id(c)] for c in live]).double().cpu()
+            sums += batch * len(y)
+            seen += len(y)
+        for c in live:
+            c.model.train()
+        return (sums / seen).tolist()
 
     def losses_and_gradients(self, live: list[FitCell], x: torch.Tensor,
                              y: torch.Tensor) -> torch.Tensor:

@@ -22,10 +22,11 @@ METRICS = ("stitched_accuracy", "sender_accuracy", "receiver_accuracy", "normali
            "stitched_loss", "stitch_loss", "activation_mse", "activation_cka")
 # A result's fields with columns of their own.
 COLUMNS = (*METRICS, "stitch_parameters", "epochs", "seconds", "test_examples", "accuracy_low",
-           "accuracy_high")
+           "accuracy_high", "steps", "examples_seen", "converged")
 # Columns added since the first stores: an older store gains them (NULL in its older cells).
 ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
-                           "accuracy_high": "REAL", "correct": "BLOB"},
+                           "accuracy_high": "REAL", "correct": "BLOB", "steps": "INTEGER",
+                           "examples_seen": "INTEGER", "converged": "INTEGER"},
                  "similarities": {"null_mean": "REAL", "calibrated": "REAL", "p_value": "REAL",
                                   "permutations": "INTEGER"}}
 # A result's fields the job's own columns hold already (the names, points, seed).
@@ -54,6 +55,9 @@ CREATE TABLE IF NOT EXISTS cells (
     accuracy_low REAL,  -- 95% interval of stitched_accuracy over the test examples
     accuracy_high REAL,
     correct BLOB,  -- which test examples the stitch got right: numpy.packbits, split order
+    steps INTEGER,  -- SGD steps the stitch took
+    examples_seen INTEGER,
+    converged INTEGER,  -- 1: the held-out rule stopped it, 0: max_steps did, NULL: fixed budget
     result TEXT,  -- the result's fields that have no column of their own, as JSON
     stitch_file TEXT,
     started REAL,

@@ -19,8 +19,12 @@ from plato.stats import mean_interval, paired_interval
 from plato.sweep.store import METRICS, Store
 
 STATS = ("mean", "std", "n", "low", "high")
-INTERVAL_COLUMNS = ("test_examples", "accuracy_low", "accuracy_high")
+INTERVAL_COLUMNS = ("test_examples", "accuracy_low", "accuracy_high", "steps",
+                    "examples_seen", "converged")  # numeric columns beside the metrics
 NULL_COLUMNS = {"calibrated": "_calibrated", "p_value": "_p"}  # stored column -> suffix
+# How each cell was fitted, tabled like a metric (converged: the share of seeds; NaN for a
+# fixed budget).
+FIT_COLUMNS = ("steps", "examples_seen", "converged")
 
 
 def load_cells(store: Store, spec: str | None = None) -> pd.DataFrame:
@@ -64,17 +68,18 @@ def load_for_metric(store: Store, spec: str | None, metric: str) -> pd.DataFrame
 
     if _measure_of(metric) in SIMILARITY:
         return load_similarities(store, spec)
-    if metric not in METRICS:
+    if metric not in (*METRICS, *FIT_COLUMNS):
         raise PlatoError(f"unknown metric '{metric}': choose one of "
-                         f"{', '.join((*METRICS, *SIMILARITY))} (a measure's permutation null:"
-                         " MEASURE_calibrated, MEASURE_p)")
+                         f"{', '.join((*METRICS, *FIT_COLUMNS, *SIMILARITY))} (a measure's "
+                         "permutation null: MEASURE_calibrated, MEASURE_p)")
     return load_cells(store, spec)
 
 
 def measure_columns(cells: pd.DataFrame) -> list[str]:
     from plato.similarity import MEASURES as SIMILARITY
 
-    names = [*METRICS, *(m + suffix for m in SIMILARITY for suffix in ("", *NULL_COLUMNS.values()))]
+    names = [*METRICS, *FIT_COLUMNS,
+             *(m + suffix for m in SIMILARITY for suffix in ("", *NULL_COLUMNS.values()))]
     return [c for c in names if c in cells.columns]
 
 
