@@ -629,8 +629,12 @@ def test_converging_budget_is_validated(digits, digits_resnet):
             StitchConfig(**{"budget": "converge", field: value})
     graph = CutGraph(digits_resnet)
     model = StitchedModel(graph, 1, "bn-conv1x1-bn", graph, 1)
-    with pytest.raises(PlatoError, match="holdout 5000 is not less than the 1437"):
+    with pytest.raises(PlatoError, match="cannot hold out 5000 of 1437 training examples"):
         fit_stitch(model, digits, StitchConfig(budget="converge", holdout=5000, **CPU))
+    assert StitchConfig(budget="converge").holdout_examples(1437) == 143  # a tenth
+    assert StitchConfig(budget="converge").holdout_examples(50000) == 1024  # at most 1,024
+    with pytest.raises(PlatoError, match="cannot hold out 30 of 300"):
+        StitchConfig(budget="converge").holdout_examples(300)
     from plato.data.datasets import hold_out
 
     rest, held = hold_out(digits, 300, seed=1)

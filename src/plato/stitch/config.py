@@ -46,7 +46,8 @@ class StitchConfig:
     more_epochs: int = 0  # at most this many further one-epoch cycles, for cells still improving
     improving: float = 0.05  # a cell goes on while its last-quarter loss fell by this fraction
     budget: str = "epochs"  # epochs (`epochs`, `more_epochs`) | converge (the rule below)
-    holdout: int = 1024  # converge: training examples held out to decide when to stop
+    holdout: int = 0  # converge: training examples held out to decide when to stop (0: a
+    #                   tenth of the training split, at most 1,024)
     check_every: int = 50  # converge: SGD steps between looks at the held-out loss
     tolerance: float = 0.01  # converge: a look improves when it beats the best by this fraction
     patience: int = 3  # converge: a cell stops after this many looks without improving
@@ -69,8 +70,6 @@ class StitchConfig:
         for name, low, what in (("epochs", 0, ">= 0"), ("batch_size", 1, ">= 1"),
                                 ("lstsq_examples", 0, ">= 0 (0: every training example)"),
                                 ("more_epochs", 0, ">= 0"),
-                                ("holdout", MIN_HOLDOUT, f">= {MIN_HOLDOUT} (fewer cannot "
-                                 "tell an improvement from noise)"),
                                 ("check_every", 1, ">= 1"), ("patience", 1, ">= 1"),
                                 ("min_steps", 0, ">= 0"), ("max_steps", 1, ">= 1"),
                                 ("cell_threads", 0, ">= 0 (0: as many as torch uses)")):
@@ -79,6 +78,10 @@ class StitchConfig:
                                    f"got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise SettingError("lr", f"stitch lr must be a positive number, got {self.lr}")
+        if 0 < self.holdout < MIN_HOLDOUT or self.holdout < 0:
+            raise SettingError("holdout", f"stitch holdout must be 0 (automatic) or >= "
+                               f"{MIN_HOLDOUT} (fewer cannot tell an improvement from noise), "
+                               f"got {self.holdout}")
         if not 0 <= self.tolerance < 1:
             raise SettingError("tolerance", f"stitch tolerance must be in [0, 1), "
                                f"got {self.tolerance}")
@@ -122,6 +125,15 @@ class StitchConfig:
     @property
     def sgd_epochs(self) -> int:
         return 0 if self.objective == "lstsq" else self.epochs
+
+    def holdout_examples(self, train: int) -> int:
+        """The examples held out of a training split of `train` (the rule's decisions)."""
+        n = self.holdout or min(1024, train // 10)
+        if n >= train or n < MIN_HOLDOUT:
+            raise SettingError("holdout", f"cannot hold out {n} of {train} training examples "
+                               f"to decide when to stop: the rule needs at least "
+                               f"{MIN_HOLDOUT} and some left to train on; set holdout")
+        return n
 
     @property
     def converges(self) -> bool:

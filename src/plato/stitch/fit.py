@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from plato.data.datasets import Dataset, hold_out
 from plato.device import memory_format, resolve_device
-from plato.errors import PlatoError, SettingError
+from plato.errors import PlatoError
 from plato.stitch.activations import Activations
 from plato.stitch.cell import FitCell
 from plato.stitch.closed_form import fit_lstsq, init_moments
@@ -72,10 +72,8 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     start = time.perf_counter()
     held = None
     if config.converges:  # the rule decides on examples no part of the fit has seen
-        if config.holdout >= len(dataset.train):
-            raise SettingError("holdout", f"stitch holdout {config.holdout} is not less than "
-                               f"the {len(dataset.train)} training examples: hold out fewer")
-        dataset, held = hold_out(dataset, config.holdout, config.seed)
+        dataset, held = hold_out(dataset, config.holdout_examples(len(dataset.train)),
+                                 config.seed)
     cells = [FitCell(m) for m in models]
     if config.objective in ("lstsq", "lstsq+task"):
         fit_lstsq(cells, dataset, config, device, senders, receivers)
