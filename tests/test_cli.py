@@ -140,16 +140,34 @@ def test_replace_json(two_checkpoints):
      "lstsq needs a linear stitch"),
     (("--from", "0", "--to", "0", "--set", "learning_rate=1"),
      "unknown stitch setting 'learning_rate'; the settings are objective, epochs"),
-    (("--from", "0", "--to", "0", "--set", "precision=bf17"), "precision 'bf17' is not one of"),
-    (("--from", "0", "--to", "0", "--set", "epochs=two"), "epochs must be an integer"),
-    (("--from", "0", "--to", "0", "--set", "epochs"), "--set takes FIELD=VALUE"),
-    (("--from", "0", "--to", "0", "--epochs", "2", "--set", "epochs=3"), "given twice"),
 ])
 def test_stitch_user_errors(two_checkpoints, args, message):
     a, b = two_checkpoints
     proc = plato("stitch", str(a), str(b), *args, "--quiet")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--set", "precision=bf17"), "precision 'bf17' is not one of"),
+    (("--set", "epochs=two"), "epochs must be an integer"),
+    (("--set", "epochs"), "--set takes FIELD=VALUE"),
+    (("--epochs", "2", "--set", "epochs=3"), "given twice"),
+    (("--set", "budget=converge", "--set", "holdout=8"), "holdout must be 0"),
+])
+def test_stitch_setting_errors(args, message, monkeypatch, capsys):
+    """The settings are read before anything is loaded: each mistake is one clean line (the
+    entry point in this process, to spare a Python start per case)."""
+    from plato.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["plato", "stitch", "a.ckpt", "b.ckpt", "--from", "0",
+                                      "--to", "0", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("plato: error")]
+    assert stop.value.code == 1 and "Traceback" not in err
+    assert len(lines) == 1 and message in lines[0], err
 
 
 def test_similarity_json(two_checkpoints):

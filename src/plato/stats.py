@@ -20,13 +20,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 LEVEL = 0.95
 
 
 def accuracy_interval(correct: int, n: int) -> tuple[float, float]:
     """Wilson's 95% score interval for `correct` successes in `n` trials."""
+    from scipy import stats  # (imported on use: it costs the CLI's start a second)
+
     if n < 1:
         return math.nan, math.nan
     ci = stats.binomtest(int(correct), int(n)).proportion_ci(LEVEL, method="wilson")
@@ -35,6 +36,8 @@ def accuracy_interval(correct: int, n: int) -> tuple[float, float]:
 
 def mean_interval(values) -> tuple[float, float]:
     """A Student t 95% interval of the mean of `values` (NaN ignored); (nan, nan) below 2."""
+    from scipy import stats
+
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     if len(x) < 2:

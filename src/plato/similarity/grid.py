@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -89,7 +88,10 @@ class SimilarityTable:
     permutations: int = 0
     null_examples: int = 0
 
-    def frame(self, values: np.ndarray | None = None) -> pd.DataFrame:
+    def frame(self, values: np.ndarray | None = None):
+        """The values (or `values`) as a DataFrame, rows and columns named by cut point."""
+        import pandas as pd
+
         return pd.DataFrame(self.values if values is None else values, index=self.rows,
                             columns=self.columns)
 
