@@ -2,8 +2,8 @@
 
 Read in the order data flows: layers (the stitches), stitched (sender prefix -> stitch ->
 receiver suffix), activations (shared frozen passes), config (StitchConfig), fit (the
-objectives: closed_form, sgd), metrics (the test pass), run (stitch_networks, stitch_grid,
-replace_span).
+objectives: closed_form, sgd, stopping), metrics (the test pass), run (stitch_networks,
+stitch_grid, replace_span).
 """
 
 from plato.stitch.activations import Activations

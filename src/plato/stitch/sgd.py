@@ -6,7 +6,7 @@ then, up to `more_epochs` times, the cells whose loss still fell by more than `i
 train one more epoch, a fresh cycle (a cell whose start is far from the task optimum gets the
 steps it needs; the others stop). Budget "converge": one cycle at a constant learning rate
 until a held-out slice of the training split says each cell has stopped improving
-(`_StoppingRule`). Each cell decides for itself, so a grid still gives each cell its result
+(`stopping.StoppingRule`). Each cell decides for itself, so a grid still gives each cell its result
 alone; a cell that stops leaves the shared passes.
 
 All cells step in lockstep over the same batches, under one optimiser: Adam and SGD update
@@ -34,6 +34,7 @@ from plato.models.fusion import fold_batchnorm
 from plato.stitch.activations import Activations, CachedActivations
 from plato.stitch.cell import FitCell, alive
 from plato.stitch.config import StitchConfig
+from plato.stitch.stopping import StoppingRule
 from plato.stitch.threads import CellThreads, InOrder, cell_runner
 
 STACK_EXAMPLES = 4096  # at most this many examples per call of a shared receiver suffix (memory)
@@ -162,45 +163,6 @@ def fit_sgd(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
     loop.bar.close()
     for c in cells:
         c.model.eval()
-
-
-class _StoppingRule:
-    """When the held-out loss says a cell has converged. Per cell: the lowest held-out loss
-    and the stitch's state at it (restored when the cell stops), and a reference that only a
-    look beating it by `tolerance` moves, resetting the count of looks without improvement."""
-
-    def __init__(self, config: StitchConfig) -> None:
-        self.config = config
-        self.best: dict[int, tuple[float, dict]] = {}
-        self.reference: dict[int, float] = {}
-        self.waits: dict[int, int] = {}
-
-    def look(self, live: list[FitCell], losses: list[float], step: int,
-             last: bool) -> list[FitCell]:
-        """Record each cell's look; the cells that go on."""
-        go_on = []
-        for c, loss in zip(live, losses, strict=True):
-            c.curve.append((step, loss))
-            key = id(c)
-            if loss < self.best.get(key, (math.inf, None))[0]:
-                self.best[key] = (loss, {k: v.detach().clone()
-                                         for k, v in c.model.stitch.state_dict().items()})
-            if loss < self.reference.get(key, math.inf) * (1 - self.config.tolerance):
-                self.reference[key], self.waits[key] = loss, 0
-            else:
-                self.waits[key] = self.waits.get(key, 0) + 1
-            if step >= self.config.min_steps and self.waits[key] >= self.config.patience:
-                self.stop(c, converged=True)
-            elif last:
-                self.stop(c, converged=False)
-            else:
-                go_on.append(c)
-        return go_on
-
-    def stop(self, cell: FitCell, converged: bool) -> None:
-        cell.converged = converged
-        if id(cell) in self.best:
-            cell.model.stitch.load_state_dict(self.best[id(cell)][1])
 
 
 class _Loop:
@@ -332,7 +294,7 @@ class _Loop:
         ledger = LossLedger(live, config.max_steps, self.device)
         self.bar.total = config.max_steps
         self.bar.refresh()
-        rule = _StoppingRule(config)
+        rule = StoppingRule(config)
         slots = ledger.slots(live)
         while live:
             self.epoch += 1
