@@ -259,14 +259,7 @@ class _Loop:
         ledger.new_epoch()
         slots = ledger.slots(live)
         for x, y in self.loader:
-            self.step += 1
-            losses = self.losses_and_gradients(live, x, y)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            ledger.add(losses, slots, self.step, len(y))
-            for c in live:
-                c.steps, c.examples = c.steps + 1, c.examples + len(y)
+            self.sgd_step(live, x, y, opt, sched, ledger, slots)
             if self.step % CHECK_EVERY == 0:
                 live, slots = self.drop_non_finite(live, slots, ledger)
                 if live:
@@ -301,14 +294,7 @@ class _Loop:
             for c in live:
                 c.model.train()
             for x, y in self.loader:
-                self.step += 1
-                losses = self.losses_and_gradients(live, x, y)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                ledger.add(losses, slots, self.step, len(y))
-                for c in live:
-                    c.steps, c.examples = c.steps + 1, c.examples + len(y)
+                self.sgd_step(live, x, y, opt, sched, ledger, slots)
                 self.bar.update(1)
                 last = self.step >= config.max_steps
                 if self.step % CHECK_EVERY == 0 or self.step % config.check_every == 0 \
@@ -356,6 +342,19 @@ class _Loop:
         for c in live:
             c.model.train()
         return (sums / seen).tolist()
+
+    def sgd_step(self, live: list[FitCell], x: torch.Tensor, y: torch.Tensor,
+                 opt: torch.optim.Optimizer, sched: LRScheduler, ledger: LossLedger,
+                 slots: torch.Tensor) -> None:
+        """One step of every live cell on the batch, its loss in the ledger."""
+        self.step += 1
+        losses = self.losses_and_gradients(live, x, y)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        ledger.add(losses, slots, self.step, len(y))
+        for c in live:
+            c.steps, c.examples = c.steps + 1, c.examples + len(y)
 
     def losses_and_gradients(self, live: list[FitCell], x: torch.Tensor,
                              y: torch.Tensor) -> torch.Tensor:
