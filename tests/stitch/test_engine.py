@@ -52,6 +52,14 @@ def threaded_steps(monkeypatch):
     torch.set_num_threads(threads)
 
 
+def stitched_alone(s_graph, sp, r_graph, rp, seed):
+    """The `bn-conv1x1-bn` stitch of one grid cell, initialised as the grid does."""
+    torch.manual_seed(seed)
+    s_point, r_point = s_graph.point(sp), r_graph.point(rp)
+    return StitchedModel(s_graph, s_point, Stitch("bn-conv1x1-bn", s_point.shape,
+                                                  r_point.shape), r_graph, r_point)
+
+
 def test_identity_self_stitch_is_the_network(digits, digits_resnet):
     """Through an identity stitch a network stitched into itself *is* the network."""
     graph = CutGraph(digits_resnet)
@@ -258,13 +266,10 @@ def test_grid_gives_each_cell_its_result_alone(digits, digits_resnet, objective,
     s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
     exact_checked = stacked_checked = 0
     for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
-        torch.manual_seed(config.seed)
-        s_point, r_point = s_graph.point(sp), r_graph.point(rp)
         if sp == "pool" and rp != "pool":  # a vector cannot feed a conv point
             assert isinstance(result, NotStitchable) and model is None
             continue
-        alone = StitchedModel(s_graph, s_point, Stitch("bn-conv1x1-bn", s_point.shape,
-                                                       r_point.shape), r_graph, r_point)
+        alone = stitched_alone(s_graph, sp, r_graph, rp, config.seed)
         fit = fit_stitch(alone, digits, config)
         metrics = measure_stitched(alone, digits)
         stacked = stacking and objective in ("task", "lstsq+task") and rp in ("stem", "block1")
@@ -450,10 +455,7 @@ def test_more_epochs_go_to_the_cells_still_improving_each_as_alone(digits, digit
     s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
     epochs = []
     for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
-        torch.manual_seed(config.seed)
-        s_point, r_point = s_graph.point(sp), r_graph.point(rp)
-        alone = StitchedModel(s_graph, s_point, Stitch("bn-conv1x1-bn", s_point.shape,
-                                                       r_point.shape), r_graph, r_point)
+        alone = stitched_alone(s_graph, sp, r_graph, rp, config.seed)
         fit = fit_stitch(alone, digits, config)
         assert result.epochs == fit.epochs and result.stitch_loss == fit.loss, (sp, rp)
         for a, b in zip(model.stitch.state_dict().values(),
@@ -596,10 +598,7 @@ def test_converging_budget_stops_each_cell_by_the_held_out_rule(digits, digits_r
     s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
     outcomes = set()
     for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
-        torch.manual_seed(config.seed)
-        s_point, r_point = s_graph.point(sp), r_graph.point(rp)
-        alone = StitchedModel(s_graph, s_point, Stitch("bn-conv1x1-bn", s_point.shape,
-                                                       r_point.shape), r_graph, r_point)
+        alone = stitched_alone(s_graph, sp, r_graph, rp, config.seed)
         fit = fit_stitch(alone, digits, config)
         assert (result.steps, result.converged, result.stitch_loss) == (
             fit.steps, fit.converged, fit.loss), (sp, rp)
