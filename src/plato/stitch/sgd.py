@@ -319,7 +319,7 @@ class _Loop:
     def holdout_losses(self, live: list[FitCell], loader) -> list[float]:
         """Each live cell's objective on the held-out examples, its stitch in eval mode."""
         senders, receivers = self.sources
-        units = self._parallel_units(live) if self.runner.parallel else [live]
+        units = self._units_for(live)
         sums, seen = torch.zeros(len(live), dtype=torch.float64), 0
         for c in live:
             c.model.eval()
@@ -333,10 +333,7 @@ class _Loop:
                     return cell_losses(unit, self.objective, self.config.match_loss, a, t, y,
                                        self.suffixes, self.config.stacking)
 
-            found = self.runner.map(unit_loss, units)
-            loss_of = {id(c): loss for unit, losses in zip(units, found, strict=True)
-                       for c, loss in zip(unit, losses, strict=True)}
-            batch = torch.stack([loss_of[id(c)] for c in live]).double().cpu()
+            batch = self._per_cell(live, units, unit_loss).double().cpu()
             sums += batch * len(y)
             seen += len(y)
         for c in live:
@@ -365,7 +362,7 @@ class _Loop:
             t = self.receivers(x, indices) if self.objective == "match" else None
         if self.units_of is not live:  # the live cells changed: regroup them
             self.units_of = live
-            self.units = self._parallel_units(live) if self.runner.parallel else [live]
+            self.units = self._units_for(live)
 
         def unit_step(unit: list[FitCell]) -> torch.Tensor:
             with autocast(self.device, self.config.precision):
@@ -374,10 +371,20 @@ class _Loop:
             losses.sum().backward()  # each cell's own gradient: no shared parameter
             return losses.detach()
 
-        found = self.runner.map(unit_step, self.units)
-        if len(self.units) == 1:
+        return self._per_cell(live, self.units, unit_step)
+
+    def _units_for(self, live: list[FitCell]) -> list[list[FitCell]]:
+        """How the live cells run: in threads, by shared suffix or one by one; else one unit."""
+        return self._parallel_units(live) if self.runner.parallel else [live]
+
+    def _per_cell(self, live: list[FitCell], units: list[list[FitCell]],
+                  fn) -> torch.Tensor:
+        """`fn` (a unit -> its cells' losses) over the units, in threads where there are;
+        the losses in `live`'s order."""
+        found = self.runner.map(fn, units)
+        if len(units) == 1:
             return found[0]
-        loss_of = {id(c): loss for unit, losses in zip(self.units, found, strict=True)
+        loss_of = {id(c): loss for unit, losses in zip(units, found, strict=True)
                    for c, loss in zip(unit, losses, strict=True)}
         return torch.stack([loss_of[id(c)] for c in live])
 
