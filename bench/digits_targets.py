@@ -2,12 +2,14 @@
 its seed-1 twin at every block point, and the span replacement of `plato replace`, under a
 fixed budget and under the converging one.
 
-    python bench/digits_targets.py [--config '{"budget": "converge"}' ...]
+    python bench/digits_targets.py [--config '{"lr": 0.03}' ...]
 
-Each --config is StitchConfig fields as JSON (repeatable; default: today's defaults and
-`budget: converge` for `task` and `lstsq+task`). Prints JSON lines, then a table per
-configuration: stitched accuracy against the receiver's at each point, steps, converged,
-seconds; and `replace --from 1 --to 2`: `match`'s activation MSE against `task`'s.
+Each --config is a user's StitchConfig settings as JSON, over the default they mean
+(`StitchConfig.from_user`; `"fast": true` for the fast setting); repeatable; default: the
+default (converging), the fast setting, and the fixed 3-epoch default of earlier versions.
+Prints JSON lines, then a table per configuration: stitched accuracy against the receiver's
+at each point, steps, converged, seconds; and `replace --from 1 --to 2`: `match`'s activation
+MSE against `task`'s.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from plato.models import cut_points
 from plato.stitch import StitchConfig, replace_span, stitch_grid
 from plato.train import Recipe, evaluate
 
-DEFAULT_CONFIGS = ['{}', '{"budget": "converge"}',
-                   '{"objective": "lstsq+task", "budget": "converge"}']
+DEFAULT_CONFIGS = ['{}', '{"fast": true}', '{"epochs": 3}']
 
 
 def main() -> None:
@@ -41,7 +42,9 @@ def main() -> None:
     log({"sender_accuracy": accs[0], "receiver_accuracy": accs[1], **machine()})
     points = [p.name for p in cut_points(sender.model)]
     for text in args.config or DEFAULT_CONFIGS:
-        config = StitchConfig.from_fields({**json.loads(text), "device": "cpu"})
+        fields = json.loads(text)
+        fast = fields.pop("fast", False)
+        config = StitchConfig.from_user({**fields, "device": "cpu"}, fast=fast)
         start = time.perf_counter()
         grid = stitch_grid(sender, receiver, [(q, q) for q in points], ds, config=config,
                            accuracies=accs)

@@ -24,8 +24,9 @@ from full runs made here.
 Plato: `stitch_grid` per ordered pair (shared passes, device-resident data), for each
 configuration in `--plato` (repeatable): `fast` (`StitchConfig.fast()`: lstsq from 4,096
 examples, then 2 task epochs of SGD at lr 0.1, batch 64 on a CPU, bf16 where native), `lstsq`,
-`lstsq+task:E:LR:BATCH`, or StitchConfig fields as JSON (`{"fast": true, ...}` starts from
-`fast()`).
+`lstsq+task:E:LR:BATCH`, `converging` (`StitchConfig.converging()`, the default of every entry
+point), or StitchConfig fields as JSON (`{"fast": true, ...}` starts from `fast()`,
+`{"converging": true, ...}` from `converging()`).
 
 Prints JSON lines and, per Plato configuration and reference, the line
 `cpu-speedup-vs-naive: ...` (or `gpu-...`) for BENCHMARKS.md: the wall-time ratio and the mean
@@ -50,12 +51,15 @@ from plato.train import evaluate
 # ---- the run ----------------------------------------------------------------------------------
 
 def plato_config(name: str, device: str) -> StitchConfig:
-    if name.startswith("{"):  # StitchConfig fields as JSON; "fast": true starts from fast()
-        fields = json.loads(name)
-        base = StitchConfig.fast if fields.pop("fast", False) else StitchConfig
+    if name.startswith("{"):  # StitchConfig fields as JSON; "fast" / "converging": true
+        fields = json.loads(name)  # start from fast() / converging()
+        base = (StitchConfig.fast if fields.pop("fast", False) else
+                StitchConfig.converging if fields.pop("converging", False) else StitchConfig)
         return base(device=device, **fields)
     if name == "fast":
         return StitchConfig.fast(device=device)
+    if name == "converging":
+        return StitchConfig.converging(device=device)
     if name == "lstsq":
         return StitchConfig(objective="lstsq", device=device)
     objective, epochs, lr, batch = name.split(":")  # lstsq+task:E:LR:BATCH
@@ -83,6 +87,10 @@ def main() -> None:
                         "lstsq, lstsq+task:E:LR:BATCH, or StitchConfig fields as JSON "
                         "('{\"fast\": true, \"more_epochs\": 3}' starts from fast()); "
                         "default: fast")
+    p.add_argument("--converged-reference", default=None,
+                   help="a Plato configuration (as --plato) fitted far past convergence: every "
+                        "--plato configuration is also compared with it on every stitchable "
+                        "cell, not only the naive loop's sample")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/bench/grid"))
     args = p.parse_args()
@@ -98,10 +106,12 @@ def main() -> None:
 
     # Plato's grid, every cell, for each configuration asked for
     plato_runs = []
-    for name in args.plato or ["fast"]:
+    names = (args.plato or ["fast"]) + ([args.converged_reference]
+                                        if args.converged_reference else [])
+    for name in names:
         config = plato_config(name, args.device)
         start = time.perf_counter()
-        found, failed, epochs = {}, [], []
+        found, failed, epochs, steps, converged = {}, [], [], [], []
         for s, r in pairs:
             todo = [(sp, rp) for s_, r_, sp, rp in cells if (s_, r_) == (s, r)]
             grid = stitch_grid(s.model, r.model, todo, ds, config=config,
@@ -113,17 +123,33 @@ def main() -> None:
                     failed.append(f"{cell_name(s, r, sp, rp)}: {result}")
                 elif not isinstance(result, Exception):
                     epochs.append(result.epochs)
+                    steps.append(result.steps)
+                    converged.append(result.converged)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         more = f" + up to {config.more_epochs}" if config.more_epochs else ""
-        label = (f"{name} ({config.objective}, {config.sgd_epochs}{more} task epochs, "
+        budget = ("until converged" if config.converges
+                  else f"{config.sgd_epochs}{more} task epochs")
+        label = (f"{name} ({config.objective}, {budget}, "
                  f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, "
                  f"{config.precision})")
         plato_runs.append((label, seconds, found))
         log({"plato": label, "seconds": round(seconds, 1), "cells": len(cells),
-             "failed": failed, "mean_task_epochs": round(sum(epochs) / max(1, len(epochs)), 2)})
+             "failed": failed, "mean_task_epochs": round(sum(epochs) / max(1, len(epochs)), 2),
+             "mean_steps": round(sum(steps) / max(1, len(steps))), "max_steps": max(steps),
+             "converged": {str(k): converged.count(k) for k in set(converged)}})
     stitchable = [c for c in cells if plato_runs[0][2][cell_name(*c)] is not None]
+    if args.converged_reference:  # run last, so it does not warm the others' caches
+        *plato_runs, (ref_label, _, ref_found) = plato_runs
+        for label, seconds, found in plato_runs:
+            keys = [cell_name(*c) for c in stitchable]
+            dacc = [100 * (found[k] - ref_found[k]) for k in keys]
+            log({"plato": label, "reference": f"converged: {ref_label}", "cells": len(keys),
+                 "seconds": round(seconds),
+                 "mean_abs_dacc_pts": round(sum(abs(d) for d in dacc) / len(dacc), 2),
+                 "max_abs_dacc_pts": round(max(abs(d) for d in dacc), 2),
+                 "mean_signed_dacc_pts": round(sum(dacc) / len(dacc), 2)})
 
     # The naive loop on a sample of the stitchable cells: timed, and its answers
     step = max(1, len(stitchable) // args.naive_cells)

@@ -117,11 +117,18 @@ def test_stitch_reaches_every_setting(two_checkpoints):
     assert (out["config"]["epochs"], out["config"]["lstsq_examples"], out["config"]["lr"],
             out["config"]["channels_last"], out["config"]["device"]) == (1, 500, 0.03, False,
                                                                          "cpu")
-    assert out["epochs"] == 1
+    assert out["epochs"] == 1 and out["config"]["budget"] == "epochs"  # epochs: a fixed budget
     plain = plato_json("stitch", str(a), str(b), "--from", "1", "--to", "1", "--objective",
                        "lstsq", "--quiet")["config"]
     assert set(plain) == set(out["config"])  # every field, in the JSON of both
     assert (plain["optimizer"], plain["epochs"], plain["lr"]) == ("adam", 3, 1e-3)
+    # no settings: the converging default, which says whether the stitch converged
+    default = plato_json("stitch", str(a), str(b), "--from", "1", "--to", "1", "--set",
+                         "max_steps=20", "--set", "min_steps=10", "--set", "check_every=10",
+                         "--quiet")
+    assert (default["config"]["budget"], default["objective"], default["config"]["decays"]) \
+        == ("converge", "lstsq+task", 1)
+    assert default["steps"] <= 20 and isinstance(default["converged"], bool)
 
 
 def test_replace_json(two_checkpoints):

@@ -196,22 +196,25 @@ def _setting(text: str) -> tuple[str, int | float | bool | str]:
 
 
 def _stitch_config(fast: bool, settings: list[str] | None, **options) -> StitchConfig:
-    """The options given (not None) and the --set FIELD=VALUE settings, over the defaults or
-    the fast setting."""
+    """The options given (not None) and the --set FIELD=VALUE settings, over the default they
+    mean (StitchConfig.from_user: converging; a fixed budget with --epochs; or --fast)."""
     given = {k: v for k, v in options.items() if v is not None}
     for name, value in map(_setting, settings or []):
         if name in given:
             raise PlatoError(f"the stitch setting '{name}' is given twice")
         given[name] = value
-    base = StitchConfig.fast(device=given.get("device", "auto")) if fast else None
-    return StitchConfig.from_fields(given, base)
+    return StitchConfig.from_user(given, fast)
 
 
+EPOCHS_HELP = ("A fixed budget of this many SGD epochs (the fields of StitchConfig(): Adam 1e-3, "
+               "batch 128) instead of the default, which trains until a held-out slice of "
+               "the training split stops improving.")
+LR_HELP = "Learning rate (default 0.01, SGD, tenfold lower after the first plateau)."
 FAST_HELP = ("Start from the fast grid setting (StitchConfig.fast(): closed form from 4,096 "
              "examples, then SGD at lr 0.1 on the task; bf16 where native).")
 SET_HELP = ("Any stitch setting as FIELD=VALUE, repeatable: " + ", ".join(
     f"{name}={str(default).lower() if isinstance(default, bool) else default}"
-    for name, default in StitchConfig().to_dict().items()) + ".")
+    for name, default in StitchConfig.converging().to_dict().items()) + ".")
 
 
 def _result_line(r) -> str:
@@ -235,13 +238,13 @@ def stitch(
     receiver: Path = typer.Argument(..., help="Receiver checkpoint (frozen from --to on)."),
     from_point: str = typer.Option(..., "--from", help="Sender cut point: name or index."),
     to_point: str = typer.Option(..., "--to", help="Receiver cut point: name or index."),
-    objective: str = typer.Option(None, help=f"{OBJECTIVE_HELP} (default task)"),
+    objective: str = typer.Option(None, help=f"{OBJECTIVE_HELP} (default lstsq+task)"),
     stitch_type: str = typer.Option("bn-conv1x1-bn", "--stitch",
                                     help="bn-conv1x1-bn, conv1x1, convKxK, lowrank-R, mlp, plato"),
     resize: str = typer.Option("area", help="Spatial resize: area, bilinear or nearest."),
-    epochs: int = typer.Option(None, help="SGD epochs (default 3; lstsq: none)."),
-    batch_size: int = typer.Option(None, help="Batch size (default 128)."),
-    lr: float = typer.Option(None, help="Peak learning rate (default 1e-3, Adam)."),
+    epochs: int = typer.Option(None, help=EPOCHS_HELP),
+    batch_size: int = typer.Option(None, help="Batch size (default 64)."),
+    lr: float = typer.Option(None, help=LR_HELP),
     match_loss: str = typer.Option(None, help="mse or l1, for the match objective."),
     ridge: float = typer.Option(None, help="Relative ridge of lstsq (default 1e-4)."),
     fast: bool = typer.Option(False, "--fast", help=FAST_HELP),
@@ -335,9 +338,9 @@ def replace(
     objective: list[str] = typer.Option(
         None, help="match (autoencoder) and/or task (vanilla); default both, side by side."),
     stitch_type: str = typer.Option("bn-conv1x1-bn", "--stitch", help="Stitch type."),
-    epochs: int = typer.Option(None, help="SGD epochs (default 3)."),
-    batch_size: int = typer.Option(None, help="Batch size (default 128)."),
-    lr: float = typer.Option(None, help="Peak learning rate (default 1e-3, Adam)."),
+    epochs: int = typer.Option(None, help=EPOCHS_HELP),
+    batch_size: int = typer.Option(None, help="Batch size (default 64)."),
+    lr: float = typer.Option(None, help=LR_HELP),
     fast: bool = typer.Option(False, "--fast", help=FAST_HELP),
     setting: list[str] = typer.Option(None, "--set", help=SET_HELP),
     granularity: str = typer.Option("block", help="block or layer: how indices are counted."),

@@ -568,15 +568,21 @@ def test_cache_tier_by_size(monkeypatch, tmp_path):
 
 
 def test_fast_setting_by_device():
-    """The measured fast setting: the closed form from 4,096 examples, then SGD on the task;
-    2 epochs of batch 64 on a CPU, 1 of 128 on a GPU (launch-bound); explicit fields win."""
+    """The fast setting: the converging rule, looser and capped, from a closed form on 4,096
+    examples; batch 64 on a CPU, 128 on a GPU (launch-bound); explicit fields win."""
     cpu = StitchConfig.fast(device="cpu")
-    assert (cpu.objective, cpu.epochs, cpu.optimizer, cpu.lr, cpu.batch_size, cpu.precision,
-            cpu.lstsq_examples) == ("lstsq+task", 2, "sgd", 0.1, 64, "auto", 4096)
+    assert (cpu.objective, cpu.budget, cpu.optimizer, cpu.lr, cpu.batch_size, cpu.precision,
+            cpu.lstsq_examples) == ("lstsq+task", "converge", "sgd", 0.01, 64, "auto", 4096)
+    assert (cpu.tolerance, cpu.patience, cpu.max_steps) == (0.02, 1, 1000)
+    assert cpu.converges and cpu.key_fields() != StitchConfig.converging().key_fields()
     gpu = StitchConfig.fast(device="cuda:1")  # no GPU needed to configure
-    assert (gpu.epochs, gpu.batch_size, gpu.lstsq_examples) == (1, 128, 4096)
-    assert StitchConfig.fast(device="cpu", batch_size=32, epochs=1).batch_size == 32
-    assert StitchConfig.fast(device="cpu", more_epochs=3).more_epochs == 3
+    assert (gpu.batch_size, gpu.lstsq_examples) == (128, 4096)
+    assert StitchConfig.fast(device="cpu", batch_size=32).batch_size == 32
+    # the fast setting before the converging rule: its optimiser at lr 0.1 for 2 epochs
+    before = StitchConfig.from_user({"epochs": 2, "lr": 0.1, "device": "cpu"}, fast=True)
+    assert before.budget == "epochs" and before.key_fields() == StitchConfig(
+        objective="lstsq+task", epochs=2, optimizer="sgd", lr=0.1, batch_size=64,
+        precision="auto", lstsq_examples=4096).key_fields()
 
 
 def test_converging_budget_stops_each_cell_by_the_held_out_rule(digits, digits_resnet,
@@ -607,7 +613,7 @@ def test_converging_budget_stops_each_cell_by_the_held_out_rule(digits, digits_r
             assert torch.equal(a, b), (sp, rp)
         # the rule, look by look
         looks = [h for h in fit.history if "holdout_loss" in h]
-        assert [h["step"] for h in looks] == list(range(5, fit.steps + 1, 5))
+        assert [h["step"] for h in looks] == list(range(0, fit.steps + 1, 5))  # 0: the start
         assert result.holdout_curve == [[h["step"], float(f"{h['holdout_loss']:.5g}")]
                                         for h in looks]
         reference, waits = math.inf, 0
@@ -619,6 +625,59 @@ def test_converging_budget_stops_each_cell_by_the_held_out_rule(digits, digits_r
         assert fit.examples == fit.steps * 128
         outcomes.add(fit.converged)
     assert outcomes == {True, False}  # this budget lets some cells converge, cuts others off
+
+
+def test_converging_budget_drops_the_rate_at_a_plateau(digits, digits_resnet, threaded_steps):
+    """With `decays: 1` a cell's first plateau lowers its own learning rate tenfold and it
+    goes on; the second stops it. Each cell's rate is its own, so the grid still gives each
+    cell its result alone, bit for bit."""
+    torch.manual_seed(5)
+    receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
+    pairs = [("stem", "stem"), ("layer2.0", "block1"), ("pool", "pool")]
+    config = StitchConfig.converging(holdout=200, check_every=5, min_steps=10, max_steps=150,
+                                     seed=3, **CPU)
+    grid = stitch_grid(digits_resnet, receiver, pairs, digits,
+                       config=replace(config, stacking=False, cell_threads=2))
+    s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
+    dropped = set()
+    for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
+        alone = stitched_alone(s_graph, sp, r_graph, rp, config.seed)
+        fit = fit_stitch(alone, digits, config)
+        assert (result.steps, result.converged, result.stitch_loss) == (
+            fit.steps, fit.converged, fit.loss), (sp, rp)
+        for a, b in zip(model.stitch.state_dict().values(), alone.stitch.state_dict().values(),
+                        strict=True):
+            assert torch.equal(a, b), (sp, rp)
+        looks = [h for h in fit.history if "holdout_loss" in h]
+        reference, waits, lr, plateaus = math.inf, 0, config.lr, 0
+        for h in looks:  # the rule, look by look: the rate each look was trained at
+            assert h["lr"] == pytest.approx(lr), (sp, rp, h)
+            improved = h["holdout_loss"] < reference * 0.99
+            reference, waits = (h["holdout_loss"], 0) if improved else (reference, waits + 1)
+            if waits >= 2 and h["step"] >= 10:
+                plateaus, waits, lr = plateaus + 1, 0, lr * 0.1
+        assert fit.converged == (plateaus == 2), (sp, rp)
+        dropped.add(plateaus >= 1)
+    assert True in dropped  # at least one cell went on at the lower rate
+
+
+def test_a_users_settings_go_over_the_default_they_mean():
+    """No settings: the converging default. `epochs` without `budget`: the fixed-epoch fields
+    of StitchConfig() (as before the converging default). `lstsq` alone: nothing to
+    converge. `fast`: StitchConfig.fast()."""
+    converging = StitchConfig.converging()
+    assert (converging.objective, converging.budget, converging.optimizer) == (
+        "lstsq+task", "converge", "sgd")
+    assert StitchConfig.from_user({}) == converging
+    assert StitchConfig.from_user({"lr": 0.01}) == StitchConfig.converging(lr=0.01)
+    assert StitchConfig.from_user({"epochs": 5}) == StitchConfig(epochs=5)
+    assert StitchConfig.from_user({"epochs": 5, "budget": "epochs"}) == \
+        StitchConfig.converging(epochs=5, budget="epochs")
+    assert StitchConfig.from_user({"objective": "lstsq"}) == StitchConfig(objective="lstsq")
+    assert StitchConfig.from_user({"device": "cpu"}, fast=True) == \
+        StitchConfig.fast(device="cpu")
+    with pytest.raises(PlatoError, match="decays"):
+        StitchConfig.from_user({"decays": -1})
 
 
 def test_converging_budget_is_validated(digits, digits_resnet):

@@ -15,14 +15,15 @@ from plato.sweep.store import Store
 POINTS = ["p0", "p1", "p2"]
 
 
-def fake_store(path, *, self_diag=0.9, random_value=0.1, identified=True, measures=True):
-    """Networks A and B: one model, two seeds (accuracy 0.9), every pair, trained and random
-    controls. Trained stitches: `self_diag` on the self-pairs' diagonal; the corresponding
-    point best (0.85 vs 0.6) when `identified`, else the next point best."""
+def fake_store(path, *, self_diag=0.9, random_value=0.1, identified=True, measures=True,
+               models=("resnet-1111", "resnet-1111")):
+    """Networks A and B: by default one model, two seeds (accuracy 0.9), every pair, trained
+    and random controls. Trained stitches: `self_diag` on the self-pairs' diagonal; the
+    corresponding point best (0.85 vs 0.6) when `identified`, else the next point best."""
     with Store(path) as store:
-        for name in ("A", "B"):
+        for name, model in zip(("A", "B"), models, strict=True):
             for role in ("trained", "random"):
-                store.record_network("fake", name, role, "resnet-1111", f"{name}{role}", None,
+                store.record_network("fake", name, role, model, f"{name}{role}", None,
                                      None, 0.9 if role == "trained" else 0.1)
         rows = []
         for s in ("A", "B"):
@@ -75,6 +76,16 @@ def test_wrong_numbers_fail(tmp_path):
     assert checks["layer identification (stitching)"].passed is False
     assert checks["layer identification (stitching)"].value == pytest.approx(0.0)
     assert checks["layer identification (cka)"].passed  # the measure still finds them
+
+
+def test_layer_identification_is_within_a_family(tmp_path):
+    """Variants of one family (`resnet-1111`, `resnet-1112`) name the same stage boundaries
+    alike, so their points correspond by name; networks of different families do not."""
+    variants = by_name(fake_store(tmp_path / "v.sqlite", models=("resnet-1111", "resnet-1112")))
+    assert variants["layer identification (stitching)"].value == 1.0
+    others = by_name(fake_store(tmp_path / "o.sqlite", models=("resnet-1111", "cnn-2")))
+    assert others["layer identification (stitching)"].passed is None
+    assert "family" in others["layer identification (stitching)"].detail
 
 
 def test_what_a_store_cannot_answer_is_null_with_a_reason(tmp_path):

@@ -14,7 +14,13 @@ def test_defaults_and_pair_modes():
     s = spec()
     assert s.pairs == [("a", "a"), ("a", "b"), ("b", "a"), ("b", "b")]
     assert s.controls == ["trained->trained"] and s.seeds == [0]
-    assert s.stitch_config == StitchConfig()  # objective task, the defaults
+    assert s.stitch_config == StitchConfig.converging()  # no settings: the converging default
+    # settings go over the default they mean: a fixed budget where `epochs` comes without
+    # `budget` (the specs written before the converging default keep their cells' keys)
+    assert spec(recipe={"epochs": 2}).stitch_config == StitchConfig(epochs=2)
+    assert spec(recipe={"patience": 4}).stitch_config == StitchConfig.converging(patience=4)
+    assert spec(objective="task").stitch_config == StitchConfig.converging(objective="task")
+    assert spec(objective="lstsq").stitch_config == StitchConfig(objective="lstsq")
     assert spec(pairs="self").pairs == [("a", "a"), ("b", "b")]
     assert spec(pairs="distinct").pairs == [("a", "b"), ("b", "a")]
     assert spec(pairs=[["b", "a"]]).pairs == [("b", "a")]
@@ -50,6 +56,11 @@ def test_defaults_and_pair_modes():
     ({"networks": {"a": {"train": {"width": 3}}}}, "networks.a.train.model"),
     ({"networks": {"a": {"train": {"model": "cnn-2", "depth": 3}}}}, "networks.a.train.depth"),
     ({"networks": None}, "networks"),
+    ({"networks": {"a": {"train": {"model": "cnn-2", "train_subset": 0}}}},
+     "networks.a.train.train_subset"),
+    ({"networks": {"a": {"train": {"model": "cnn-2", "train_subset": "most"}}}},
+     "networks.a.train.train_subset"),
+    ({"recipe": {"decays": -1}}, "recipe.decays"),
 ])
 def test_errors_name_the_field(fields, named):
     with pytest.raises(SpecError) as err:

@@ -240,6 +240,29 @@ def test_bad_train_entry_names_the_field(tmp_path):
         run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
 
 
+def test_networks_can_train_on_more_than_the_stitches_see(tmp_path):
+    """`train_subset: all` in a train entry trains that network on the whole training split,
+    while the cells use the spec's subset (a reference study: networks from all 50,000
+    CIFAR-10 images, stitches fitted on 10,000); without it the network gets the subset."""
+    from plato.checkpoint import load_checkpoint
+    from plato.sweep.spec import parse_spec
+
+    train = {"model": "cnn-2", "width": 4, "epochs": 1, "batch_size": 256}
+    spec = parse_spec({"dataset": {"name": "digits", "train_subset": 300, "test_subset": 200},
+                       "networks": {"whole": {"train": {**train, "train_subset": "all"}},
+                                    "part": {"train": {**train, "train_subset": 600}},
+                                    "subset": {"train": train}},
+                       "pairs": "self", "objective": "lstsq"})
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    assert summary.failed == 0 and summary.done > 0
+    trained = {p.name.split("-")[0]: load_checkpoint(p).meta["dataset"]
+               for p in (tmp_path / "run" / "networks").glob("*.ckpt")}
+    assert trained == {"whole": "digits", "part": "digits[train=600,test=None,seed=0]",
+                       "subset": "digits[train=300,test=200,seed=0]"}
+    with Store(tmp_path / "run" / "results.sqlite") as store:
+        assert store.sweeps()["dataset"].tolist() == ["digits[train=300,test=200,seed=0]"]
+
+
 def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
     """cka and procrustes in a spec: stored once per (pair, control), oriented like the
     stitching tables, equal to a direct grid, in the report with a scatter against stitching."""

@@ -62,7 +62,7 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     `senders` / `receivers` give the activations at every point the models cut at (default:
     the models' own prefixes). Returns, per model, its FitInfo or the error that stopped it.
     """
-    config = config or StitchConfig()
+    config = config or StitchConfig.converging()
     device = resolve_device(config.device)
     layout = memory_format(config.channels_last)
     for m in models:

@@ -84,7 +84,7 @@ def stitch_grid(
     Each result's `seconds` is its share of the grid's time. `names` (sender, receiver) names
     the networks in the results (default: the checkpoint's path, else the model's name).
     """
-    config = config or StitchConfig()
+    config = config or StitchConfig.converging()
     if identity_init:  # the identity is the start: no data-dependent re-initialisation
         config = replace(config, init="default")
     device = resolve_device(config.device)
@@ -180,7 +180,7 @@ def replace_span(
     Each result's stitched_accuracy is the network's accuracy with the span replaced and its
     activation_mse the error against the original activations at j.
     """
-    config = config or StitchConfig()
+    config = config or StitchConfig.converging()
     net, _ = _network(network)
     graph = CutGraph(net)
     i, j = graph.point(from_point, granularity), graph.point(to_point, granularity)

@@ -6,8 +6,9 @@ then, up to `more_epochs` times, the cells whose loss still fell by more than `i
 train one more epoch, a fresh cycle (a cell whose start is far from the task optimum gets the
 steps it needs; the others stop). Budget "converge": one cycle at a constant learning rate
 until a held-out slice of the training split says each cell has stopped improving
-(`stopping.StoppingRule`). Each cell decides for itself, so a grid still gives each cell its result
-alone; a cell that stops leaves the shared passes.
+(`stopping.StoppingRule`), the rate dropped tenfold at each of the first `decays` plateaus.
+Each cell decides for itself, so a grid still gives each cell its result alone; a cell that
+stops leaves the shared passes.
 
 All cells step in lockstep over the same batches, under one optimiser: Adam and SGD update
 every parameter elementwise from its own gradient and the shared step count, so each cell
@@ -38,13 +39,17 @@ from plato.stitch.stopping import StoppingRule
 from plato.stitch.threads import CellThreads, InOrder, cell_runner
 
 STACK_EXAMPLES = 4096  # at most this many examples per call of a shared receiver suffix (memory)
+DECAY = 0.1  # the converging budget's learning-rate drop at a plateau (`decays` times)
 CHECK_EVERY = 25  # steps between looks at the non-finite ledger (each look syncs the device)
 
 
-def make_optimiser(cells: list[FitCell], config: StitchConfig,
-                   total: int) -> tuple[torch.optim.Optimizer, LRScheduler]:
-    """One optimiser over every cell's stitch, and its schedule over `total` steps."""
-    params = [p for c in cells for p in c.model.trainable_parameters()]
+def make_optimiser(cells: list[FitCell], config: StitchConfig, total: int,
+                   per_cell: bool = False) -> tuple[torch.optim.Optimizer, LRScheduler]:
+    """One optimiser over every cell's stitch, and its schedule over `total` steps;
+    `per_cell`: each cell's parameters in their own group (its own learning rate), in the
+    cells' order."""
+    params = ([{"params": list(c.model.trainable_parameters())} for c in cells] if per_cell
+              else [p for c in cells for p in c.model.trainable_parameters()])
     if config.optimizer == "adam":
         opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     else:
@@ -275,19 +280,32 @@ class _Loop:
         return live
 
     def until_converged(self, live: list[FitCell], held: Dataset) -> None:
-        """One cycle at a constant learning rate. Every `check_every` steps each live cell's
-        objective is measured on the held-out examples; a cell stops, with the state of its
-        best look restored, once past `min_steps` after `patience` looks that did not beat its
-        reference by `tolerance` (converged), or at `max_steps` (not converged)."""
+        """One cycle at a constant learning rate. At the start and every `check_every` steps
+        each live cell's objective is measured on the held-out examples; a cell stops, with
+        the state of its best look restored, once past `min_steps` after `patience` looks that
+        did not beat its reference by `tolerance` (converged; at the first `decays` such
+        plateaus its learning rate drops instead), or at `max_steps` (not converged)."""
         config = self.config
         loader = make_loader(held, "train", max(config.batch_size, 256), device=self.device,
                              channels_last=config.channels_last)
         opt, sched = make_optimiser(live, replace(config, schedule="constant"),
-                                    config.max_steps)
+                                    config.max_steps, per_cell=True)
+        group_of = {id(c): i for i, c in enumerate(live)}  # its parameter group
+
+        def decay(cell: FitCell) -> None:  # LambdaLR scales each group's base lr
+            sched.base_lrs[group_of[id(cell)]] *= DECAY
+
         ledger = LossLedger(live, config.max_steps, self.device)
         self.bar.total = config.max_steps
         self.bar.refresh()
-        rule = StoppingRule(config)
+        rule = StoppingRule(config, decay)
+        # The start (the closed form, or the init) is the first look: a stitch that SGD never
+        # betters on the held-out examples keeps it.
+        looked = self.holdout_losses(live, loader)
+        for c, loss in zip(live, looked, strict=True):
+            c.history.append({"phase": self.objective, "epoch": 0, "step": 0,
+                              "holdout_loss": loss, "lr": config.lr})
+        live = rule.look(live, looked, 0, last=False)
         slots = ledger.slots(live)
         while live:
             self.epoch += 1
@@ -305,7 +323,8 @@ class _Loop:
                     for c, loss in zip(live, looked, strict=True):
                         c.history.append({"phase": self.objective, "epoch": self.epoch,
                                           "step": self.step, "loss": ledger.mean(c),
-                                          "holdout_loss": loss})
+                                          "holdout_loss": loss,
+                                          "lr": opt.param_groups[group_of[id(c)]]["lr"]})
                     live = rule.look(live, looked, self.step, last)
                     slots = ledger.slots(live)
                     ledger.new_epoch()  # the next look's training loss: its own window

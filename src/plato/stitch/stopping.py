@@ -3,13 +3,15 @@
 Looks come every `check_every` SGD steps (plato.stitch.sgd); at each, every live cell's
 objective on examples held out of the training split is one number. A cell stops once past
 `min_steps` after `patience` looks that did not beat its reference by `tolerance` (relative),
-or at `max_steps` (then it has not converged); the stitch's state at its lowest look is the
-one it keeps. Each cell's decision is its own.
+or at `max_steps` (then it has not converged); at each of its first `decays` such plateaus it
+goes on instead, its learning rate dropped (the caller's `decay`). The stitch's state at its
+lowest look is the one it keeps. Each cell's decision is its own.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from plato.stitch.cell import FitCell
 from plato.stitch.config import StitchConfig
@@ -20,8 +22,10 @@ class StoppingRule:
     and the stitch's state at it (restored when the cell stops), and a reference that only a
     look beating it by `tolerance` moves, resetting the count of looks without improvement."""
 
-    def __init__(self, config: StitchConfig) -> None:
-        self.config = config
+    def __init__(self, config: StitchConfig,
+                 decay: Callable[[FitCell], None] | None = None) -> None:
+        self.config, self.decay = config, decay
+        self.decays: dict[int, int] = {}  # plateaus each cell went on from at a lower rate
         self.best: dict[int, tuple[float, dict]] = {}
         self.reference: dict[int, float] = {}
         self.waits: dict[int, int] = {}
@@ -40,7 +44,13 @@ class StoppingRule:
                 self.reference[key], self.waits[key] = loss, 0
             else:
                 self.waits[key] = self.waits.get(key, 0) + 1
-            if step >= self.config.min_steps and self.waits[key] >= self.config.patience:
+            plateau = step >= self.config.min_steps and self.waits[key] >= self.config.patience
+            if plateau and self.decays.get(key, 0) < self.config.decays and not last:
+                self.decays[key] = self.decays.get(key, 0) + 1
+                self.waits[key] = 0
+                self.decay(c)
+                go_on.append(c)
+            elif plateau:
                 self.stop(c, converged=True)
             elif last:
                 self.stop(c, converged=False)

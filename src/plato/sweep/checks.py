@@ -4,9 +4,10 @@
                           accuracy (each diagonal cell within 1 point of it)
     controls              trained -> trained stitches beat random -> trained ones, on average,
                           for every pair that has both
-    layer identification  for two networks of one architecture (different seeds), the most
-                          similar receiver point of each sender point is the corresponding
-                          point (Kornblith et al. 2019), by stitching and by each measure
+    layer identification  for two networks of one family (one model with different seeds, or
+                          variants such as resnet-1111 and resnet-1112), the most similar
+                          receiver point of each sender point is the point of the same name
+                          (Kornblith et al. 2019), by stitching and by each measure
     convergence           the share of cells whose fit converged
 
 Each check is {"name", "passed", "value", "detail"}; `passed` is None, with the reason in
@@ -110,12 +111,20 @@ def controls(cells: pd.DataFrame) -> Check:
                  + (f"; not above: {', '.join(bad)}" if bad else ""))
 
 
+def family(model: str) -> str:
+    """A zoo model's family: the name before its variant (`resnet-1112` -> `resnet`); the
+    variants of a family name their cut points alike."""
+    return model.split("-")[0]
+
+
 def layer_identification(cells: pd.DataFrame, networks: pd.DataFrame, metric: str,
                          label: str) -> Check:
-    """Over every ordered pair of different networks of one model (different seeds), the
-    share of sender points whose best receiver point by `metric` is the same point."""
+    """Over every ordered pair of different networks of one family (one model with different
+    seeds, or models whose cut points share names, as `resnet-1111` and `resnet-1112`: the
+    same stage boundaries), the share of sender points whose best receiver point by
+    `metric` is the point of the same name."""
     name = f"layer identification ({label})"
-    model = dict(zip(networks.name, networks.model, strict=False))
+    model = {n: family(m) for n, m in zip(networks.name, networks.model, strict=False)}
     larger = MEASURES[metric].larger_is_more_similar if metric in MEASURES else True
     hits = total = 0
     pairs = []
@@ -133,7 +142,7 @@ def layer_identification(cells: pd.DataFrame, networks: pd.DataFrame, metric: st
             hits += bool(table.loc[p, p] == best)
             total += 1
     if not total:
-        return Check(name, None, None, "no two networks of one architecture (trained->trained, "
+        return Check(name, None, None, "no two networks of one family (trained->trained, "
                      "different networks) in the store: add a second seed of a network")
     share = hits / total
     return Check(name, share >= IDENTIFIED_SHARE, round(share, 4),

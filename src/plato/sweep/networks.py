@@ -54,12 +54,15 @@ class Network:
 
 
 def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: torch.device,
-                     progress: bool = True) -> dict[tuple[str, str], Network]:
-    """Every network of the spec in each role its controls need, by (name, role)."""
+                     progress: bool = True, whole: Dataset | None = None
+                     ) -> dict[tuple[str, str], Network]:
+    """Every network of the spec in each role its controls need, by (name, role). `whole` is
+    the dataset before the spec's subsets, for networks trained with `train_subset`."""
     roles = {role for c in spec.controls for role in c.split("->")}
     nets: dict[tuple[str, str], Network] = {}
     for name, entry in spec.networks.items():
-        path = entry.checkpoint or _trained(entry, dataset, run_dir, device, progress)
+        path = entry.checkpoint or _trained(entry, _training_data(entry, dataset, whole),
+                                            run_dir, device, progress)
         try:
             ckpt = load_checkpoint(path, device=device)
             ckpt.check_dataset(dataset)
@@ -81,6 +84,18 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
     return nets
 
 
+def _training_data(entry: NetworkSpec, dataset: Dataset, whole: Dataset | None) -> Dataset:
+    """What a network the spec trains is trained on: the spec's dataset, or with
+    `train_subset` all (or N) of the training split before the spec's subset."""
+    subset = entry.train.get("train_subset")
+    if subset is None:
+        return dataset
+    if whole is None:
+        raise SpecError(f"spec field 'networks.{entry.name}.train.train_subset': "
+                        "needs the whole dataset (prepare_networks(..., whole=))")
+    return whole if subset == "all" else whole.subset(train=subset)
+
+
 def _trained(entry: NetworkSpec, dataset: Dataset, run_dir: Path, device: torch.device,
              progress: bool) -> Path:
     """The checkpoint of a network the spec trains: trained on the first run, then reused
@@ -92,7 +107,8 @@ def _trained(entry: NetworkSpec, dataset: Dataset, run_dir: Path, device: torch.
     print(f"training network '{entry.name}' ({entry.train['model']})", file=sys.stderr,
           flush=True)
     options = {k: entry.train[k] for k in ("width", "residual", "stem") if k in entry.train}
-    settings = {k: v for k, v in entry.train.items() if k not in ("model", *options)}
+    settings = {k: v for k, v in entry.train.items()
+                if k not in ("model", "train_subset", *options)}
     try:
         train_and_save(entry.train["model"], dataset, Recipe(**settings, device=str(device)),
                        path, progress=progress, **options)

@@ -34,8 +34,9 @@ class SweepSummary:
         return dict(self.__dict__)
 
 
-def sweep_dataset(spec: SweepSpec) -> Dataset:
-    ds = load_dataset(spec.dataset.name, root=spec.dataset.root)
+def sweep_dataset(spec: SweepSpec, whole: Dataset | None = None) -> Dataset:
+    """The spec's dataset with its subsets (`whole`: the dataset already loaded)."""
+    ds = whole or load_dataset(spec.dataset.name, root=spec.dataset.root)
     if spec.dataset.train_subset or spec.dataset.test_subset:
         ds = ds.subset(train=spec.dataset.train_subset, test=spec.dataset.test_subset)
     return ds
@@ -52,9 +53,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
     run_dir = Path(out_dir) if out_dir else Path("runs") / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
     executor_ = make_executor(executor, address, gpus_per_job)
-    dataset = sweep_dataset(spec)
+    whole = load_dataset(spec.dataset.name, root=spec.dataset.root)
+    dataset = sweep_dataset(spec, whole)
     dev = resolve_device(device)  # once: networks, similarity tables and cells all use it
-    nets = prepare_networks(spec, dataset, run_dir, dev, progress)
+    nets = prepare_networks(spec, dataset, run_dir, dev, progress, whole=whole)
     with Store(run_dir / "results.sqlite") as store:
         store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity)
         for net in nets.values():

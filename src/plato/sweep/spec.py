@@ -6,6 +6,8 @@
     networks:                        # a name -> a checkpoint, or a model the sweep trains first
       resnet: {checkpoint: runs/resnet.ckpt}
       cnn: {train: {model: cnn-3, width: 16, epochs: 15, batch_size: 64, seed: 1}}
+                                     # train_subset: all | N in a train entry trains on the
+                                     # whole training split (or N of it), not the dataset's
     pairs: all                       # all (every ordered pair, self-pairs included), self,
                                      # distinct (ordered, no self-pairs), or [[a, b], ...]
     points: all                      # all, {granularity: layer}, or a list of names/indices,
@@ -15,9 +17,11 @@
     random_seed: 0                   # random networks: fresh init from a recorded seed
     stitch: bn-conv1x1-bn
     resize: area
-    objective: task                  # task | match | lstsq | lstsq+task
-    recipe: {epochs: 3, batch_size: 128, lr: 0.001}   # how the stitch is fitted: any
-                                     # StitchConfig field but objective, seed and device
+    objective: lstsq+task            # task | match | lstsq | lstsq+task
+    recipe: {}                       # how the stitch is fitted: any StitchConfig field but
+                                     # objective, seed and device, over the converging default
+                                     # (StitchConfig.converging()); with `epochs` and no
+                                     # `budget`, over the fixed 3-epoch fields of earlier specs
     measures: [stitch, cka]          # stitch and/or any plato.similarity measure (cka,
                                      # procrustes, cca, svcca, pwcca, linear_cka, ...)
     similarity: {layout: flatten, batch_size: 256, examples: null, collect: 2048,
@@ -48,7 +52,7 @@ NOT_IN_RECIPE = {"objective": "give it as `objective:`", "seed": "give seeds as 
                  "device": "choose it with `plato sweep --device`"}
 TRAIN_FIELDS = ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs",
                 "weight_decay", "label_smoothing", "precision", "augment", "seed", "width",
-                "residual", "stem")
+                "residual", "stem", "train_subset")
 
 
 class SpecError(PlatoError):
@@ -155,7 +159,7 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
     resize = raw.get("resize", "area")
     if resize not in RESIZE_MODES:
         raise _fail("resize", f"'{resize}' is not one of {', '.join(RESIZE_MODES)}")
-    stitch_config = _stitch_config(raw.get("objective", "task"), raw.get("recipe") or {})
+    stitch_config = _stitch_config(raw.get("objective"), raw.get("recipe") or {})
     measures = raw.get("measures", ["stitch"])
     measures = [measures] if isinstance(measures, str) else measures
     allowed = ("stitch", *SIMILARITY)
@@ -177,14 +181,17 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
 
 
 def _stitch_config(objective, recipe) -> StitchConfig:
-    if objective not in OBJECTIVES:
+    """The recipe over the default it means (StitchConfig.from_user): converging, or with
+    `epochs` and no `budget` the fixed-epoch settings of the specs written before it."""
+    if objective is not None and objective not in OBJECTIVES:
         raise _fail("objective", f"'{objective}' is not one of {', '.join(OBJECTIVES)}")
     _expect(recipe, dict, "recipe", "a mapping of stitch-fitting settings")
     for key, where in NOT_IN_RECIPE.items():
         if key in recipe:
             raise _fail(f"recipe.{key}", f"not a recipe setting: {where}")
     try:
-        return StitchConfig.from_fields({"objective": objective, **recipe})
+        given = {**({"objective": objective} if objective else {}), **recipe}
+        return StitchConfig.from_user(given)
     except SettingError as e:
         raise _fail("objective" if e.setting == "objective" else f"recipe.{e.setting}",
                     str(e)) from None
@@ -250,6 +257,11 @@ def _networks(value, base_dir: Path) -> dict[str, NetworkSpec]:
                 if key not in TRAIN_FIELDS:
                     raise _fail(f"{where}.train.{key}",
                                 f"unknown; allowed: {', '.join(TRAIN_FIELDS)}")
+            subset = train.get("train_subset")
+            if subset is not None and subset != "all" and not (
+                    isinstance(subset, int) and not isinstance(subset, bool) and subset > 0):
+                raise _fail(f"{where}.train.train_subset",
+                            f"'{subset}' is not 'all' or a positive number of images")
             out[str(name)] = NetworkSpec(str(name), train=dict(train))
         else:
             raise _fail(where, "give exactly one of checkpoint or train")
