@@ -585,24 +585,14 @@ def test_fast_setting_by_device():
         precision="auto", lstsq_examples=4096).key_fields()
 
 
-def test_converging_budget_stops_each_cell_by_the_held_out_rule(digits, digits_resnet,
-                                                                 threaded_steps):
-    """budget "converge": each cell trains until `patience` looks at the held-out loss did not
-    beat its reference by `tolerance` (after `min_steps`), or to `max_steps`; its best look's
-    state is kept. Each cell's result in a grid is its result alone, bit for bit, and the
-    held-out examples come from the training split, never the test split."""
+def converged_grid_and_alone(digits, sender, pairs, config):
+    """Each cell of a grid (threads, no stacking) of `sender` into a fresh `cnn-2` under a
+    converging `config`, checked to equal its fit alone bit for bit: (result, fit alone)."""
     torch.manual_seed(5)
     receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
-    pairs = [("stem", "stem"), ("layer2.0", "block1"), ("layer4.0", "block1"),
-             ("pool", "pool")]
-    config = StitchConfig(objective="lstsq+task", budget="converge", holdout=200,
-                          check_every=5, patience=2, tolerance=0.02, min_steps=10,
-                          max_steps=60, optimizer="sgd", lr=0.05, batch_size=128, seed=3,
-                          **CPU)
-    grid = stitch_grid(digits_resnet, receiver, pairs, digits,
+    grid = stitch_grid(sender, receiver, pairs, digits,
                        config=replace(config, stacking=False, cell_threads=2))
-    s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
-    outcomes = set()
+    s_graph, r_graph = CutGraph(sender), CutGraph(receiver)
     for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
         alone = stitched_alone(s_graph, sp, r_graph, rp, config.seed)
         fit = fit_stitch(alone, digits, config)
@@ -611,6 +601,23 @@ def test_converging_budget_stops_each_cell_by_the_held_out_rule(digits, digits_r
         for a, b in zip(model.stitch.state_dict().values(), alone.stitch.state_dict().values(),
                         strict=True):
             assert torch.equal(a, b), (sp, rp)
+        yield result, fit
+
+
+def test_converging_budget_stops_each_cell_by_the_held_out_rule(digits, digits_resnet,
+                                                                 threaded_steps):
+    """budget "converge": each cell trains until `patience` looks at the held-out loss did not
+    beat its reference by `tolerance` (after `min_steps`), or to `max_steps`; its best look's
+    state is kept. Each cell's result in a grid is its result alone, bit for bit, and the
+    held-out examples come from the training split, never the test split."""
+    pairs = [("stem", "stem"), ("layer2.0", "block1"), ("layer4.0", "block1"),
+             ("pool", "pool")]
+    config = StitchConfig(objective="lstsq+task", budget="converge", holdout=200,
+                          check_every=5, patience=2, tolerance=0.02, min_steps=10,
+                          max_steps=60, optimizer="sgd", lr=0.05, batch_size=128, seed=3,
+                          **CPU)
+    outcomes = set()
+    for result, fit in converged_grid_and_alone(digits, digits_resnet, pairs, config):
         # the rule, look by look
         looks = [h for h in fit.history if "holdout_loss" in h]
         assert [h["step"] for h in looks] == list(range(0, fit.steps + 1, 5))  # 0: the start
@@ -631,23 +638,12 @@ def test_converging_budget_drops_the_rate_at_a_plateau(digits, digits_resnet, th
     """With `decays: 1` a cell's first plateau lowers its own learning rate tenfold and it
     goes on; the second stops it. Each cell's rate is its own, so the grid still gives each
     cell its result alone, bit for bit."""
-    torch.manual_seed(5)
-    receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
     pairs = [("stem", "stem"), ("layer2.0", "block1"), ("pool", "pool")]
     config = StitchConfig.converging(holdout=200, check_every=5, min_steps=10, max_steps=150,
                                      seed=3, **CPU)
-    grid = stitch_grid(digits_resnet, receiver, pairs, digits,
-                       config=replace(config, stacking=False, cell_threads=2))
-    s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
     dropped = set()
-    for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
-        alone = stitched_alone(s_graph, sp, r_graph, rp, config.seed)
-        fit = fit_stitch(alone, digits, config)
-        assert (result.steps, result.converged, result.stitch_loss) == (
-            fit.steps, fit.converged, fit.loss), (sp, rp)
-        for a, b in zip(model.stitch.state_dict().values(), alone.stitch.state_dict().values(),
-                        strict=True):
-            assert torch.equal(a, b), (sp, rp)
+    for result, fit in converged_grid_and_alone(digits, digits_resnet, pairs, config):
+        sp, rp = result.sender_point, result.receiver_point
         looks = [h for h in fit.history if "holdout_loss" in h]
         reference, waits, lr, plateaus = math.inf, 0, config.lr, 0
         for h in looks:  # the rule, look by look: the rate each look was trained at
