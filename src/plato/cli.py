@@ -210,8 +210,8 @@ EPOCHS_HELP = ("A fixed budget of this many SGD epochs (the fields of StitchConf
                "batch 128) instead of the default, which trains until a held-out slice of "
                "the training split stops improving.")
 LR_HELP = "Learning rate (default 0.01, SGD, tenfold lower after the first plateau)."
-FAST_HELP = ("Start from the fast grid setting (StitchConfig.fast(): closed form from 4,096 "
-             "examples, then SGD at lr 0.1 on the task; bf16 where native).")
+FAST_HELP = ("Start from the fast grid setting (StitchConfig.fast(): the default's rule, "
+             "looser and capped at 1,000 steps, from a closed form on 4,096 examples).")
 SET_HELP = ("Any stitch setting as FIELD=VALUE, repeatable: " + ", ".join(
     f"{name}={str(default).lower() if isinstance(default, bool) else default}"
     for name, default in StitchConfig.converging().to_dict().items()) + ".")

@@ -299,13 +299,20 @@ class _Loop:
         self.bar.total = config.max_steps
         self.bar.refresh()
         rule = StoppingRule(config, decay)
+
+        def look(live: list[FitCell], last: bool) -> list[FitCell]:
+            """Each live cell's held-out loss in its history and before the rule; the cells
+            that go on (the training loss since the last look, after the start)."""
+            looked = self.holdout_losses(live, loader)
+            for c, loss in zip(live, looked, strict=True):
+                row = {"phase": self.objective, "epoch": self.epoch, "step": self.step,
+                       "holdout_loss": loss, "lr": opt.param_groups[group_of[id(c)]]["lr"]}
+                c.history.append(row if not self.step else {**row, "loss": ledger.mean(c)})
+            return rule.look(live, looked, self.step, last)
+
         # The start (the closed form, or the init) is the first look: a stitch that SGD never
         # betters on the held-out examples keeps it.
-        looked = self.holdout_losses(live, loader)
-        for c, loss in zip(live, looked, strict=True):
-            c.history.append({"phase": self.objective, "epoch": 0, "step": 0,
-                              "holdout_loss": loss, "lr": config.lr})
-        live = rule.look(live, looked, 0, last=False)
+        live = look(live, last=False)
         slots = ledger.slots(live)
         while live:
             self.epoch += 1
@@ -319,13 +326,7 @@ class _Loop:
                         or last:
                     live, slots = self.drop_non_finite(live, slots, ledger)
                 if live and (self.step % config.check_every == 0 or last):
-                    looked = self.holdout_losses(live, loader)
-                    for c, loss in zip(live, looked, strict=True):
-                        c.history.append({"phase": self.objective, "epoch": self.epoch,
-                                          "step": self.step, "loss": ledger.mean(c),
-                                          "holdout_loss": loss,
-                                          "lr": opt.param_groups[group_of[id(c)]]["lr"]})
-                    live = rule.look(live, looked, self.step, last)
+                    live = look(live, last)
                     slots = ledger.slots(live)
                     ledger.new_epoch()  # the next look's training loss: its own window
                     self.bar.set_postfix(epoch=self.epoch, cells=len(live))

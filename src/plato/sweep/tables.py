@@ -19,12 +19,12 @@ from plato.stats import mean_interval, paired_interval
 from plato.sweep.store import METRICS, Store
 
 STATS = ("mean", "std", "n", "low", "high")
-INTERVAL_COLUMNS = ("test_examples", "accuracy_low", "accuracy_high", "steps",
-                    "examples_seen", "converged")  # numeric columns beside the metrics
-NULL_COLUMNS = {"calibrated": "_calibrated", "p_value": "_p"}  # stored column -> suffix
 # How each cell was fitted, tabled like a metric (converged: the share of seeds; NaN for a
 # fixed budget).
 FIT_COLUMNS = ("steps", "examples_seen", "converged")
+# numeric columns beside the metrics
+INTERVAL_COLUMNS = ("test_examples", "accuracy_low", "accuracy_high", *FIT_COLUMNS)
+NULL_COLUMNS = {"calibrated": "_calibrated", "p_value": "_p"}  # stored column -> suffix
 
 
 def load_cells(store: Store, spec: str | None = None) -> pd.DataFrame:
