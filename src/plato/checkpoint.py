@@ -93,6 +93,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     save_file(tensors, tmp, metadata={"plato": json.dumps(full, sort_keys=True)})
     tmp.replace(path)  # atomic: a crash never leaves half a checkpoint under the real name
+    model.plato_recipe = full.get("recipe")  # as load_checkpoint gives it
     return Checkpoint(model, full, path)
 
 
@@ -152,4 +153,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
             f"match the weights: {first}"
         ) from None
     model.to(device).eval()
+    model.plato_recipe = meta.get("recipe")  # how it was trained: a stitch's loss follows it
     return Checkpoint(model, meta, path)

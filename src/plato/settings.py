@@ -20,7 +20,8 @@ def check_types(config, what: str) -> None:
 
 _KINDS = {"int": ((int,), "an integer"), "float": ((int, float), "a number"),
           "bool": ((bool,), "true or false"), "str": ((str,), "a string"),
-          "int | None": ((int, type(None)), "an integer or null")}
+          "int | None": ((int, type(None)), "an integer or null"),
+          "float | str": ((int, float, str), "a number or a name")}
 
 
 def check_choice(config, name: str, allowed: tuple[str, ...], what: str) -> None:

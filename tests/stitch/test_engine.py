@@ -21,6 +21,7 @@ from plato.stitch import (
     StitchConfig,
     StitchedModel,
     fit_stitch,
+    fit_stitches,
     measure_stitched,
     measure_stitches,
     replace_span,
@@ -302,9 +303,11 @@ def test_grid_gives_each_cell_its_result_alone(digits, digits_resnet, objective,
     assert max(threaded_steps) == len(pairs) - 1  # one pair is not stitchable
 
 
-def test_stacked_suffix_gives_each_cell_its_own_gradient(digits, digits_resnet):
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_stacked_suffix_gives_each_cell_its_own_gradient(digits, digits_resnet, smoothing):
     """The task loss of cells sharing a receiver suffix is computed in one stacked call; each
-    stitch's gradient must be the one its own loss gives, even when another cell is NaN."""
+    stitch's gradient must be the one its own loss gives (with the label smoothing asked for),
+    even when another cell is NaN."""
     from plato.stitch.cell import FitCell
     from plato.stitch.sgd import cell_losses
 
@@ -321,13 +324,14 @@ def test_stacked_suffix_gives_each_cell_its_own_gradient(digits, digits_resnet):
     cells = [FitCell(m) for m in models]
     x, y = digits.train.images[:32].float() / 16, digits.train.labels[:32]
     a = {m.sender_point.name: m.sender_activation(x) for m in models}
-    losses = cell_losses(cells, "task", "mse", a, None, y, stacking=True)
+    losses = cell_losses(cells, "task", "mse", a, None, y, stacking=True,
+                         label_smoothing=smoothing)
     losses.sum().backward()
     assert not torch.isfinite(losses[2]) and torch.isfinite(losses[:2]).all()
     for m, stacked_loss in zip(models[:2], losses[:2], strict=True):
         grads = [p.grad.clone() for p in m.trainable_parameters()]
         m.zero_grad()
-        alone = F.cross_entropy(m(x), y)
+        alone = F.cross_entropy(m(x), y, label_smoothing=smoothing)
         alone.backward()
         assert stacked_loss.item() == pytest.approx(alone.item(), rel=1e-5)
         for g, p in zip(grads, m.trainable_parameters(), strict=True):
@@ -674,6 +678,50 @@ def test_a_users_settings_go_over_the_default_they_mean():
         StitchConfig.fast(device="cpu")
     with pytest.raises(PlatoError, match="decays"):
         StitchConfig.from_user({"decays": -1})
+
+
+def test_the_task_loss_follows_the_receivers_label_smoothing(tmp_path, digits, digits_resnet):
+    """`label_smoothing: receiver` (the converging default) fits with the smoothing the
+    receiver's checkpoint says it was trained with: the same fit, bit for bit, as that number
+    given, and not the fit without; 0 for a network of unknown training. Stitches fitted
+    together must agree on it."""
+    from plato.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "smoothed.ckpt"
+    save_checkpoint(path, copy.deepcopy(digits_resnet), recipe={"label_smoothing": 0.1})
+    smoothed = load_checkpoint(path)
+    assert smoothed.model.plato_recipe == {"label_smoothing": 0.1}
+    pairs = [("layer2.0", "layer2.0"), ("pool", "pool")]
+    config = StitchConfig.converging(holdout=200, check_every=5, min_steps=10, max_steps=30,
+                                     precision="fp32", **CPU)
+    assert config.label_smoothing == "receiver"
+
+    def fit(receiver, smoothing):
+        grid = stitch_grid(digits_resnet, receiver, pairs, digits, accuracies=(0.9, 0.9),
+                           config=replace(config, label_smoothing=smoothing))
+        return [(r.holdout_curve, [v.clone() for v in m.stitch.state_dict().values()])
+                for r, m in grid]
+
+    def same(x, y):
+        return all(cx == cy and all(torch.equal(a, b) for a, b in zip(wx, wy, strict=True))
+                   for (cx, wx), (cy, wy) in zip(x, y, strict=True))
+
+    by_receiver = fit(smoothed, "receiver")
+    assert same(by_receiver, fit(smoothed, 0.1))
+    plain = fit(smoothed, 0.0)
+    assert not same(by_receiver, plain)
+    assert by_receiver[0][0][0][1] > plain[0][0][0][1]  # the start: smoothing costs a sure net
+    assert same(fit(digits_resnet, "receiver"), plain)  # unknown training: no smoothing
+    graph = CutGraph(digits_resnet)
+    models = [StitchedModel(graph, 2, "bn-conv1x1-bn", receiver, 2)
+              for receiver in (graph, CutGraph(smoothed.model))]
+    with pytest.raises(PlatoError, match="different smoothing"):
+        fit_stitches(models, digits, config)
+    for bad in ("sender", 1.0, -0.1, True):
+        with pytest.raises(PlatoError, match="label_smoothing"):
+            StitchConfig(label_smoothing=bad)
+    assert config.key_fields()["label_smoothing"] == "receiver"
+    assert "label_smoothing" not in StitchConfig().key_fields()  # stores' keys as before
 
 
 def test_converging_budget_is_validated(digits, digits_resnet):

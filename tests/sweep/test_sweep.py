@@ -430,3 +430,22 @@ def test_converging_cells_say_so_everywhere(tmp_path, digits_checkpoints):
     missed = int((cells.converged == 0).sum())
     assert f"{missed} not converged" in page
     assert (f"Crossed ({missed}): a fit that did not converge" in page) == (missed > 0)
+
+
+def test_a_remote_worker_sees_how_a_network_was_trained(tmp_path, digits_checkpoints):
+    """A worker rebuilds a network from its payload (Ray): the recipe travels with it, so
+    `label_smoothing: receiver` fits the same loss there as on the driver."""
+    from plato.checkpoint import load_checkpoint, save_checkpoint
+    from plato.stitch import StitchedModel
+    from plato.sweep.networks import Network
+
+    ckpt = load_checkpoint(digits_checkpoints["cnn"])
+    path = save_checkpoint(tmp_path / "smoothed.ckpt", ckpt.model,
+                           recipe={"label_smoothing": 0.1}).path
+    for recipe, smoothing in ((ckpt.meta.get("recipe"), 0.0), ({"label_smoothing": 0.1}, 0.1)):
+        net = load_checkpoint(path if smoothing else digits_checkpoints["cnn"]).model
+        assert net.plato_recipe == recipe
+        remote = Network.from_payload(Network("cnn", "trained", net, "id", 0.9).payload())
+        assert remote.model.plato_recipe == recipe
+        stitched = StitchedModel(remote.graph, 1, "bn-conv1x1-bn", remote.graph, 1)
+        assert stitched.receiver_label_smoothing == smoothing

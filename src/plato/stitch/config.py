@@ -29,10 +29,12 @@ MIN_HOLDOUT = 32  # fewer held-out examples cannot tell an improvement from nois
 # The default of every entry point (StitchConfig.converging(); BENCHMARKS.md, issue 16): the
 # closed form, then the task loss with SGD (Nesterov) at lr 0.01, batch 64, until the held-out
 # loss stops improving, once more at lr 0.001 (lr 0.1 overshoots a closed form that is already
-# near the optimum: self-pairs ended 1.1 points below the network on CIFAR-10).
+# near the optimum: self-pairs ended 1.1 points below the network on CIFAR-10), with the
+# receiver's own label smoothing (plain cross-entropy re-fits a network trained with smoothing
+# to sharper logits on its own training images: self-pairs ended up to 1.6 points below it).
 CONVERGING = {"objective": "lstsq+task", "budget": "converge", "optimizer": "sgd", "lr": 0.01,
               "batch_size": 64, "precision": "auto", "decays": 1, "patience": 2,
-              "min_steps": 100}
+              "min_steps": 100, "label_smoothing": "receiver"}
 # Settings that ask for a fixed number of epochs: given without `budget`, they mean it.
 FIXED_BUDGET = ("epochs", "more_epochs", "improving")
 
@@ -50,6 +52,8 @@ class StitchConfig:
     schedule: str = "cosine"  # cosine (peak to 0 over a cycle, no warmup) | constant
     weight_decay: float = 0.0  # L2 penalty on every stitch parameter
     match_loss: str = "mse"  # mse | l1: the distance `match` minimises
+    label_smoothing: float | str = 0.0  # task loss: of the targets, or "receiver" (the one the
+    #                                     receiver was trained with, from its checkpoint)
     ridge: float = 1e-4  # lstsq ridge, as a fraction of the mean input variance
     lstsq_examples: int = 0  # closed form from this many random training examples (0: all)
     init: str = "moments"  # task/match start: moments (receiver's channel mean, std) | default
@@ -88,6 +92,11 @@ class StitchConfig:
             if getattr(self, name) < low:
                 raise SettingError(name, f"stitch {name} must be {what}, "
                                    f"got {getattr(self, name)}")
+        smoothing = self.label_smoothing
+        if not (smoothing == "receiver" if isinstance(smoothing, str) else 0 <= smoothing < 1):
+            raise SettingError("label_smoothing", "stitch label_smoothing must be a number in "
+                               "[0, 1) or 'receiver' (the receiver's own), "
+                               f"got {self.label_smoothing!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise SettingError("lr", f"stitch lr must be a positive number, got {self.lr}")
         if 0 < self.holdout < MIN_HOLDOUT or self.holdout < 0:
@@ -136,7 +145,8 @@ class StitchConfig:
         fixed = "budget" not in values and any(name in values for name in FIXED_BUDGET)
         if fast:  # with `epochs`: the fast setting's optimiser for that many epochs
             base = cls.fast(device=values.get("device", "auto"))
-            values = {**values, "budget": "epochs"} if fixed else values
+            values = {"label_smoothing": 0.0, **values, "budget": "epochs"} if fixed \
+                else values  # fixed: as the fast setting was before the converging rule
         elif fixed or values.get("objective") == "lstsq":
             base = cls()
         else:
@@ -169,6 +179,17 @@ class StitchConfig:
                                f"{MIN_HOLDOUT} and some left to train on; set holdout")
         return n
 
+    def smoothing_for(self, receivers: list[float]) -> float:
+        """The task loss's label smoothing for stitches into receivers trained with
+        `receivers` (one fit, one loss: `receiver` needs them to agree)."""
+        if self.label_smoothing != "receiver":
+            return float(self.label_smoothing)
+        if len(set(receivers)) > 1:
+            raise PlatoError("label_smoothing 'receiver': the stitches fitted together go "
+                             f"into receivers trained with different smoothing "
+                             f"({sorted(set(receivers))}); fit them apart or set a number")
+        return receivers[0] if receivers else 0.0
+
     @property
     def converges(self) -> bool:
         """Is there an SGD phase whose end the held-out rule decides?"""
@@ -186,7 +207,8 @@ class StitchConfig:
         for name in ("seed", "device", "activation_cache", "cell_threads"):
             del out[name]
         for name, as_before in (("more_epochs", 0), ("lstsq_examples", 0), ("stacking", True),
-                                ("fold_batchnorm", True), ("decays", 0)):
+                                ("fold_batchnorm", True), ("decays", 0),
+                                ("label_smoothing", 0.0)):
             if out[name] == as_before:
                 del out[name]
         if "more_epochs" not in out:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from plato.data.datasets import Dataset, hold_out
 from plato.device import memory_format, resolve_device
@@ -63,6 +63,8 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     the models' own prefixes). Returns, per model, its FitInfo or the error that stopped it.
     """
     config = config or StitchConfig.converging()
+    config = replace(config, label_smoothing=config.smoothing_for(
+        [m.receiver_label_smoothing for m in models]))  # `receiver` resolved: a number
     device = resolve_device(config.device)
     layout = memory_format(config.channels_last)
     for m in models:

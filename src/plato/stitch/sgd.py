@@ -115,7 +115,7 @@ class LossLedger:
 
 def cell_losses(cells: list[FitCell], objective: str, match_loss: str, a: dict,
                 t: dict | None, y: torch.Tensor, suffixes: dict[int, nn.Module] | None = None,
-                stacking: bool = True) -> torch.Tensor:
+                stacking: bool = True, label_smoothing: float = 0.0) -> torch.Tensor:
     """Each cell's mean loss on the batch, (len(cells),), from the frozen activations `a`
     (sender points) and `t` (receiver points, for `match`). `suffixes` maps a receiver suffix
     (by id) to the module that computes it in training (its BatchNorm-folded copy).
@@ -140,7 +140,8 @@ def cell_losses(cells: list[FitCell], objective: str, match_loss: str, a: dict,
             suffix = cells[chunk[0]].model.receiver_suffix
             logits = (suffixes or {}).get(id(suffix), suffix)(stacked)
             targets = y if len(chunk) == 1 else y.repeat(len(chunk))
-            per_example = F.cross_entropy(logits.float(), targets, reduction="none")
+            per_example = F.cross_entropy(logits.float(), targets, reduction="none",
+                                          label_smoothing=label_smoothing)
             for i, loss in zip(chunk, per_example.view(len(chunk), -1).mean(1), strict=True):
                 losses[i] = loss
     return torch.stack(losses)
@@ -351,7 +352,8 @@ class _Loop:
             def unit_loss(unit: list[FitCell], a=a, t=t, y=y) -> torch.Tensor:
                 with torch.no_grad(), autocast(self.device, self.config.precision):
                     return cell_losses(unit, self.objective, self.config.match_loss, a, t, y,
-                                       self.suffixes, self.config.stacking)
+                                       self.suffixes, self.config.stacking,
+                                       self.config.label_smoothing)
 
             batch = self._per_cell(live, units, unit_loss).double().cpu()
             sums += batch * len(y)
@@ -387,7 +389,8 @@ class _Loop:
         def unit_step(unit: list[FitCell]) -> torch.Tensor:
             with autocast(self.device, self.config.precision):
                 losses = cell_losses(unit, self.objective, self.config.match_loss, a, t, y,
-                                     self.suffixes, self.config.stacking)
+                                     self.suffixes, self.config.stacking,
+                                     self.config.label_smoothing)
             losses.sum().backward()  # each cell's own gradient: no shared parameter
             return losses.detach()
 

@@ -46,6 +46,10 @@ class StitchedModel(nn.Module):
         # The receiver's own activation at its point: the target of `match` and the reference
         # of the activation metrics. Not part of the stitched forward pass.
         self.receiver_prefix = freeze(receiver_prefix)
+        # The label smoothing the receiver was trained with (its checkpoint's recipe; 0 for
+        # a network of unknown training): the task loss of `label_smoothing: receiver`.
+        recipe = getattr(r_graph.model, "plato_recipe", None) or {}
+        self.receiver_label_smoothing = float(recipe.get("label_smoothing", 0.0))
 
     def train(self, mode: bool = True) -> StitchedModel:
         super().train(mode)

@@ -43,12 +43,14 @@ class Network:
         return {"name": self.name, "role": self.role, "identity": self.identity,
                 "accuracy": self.accuracy, "model": self.model.plato_name,
                 "config": self.model.plato_config,
+                "recipe": getattr(self.model, "plato_recipe", None),  # the stitch loss follows it
                 "state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
 
     @classmethod
     def from_payload(cls, payload: dict) -> Network:
         model = create_model(payload["model"], **payload["config"])
         model.load_state_dict(payload["state"])
+        model.plato_recipe = payload["recipe"]
         return cls(payload["name"], payload["role"], model.eval(), payload["identity"],
                    payload["accuracy"])
 
