@@ -21,6 +21,10 @@ class TrainingError(PlatoError):
     """Training diverged (non-finite loss) or was configured wrongly."""
 
 
+class SpecError(PlatoError):
+    """A sweep spec field is missing or invalid, or the spec cannot be read."""
+
+
 class SettingError(PlatoError):
     """A setting of a config object (StitchConfig, SimilarityConfig) is invalid; `setting`
     names it, so a spec can name its field."""

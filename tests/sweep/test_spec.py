@@ -75,3 +75,41 @@ def test_load_errors(tmp_path):
     bad.write_text("networks: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(bad)
+    bad.write_text("networks: !!python/object/apply:os.system ['echo pwned']")
+    with pytest.raises(SpecError, match="not valid YAML"):  # no Python tags, nothing runs
+        load_spec(bad)
+
+
+def test_numbers_read_as_a_researcher_writes_them(tmp_path):
+    """YAML 1.1 (PyYAML's safe loader) reads `3e-3` and `1e6` as strings; a spec reads them,
+    and `.5`, as numbers; integers stay integers, quoted numbers stay strings, and a number
+    of the wrong kind names its field."""
+    path = tmp_path / "s.yaml"
+    path.write_text("networks: {a: {checkpoint: a.ckpt}}\nseeds: [0, 1]\n"
+                    "recipe: {lr: 3e-3, tolerance: .5e-1, max_steps: 2000}\n"
+                    "similarity: {examples: 1000}\n")
+    s = load_spec(path)
+    config = s.stitch_config
+    assert (config.lr, config.tolerance, config.max_steps) == (0.003, 0.05, 2000)
+    assert isinstance(config.max_steps, int) and s.seeds == [0, 1]
+    path.write_text("networks: {a: {checkpoint: a.ckpt}}\nrecipe: {max_steps: 1e3}\n")
+    with pytest.raises(SpecError, match=r"recipe.max_steps.*integer, got 1000.0"):
+        load_spec(path)
+    path.write_text("name: '1e3'\nnetworks: {a: {checkpoint: a.ckpt}}\n")
+    assert load_spec(path).name == "1e3"
+
+
+def test_a_spec_that_expands_without_bound_is_refused_before_any_work(tmp_path):
+    """Nested aliases: 9 ** 9 values named in a few hundred bytes, refused in well under a
+    second, without expanding them."""
+    import time
+
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(rows) + "\nnetworks: *i\n")
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="expands to more than 100,000 values"):
+        load_spec(path)
+    assert time.perf_counter() - start < 1

@@ -37,13 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from plato.errors import PlatoError, SettingError
+from plato.errors import PlatoError, SettingError, SpecError
 from plato.similarity import MEASURES as SIMILARITY
 from plato.similarity import SimilarityConfig
 from plato.stitch import OBJECTIVES, Stitch, StitchConfig
 from plato.stitch.layers import RESIZE_MODES
+from plato.sweep.spec_yaml import read_spec_yaml
 
 CONTROLS = ("trained->trained", "random->trained", "trained->random", "random->random")
 PAIR_MODES = ("all", "self", "distinct")
@@ -53,10 +52,6 @@ NOT_IN_RECIPE = {"objective": "give it as `objective:`", "seed": "give seeds as 
 TRAIN_FIELDS = ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs",
                 "weight_decay", "label_smoothing", "precision", "augment", "seed", "width",
                 "residual", "stem", "train_subset")
-
-
-class SpecError(PlatoError):
-    """A sweep spec field is missing or invalid."""
 
 
 @dataclass
@@ -110,10 +105,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not path.is_file():
         raise SpecError(f"sweep spec {path} does not exist")
     text = path.read_text()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path} is not valid YAML: {e}") from None
+    raw = read_spec_yaml(text, str(path))
     return parse_spec(raw, source=text, base_dir=path.parent, default_name=path.stem)
 
 
