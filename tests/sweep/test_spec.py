@@ -61,6 +61,13 @@ def test_defaults_and_pair_modes():
     ({"networks": {"a": {"train": {"model": "cnn-2", "train_subset": "most"}}}},
      "networks.a.train.train_subset"),
     ({"recipe": {"decays": -1}}, "recipe.decays"),
+    # names that name files: never a path out of the run folder
+    ({"networks": {"../../../../tmp/x/ESCAPED": {"checkpoint": "a.ckpt"}}},
+     "networks.../../../../tmp/x/ESCAPED"),
+    ({"networks": {"a/b": {"checkpoint": "a.ckpt"}}}, "networks.a/b"),
+    ({"name": "../outside"}, "name"),
+    ({"name": ".hidden"}, "name"),
+    ({"name": "x" * 101}, "name"),
 ])
 def test_errors_name_the_field(fields, named):
     with pytest.raises(SpecError) as err:

@@ -23,6 +23,11 @@ from plato.data import archives
 from plato.errors import DatasetError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+# What one image of an image folder may cost, checked before it is read or decoded: a few
+# hundred compressed bytes can declare gigabytes (a member of zeros, a PNG header of
+# 30000x30000). Far above any dataset a stitching study decodes into memory.
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 @dataclass
@@ -241,7 +246,8 @@ def load_cifar100(root: Path, download: bool = False) -> Dataset:
 def _walk_folder(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
     for file in sorted(path.rglob("*")):
         if file.is_file():
-            yield file.relative_to(path).as_posix(), file.read_bytes
+            yield _member_name(path, file.relative_to(path).as_posix(),
+                               file.stat().st_size), file.read_bytes
 
 
 def _walk_tar(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
@@ -249,10 +255,24 @@ def _walk_tar(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
                 if member.isfile():
+                    name = _member_name(path, member.name, member.size)
                     data = tar.extractfile(member).read()
-                    yield member.name.removeprefix("./"), lambda d=data: d
+                    yield name, lambda d=data: d
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DatasetError(f"{path} is truncated or corrupt ({e}): replace the archive") from None
+
+
+def _member_name(archive: Path, name: str, size: int) -> str:
+    """The member's path inside the archive (or folder), refused when it points outside it
+    (absolute, or through '..') or declares more than MAX_MEMBER_BYTES."""
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts:
+        raise DatasetError(f"{archive}: member '{name}' points outside the archive; an image "
+                           "folder's members are train/<class>/FILE and test/<class>/FILE")
+    if size > MAX_MEMBER_BYTES:
+        raise DatasetError(f"{archive}: member '{name}' declares {size:,} bytes, more than "
+                           f"an image may ({MAX_MEMBER_BYTES:,}); remove it from the dataset")
+    return name.removeprefix("./")
 
 
 def _source_key(path: Path) -> str:
@@ -280,10 +300,17 @@ def _decode(relpath: str, data: bytes, source: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise DatasetError(f"{source}: '{relpath}' declares {img.width}x{img.height} "
+                                   f"pixels, more than an image may ({MAX_IMAGE_PIXELS:,}); "
+                                   "remove it or resize the dataset")
             if img.mode not in ("L", "RGB"):
                 img = img.convert("RGB")
             arr = np.asarray(img, dtype=np.uint8)
+    except Image.DecompressionBombError:  # Pillow's own limit, above ours: the header too
+        raise DatasetError(f"{source}: '{relpath}' declares more pixels than an image may "
+                           f"({MAX_IMAGE_PIXELS:,}); remove it or resize the dataset") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DatasetError(f"{source}: cannot decode '{relpath}' ({e}): fix or remove it") from None
     return arr[:, :, None] if arr.ndim == 2 else arr  # (H, W, C)

@@ -33,6 +33,7 @@ An invalid spec raises SpecError naming the field and what is allowed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from plato.sweep.spec_yaml import read_spec_yaml
 
 CONTROLS = ("trained->trained", "random->trained", "trained->random", "random->random")
 PAIR_MODES = ("all", "self", "distinct")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,99}")  # names that name files
 # `recipe:` holds how the stitch is fitted; the objective, seeds and device have their own place.
 NOT_IN_RECIPE = {"objective": "give it as `objective:`", "seed": "give seeds as `seeds:`",
                  "device": "choose it with `plato sweep --device`"}
@@ -119,7 +121,7 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
     if unknown:
         raise _fail(unknown[0], f"unknown field; the fields are {', '.join(sorted(known))}")
 
-    name = str(raw.get("name", default_name))
+    name = _safe_name(str(raw.get("name", default_name)), "name")
     dataset = _dataset(raw.get("dataset", "digits"), base_dir)
     networks = _networks(raw.get("networks"), base_dir)
     pairs = _pairs(raw.get("pairs", "all"), list(networks))
@@ -229,6 +231,16 @@ def _dataset(value, base_dir: Path) -> DatasetSpec:
     return DatasetSpec(**value)
 
 
+def _safe_name(name: str, field_name: str) -> str:
+    """A name that becomes part of a file name (the run folder, a network's checkpoint):
+    letters, digits, '.', '_', '+', '-', not starting with '.', at most 100 characters."""
+    if not SAFE_NAME.fullmatch(name):
+        raise _fail(field_name, f"the name '{name[:120]}' cannot name a file: use letters, "
+                                "digits, '_', and after the first character '.', '+' and "
+                                "'-'; at most 100 characters")
+    return name
+
+
 def _networks(value, base_dir: Path) -> dict[str, NetworkSpec]:
     if not value:
         raise _fail("networks", "missing: name at least one network (checkpoint or train)")
@@ -236,6 +248,7 @@ def _networks(value, base_dir: Path) -> dict[str, NetworkSpec]:
     out = {}
     for name, entry in value.items():
         where = f"networks.{name}"
+        _safe_name(str(name), where)
         _expect(entry, dict, where, "{checkpoint: PATH} or {train: {model: ..., ...}}")
         if set(entry) == {"checkpoint"}:
             path = Path(str(entry["checkpoint"])).expanduser()
