@@ -391,6 +391,8 @@ def sweep(
     threads: int = typer.Option(None, help="CPU threads per cell (ray default: 1)."),
     group_size: int = typer.Option(64, min=1, help="Cells sharing one pass of the frozen "
                                    "networks (a Ray task; lost together on a crash)."),
+    wait: bool = typer.Option(False, help="If another sweep is running in the run folder, "
+                              "wait for it to end (default: refuse)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -400,7 +402,8 @@ def sweep(
 
     summary = run_sweep(load_spec(spec), out, executor=executor, address=address,
                         gpus_per_job=gpus_per_job, retry_failed=retry_failed, device=device,
-                        threads=threads, group_size=group_size, progress=not quiet)
+                        threads=threads, group_size=group_size, progress=not quiet,
+                        wait=wait)
     _emit(summary.to_dict(), as_json,
           f"sweep {summary.spec}: {summary.cells} cells, {summary.skipped} already stored, "
           f"{summary.done} done, {summary.unstitchable} not stitchable, {summary.failed} "

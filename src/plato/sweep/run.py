@@ -12,6 +12,7 @@ from plato.device import resolve_device
 from plato.sweep.cells import CellSettings
 from plato.sweep.executors import make_executor
 from plato.sweep.jobs import Job, build_jobs
+from plato.sweep.lock import hold_run_folder
 from plato.sweep.networks import prepare_networks
 from plato.sweep.similarity import run_similarities
 from plato.sweep.spec import SweepSpec
@@ -45,60 +46,63 @@ def sweep_dataset(spec: SweepSpec, whole: Dataset | None = None) -> Dataset:
 def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: str = "local",
               address: str | None = None, gpus_per_job: float = 0.0,
               retry_failed: bool = False, device: str = "auto", threads: int | None = None,
-              group_size: int = 64, progress: bool = True) -> SweepSummary:
+              group_size: int = 64, progress: bool = True, wait: bool = False
+              ) -> SweepSummary:
     from safetensors.torch import save_file
     from tqdm import tqdm
 
     start = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else Path("runs") / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    executor_ = make_executor(executor, address, gpus_per_job)
-    whole = load_dataset(spec.dataset.name, root=spec.dataset.root)
-    dataset = sweep_dataset(spec, whole)
-    dev = resolve_device(device)  # once: networks, similarity tables and cells all use it
-    nets = prepare_networks(spec, dataset, run_dir, dev, progress, whole=whole)
-    with Store(run_dir / "results.sqlite") as store:
-        store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity)
-        for net in nets.values():
-            store.record_network(spec.name, net.name, net.role, net.model.plato_name,
-                                 net.identity, net.checkpoint, net.init_seed, net.accuracy)
-        grids = run_similarities(spec, nets, dataset, store, dev, progress)
-        jobs = build_jobs(spec, nets, dataset.fingerprint()) if "stitch" in spec.measures else []
-        statuses = store.statuses()
-        todo = [j for j in jobs if j.key not in statuses
-                or (retry_failed and statuses[j.key] == "failed")]
-        counts = {"done": 0, "failed": 0, "unstitchable": 0}
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"sweep {spec.name}",
-                   unit="cell", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    with hold_run_folder(run_dir, wait):  # one sweep per run folder: no work done twice
+        executor_ = make_executor(executor, address, gpus_per_job)
+        whole = load_dataset(spec.dataset.name, root=spec.dataset.root)
+        dataset = sweep_dataset(spec, whole)
+        dev = resolve_device(device)  # once: networks, similarity tables and cells all use it
+        nets = prepare_networks(spec, dataset, run_dir, dev, progress, whole=whole)
+        with Store(run_dir / "results.sqlite") as store:
+            store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity)
+            for net in nets.values():
+                store.record_network(spec.name, net.name, net.role, net.model.plato_name,
+                                     net.identity, net.checkpoint, net.init_seed, net.accuracy)
+            grids = run_similarities(spec, nets, dataset, store, dev, progress)
+            jobs = (build_jobs(spec, nets, dataset.fingerprint())
+                    if "stitch" in spec.measures else [])
+            statuses = store.statuses()
+            todo = [j for j in jobs if j.key not in statuses
+                    or (retry_failed and statuses[j.key] == "failed")]
+            counts = {"done": 0, "failed": 0, "unstitchable": 0}
+            bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"sweep {spec.name}",
+                       unit="cell", disable=not progress, file=sys.stderr, dynamic_ncols=True)
 
-        def on_outcome(job: Job, outcome: dict) -> None:
-            stitch_file = None
-            state = outcome.pop("stitch_state", None)
-            if state is not None:
-                path = run_dir / "stitches" / f"{job.key[:24]}.safetensors"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_file(state, path, metadata={"key": job.key, "sender": job.sender,
-                                                 "receiver": job.receiver,
-                                                 "sender_point": job.sender_point,
-                                                 "receiver_point": job.receiver_point})
-                stitch_file = str(path.relative_to(run_dir))
-            store.record_cell(job, outcome["status"], result=outcome.get("result"),
-                              reason=outcome.get("reason"), started=outcome["started"],
-                              stitch_file=stitch_file, host=outcome.get("host"),
-                              correct=outcome.get("correct"))
-            counts[outcome["status"]] += 1
-            bar.set_postfix(done=counts["done"], failed=counts["failed"],
-                            nan=counts["unstitchable"])
-            bar.update(1)
-            if outcome["status"] == "failed" and progress:
-                bar.write(f"cell failed: {job.sender}:{job.sender_point} -> "
-                          f"{job.receiver}:{job.receiver_point} ({job.control}, seed "
-                          f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
+            def on_outcome(job: Job, outcome: dict) -> None:
+                stitch_file = None
+                state = outcome.pop("stitch_state", None)
+                if state is not None:
+                    path = run_dir / "stitches" / f"{job.key[:24]}.safetensors"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    save_file(state, path, metadata={"key": job.key, "sender": job.sender,
+                                                     "receiver": job.receiver,
+                                                     "sender_point": job.sender_point,
+                                                     "receiver_point": job.receiver_point})
+                    stitch_file = str(path.relative_to(run_dir))
+                store.record_cell(job, outcome["status"], result=outcome.get("result"),
+                                  reason=outcome.get("reason"), started=outcome["started"],
+                                  stitch_file=stitch_file, host=outcome.get("host"),
+                                  correct=outcome.get("correct"))
+                counts[outcome["status"]] += 1
+                bar.set_postfix(done=counts["done"], failed=counts["failed"],
+                                nan=counts["unstitchable"])
+                bar.update(1)
+                if outcome["status"] == "failed" and progress:
+                    bar.write(f"cell failed: {job.sender}:{job.sender_point} -> "
+                              f"{job.receiver}:{job.receiver_point} ({job.control}, seed "
+                              f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
 
-        settings = CellSettings.from_spec(spec, dev, threads, group_size)
-        if todo:
-            executor_.run(todo, nets, dataset, settings, on_outcome)
-        bar.close()
-    return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
-                        len(jobs) - len(todo), counts["done"], counts["failed"],
-                        counts["unstitchable"], time.perf_counter() - start, grids)
+            settings = CellSettings.from_spec(spec, dev, threads, group_size)
+            if todo:
+                executor_.run(todo, nets, dataset, settings, on_outcome)
+            bar.close()
+        return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
+                            len(jobs) - len(todo), counts["done"], counts["failed"],
+                            counts["unstitchable"], time.perf_counter() - start, grids)
