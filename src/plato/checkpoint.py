@@ -7,6 +7,7 @@ a truncated file, altered weights, or metadata that does not fit the weights are
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plato.errors import CheckpointError, PlatoError
+from plato.errors import CheckpointError, PlatoError, fault_message
 
 FORMAT = "plato-checkpoint/1"
 
@@ -68,6 +69,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
 
     Refuses non-finite weights: a NaN model is never saved.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     from plato import __version__
@@ -91,8 +93,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    save_file(tensors, tmp, metadata={"plato": json.dumps(full, sort_keys=True)})
-    tmp.replace(path)  # atomic: a crash never leaves half a checkpoint under the real name
+    try:
+        save_file(tensors, tmp, metadata={"plato": json.dumps(full, sort_keys=True)})
+        tmp.replace(path)  # atomic: a crash never leaves half a checkpoint under the real name
+    except (SafetensorError, OSError) as e:
+        with contextlib.suppress(OSError):  # a read-only place refuses the unlink too
+            tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot save the checkpoint {path}: "
+                              f"{fault_message(e)}") from None
     model.plato_recipe = full.get("recipe")  # as load_checkpoint gives it
     return Checkpoint(model, full, path)
 

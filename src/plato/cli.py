@@ -1,17 +1,22 @@
 """The `plato` command. Every command takes --json and then prints one JSON object on stdout.
 
-User errors (PlatoError) print one line on stderr and exit 1, without a traceback.
+User errors (PlatoError) and faults of the machine (a full disk, a read-only place: OSError,
+SQLite's errors) print one line on stderr and exit 1, without a traceback (PLATO_TRACEBACK=1
+shows it).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import sys
 from pathlib import Path
 
 import typer
+from safetensors import SafetensorError
 
-from plato.errors import PlatoError
+from plato.errors import PlatoError, fault_message
 from plato.similarity import SimilarityConfig
 from plato.stitch import StitchConfig
 
@@ -137,6 +142,7 @@ def train_cmd(
     if train_subset:
         ds = ds.subset(train=train_subset, seed=seed)
     out = out or _default_out(model, ds.short_name, seed)
+    _check_writable(out.parent)  # before training, not after
     _, result = train_and_save(model, ds, recipe, out, progress=not quiet,
                                **_model_options(width, residual, stem))
     obj = {"checkpoint": str(out), "model": model, "dataset": ds.name, **result.to_dict()}
@@ -179,6 +185,19 @@ def _checkpoint_dataset(name: str | None, root: Path | None, *checkpoints):
     for ckpt in checkpoints:
         ckpt.check_dataset(ds)
     return ds
+
+
+def _check_writable(folder: Path) -> None:
+    """Create `folder` and a file in it, or raise the OSError that says why not (a full disk,
+    a read-only place): work that would end in writing there fails before it starts."""
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".plato-write-test-"):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(folder)) from None  # the folder, not the probe
 
 
 def _setting(text: str) -> tuple[str, int | float | bool | str]:
@@ -589,6 +608,11 @@ def main() -> None:
         app()
     except PlatoError as e:
         print(f"plato: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except (OSError, sqlite3.Error, SafetensorError) as e:  # a full disk, a read-only place
+        if os.environ.get("PLATO_TRACEBACK"):
+            raise
+        print(f"plato: error: {fault_message(e)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("plato: interrupted", file=sys.stderr)

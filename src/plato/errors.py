@@ -1,4 +1,10 @@
-"""Errors a user can cause. The CLI prints their message, without a traceback, and exits 1."""
+"""Errors a user can cause, and faults of the machine said in one line. The CLI prints their
+message, without a traceback, and exits 1."""
+
+from __future__ import annotations
+
+import errno
+import re
 
 
 class PlatoError(Exception):
@@ -32,3 +38,30 @@ class SettingError(PlatoError):
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+# Faults of the machine: what the user can do about each (the CLI's one line).
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def fault_message(e: OSError | Exception) -> str:
+    """One line for a fault of the machine (an OSError, or SQLite's error for one): a full
+    disk, a read-only place, a missing permission or file; what it was and what to do."""
+    text = str(e).lower()
+    code = getattr(e, "errno", None)
+    if code is None and (found := re.search(r"os error (\d+)", text)):  # safetensors' words
+        code = int(found.group(1))
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    if code in FULL or "disk is full" in text:
+        return (f"no space left to write{where}: free some, or choose another place (--out, "
+                "PLATO_CACHE); finished work is kept, and running again resumes")
+    if code in NOT_WRITABLE or "readonly" in text or "read-only" in text:
+        return (f"cannot write{where}: the place is read-only or not permitted; choose a "
+                "writable one (--out, PLATO_CACHE) or change its permissions")
+    if "disk i/o error" in text or "unable to open" in text:  # SQLite's words, no errno
+        return (f"the disk refused a read or write{where} ({e}): is it full or read-only? "
+                "free space or choose a writable place (--out, PLATO_CACHE)")
+    if code == errno.ENOENT:
+        return f"no such file or folder{where}"
+    return f"{getattr(e, 'strerror', None) or e}{where}"

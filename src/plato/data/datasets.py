@@ -7,10 +7,12 @@ Names: `digits` (bundled with scikit-learn, the offline default), `mnist`, `cifa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from plato.data import archives
-from plato.errors import DatasetError
+from plato.errors import DatasetError, fault_message
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 # What one image of an image folder may cost, checked before it is read or decoded: a few
@@ -384,10 +386,18 @@ def load_imagefolder(path: Path) -> Dataset:
             "train_images": splits["train"].images, "train_labels": splits["train"].labels,
             "test_images": splits["test"].images, "test_labels": splits["test"].labels,
         }
-        cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
-        save_file(tensors, tmp, metadata={"classes": json.dumps(classes), "source": str(path)})
-        tmp.replace(cached)  # atomic: readers never see half a cache
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            save_file(tensors, tmp, metadata={"classes": json.dumps(classes),
+                                              "source": str(path)})
+            tmp.replace(cached)  # atomic: readers never see half a cache
+        except (SafetensorError, OSError) as e:  # the data is decoded: go on without a cache
+            with contextlib.suppress(OSError):  # a read-only place refuses the unlink too
+                tmp.unlink(missing_ok=True)
+            print(f"plato: warning: cannot cache the decoded images in {cached.parent}: "
+                  f"{fault_message(e)}; they will be decoded again next time",
+                  file=sys.stderr)
     train = Split(tensors["train_images"], tensors["train_labels"])
     mean, std = _channel_stats(train.images)
     return Dataset(f"imagefolder:{path}", train, Split(tensors["test_images"],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from plato.errors import PlatoError
+from plato.errors import PlatoError, fault_message
 
 METRICS = ("stitched_accuracy", "sender_accuracy", "receiver_accuracy", "normalized_accuracy",
            "stitched_loss", "stitch_loss", "activation_mse", "activation_cka")
@@ -127,7 +127,10 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: safe against crashes
             self.db.executescript(SCHEMA)
             self._add_columns()
-        except sqlite3.DatabaseError as e:
+        except sqlite3.OperationalError as e:  # the machine refused (full, read-only...)
+            raise PlatoError(f"cannot use the result store {self.path}: "
+                             f"{fault_message(e)}") from None
+        except sqlite3.DatabaseError as e:  # the file is not a store
             raise PlatoError(f"{self.path} is not a usable result store ({e})") from None
         self.host = socket.gethostname()
 

@@ -1,0 +1,108 @@
+"""Faults of the machine, as a user meets them through the `plato` command: a full disk and a
+read-only place give one line saying what to do (exit 1, no traceback), and the work finished
+before the fault is kept: running again resumes."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import pytest
+
+SPEC = """name: tiny
+dataset: digits
+networks: {cnn: {train: {model: cnn-2, width: 4, epochs: 1}}}
+pairs: self
+points: [stem, block1]
+objective: lstsq
+"""
+
+
+def plato(*args, cwd, file_limit=None):
+    def limited():  # a disk that takes `file_limit` bytes per file, then refuses (EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+    return subprocess.run([sys.executable, "-m", "plato", *args], cwd=cwd, text=True,
+                          capture_output=True, preexec_fn=limited if file_limit else None)
+
+
+def one_line_error(proc, *words):
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("plato: error: "), proc.stderr
+    for word in words:
+        assert word in last, last
+    return last
+
+
+@pytest.mark.parametrize("file_limit, where", [(2_000, "networks/cnn-"),  # the checkpoint
+                                               (20_000, "results.sqlite")])  # the store
+def test_a_full_disk_is_one_line_and_a_rerun_resumes(tmp_path, file_limit, where):
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    proc = plato("sweep", "spec.yaml", "--out", "run", "--quiet", cwd=tmp_path,
+                 file_limit=file_limit)
+    one_line_error(proc, where, "free")
+    again = plato("sweep", "spec.yaml", "--out", "run", "--quiet", "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["cells"] == 4 and summary["failed"] == 0
+    assert summary["done"] + summary["skipped"] == 4
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder nobody may write into: chmod for a user; as root (whom chmod does not stop),
+    a read-only tmpfs where mounting is allowed."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                           capture_output=True, text=True)
+    if mount.returncode:
+        pytest.skip(f"root cannot mount a read-only tmpfs here: {mount.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_place_is_one_line(tmp_path, read_only):
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    one_line_error(plato("sweep", "spec.yaml", "--out", str(read_only / "run"), "--quiet",
+                         cwd=tmp_path), "cannot write", "read-only")
+    done = plato("sweep", "spec.yaml", "--out", "run", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    one_line_error(plato("report", "run/results.sqlite", "--out", str(read_only / "report"),
+                         cwd=tmp_path), "cannot write", "read-only")
+    env_cache = {**os.environ, "PLATO_CACHE": str(read_only / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "plato", "train", "cnn-2", "--dataset",
+                           "digits", "--epochs", "1", "--out", str(read_only / "net.ckpt")],
+                          cwd=tmp_path, text=True, capture_output=True, env=env_cache)
+    one_line_error(proc, "cannot write", "read-only")
+
+
+def test_each_fault_of_the_machine_has_its_advice():
+    """The words the libraries use for each fault map to the same advice (SQLite gives no
+    errno; safetensors gives it inside its message)."""
+    import errno
+    import sqlite3
+
+    from plato.errors import fault_message
+
+    full = [OSError(errno.ENOSPC, "No space left on device", "x.ckpt"),
+            sqlite3.OperationalError("database or disk is full"),
+            RuntimeError("Error while serializing: I/O error: File too large (os error 27)")]
+    for e in full:
+        assert fault_message(e).startswith("no space left to write"), e
+    read_only = [OSError(errno.EROFS, "Read-only file system", "run"),
+                 OSError(errno.EACCES, "Permission denied", "run"),
+                 sqlite3.OperationalError("attempt to write a readonly database")]
+    for e in read_only:
+        assert fault_message(e).startswith("cannot write"), e
+    assert fault_message(OSError(errno.ENOENT, "No such file", "a.yaml")) == \
+        "no such file or folder (a.yaml)"
