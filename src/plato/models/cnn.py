@@ -14,7 +14,7 @@ from torch import nn
 
 from plato.errors import ModelError
 from plato.models.layers import ConvBNReLU, GlobalAvgPool
-from plato.models.registry import register_family
+from plato.models.registry import MAX_BLOCKS, register_family
 
 
 class ConvBlock(nn.Module):
@@ -64,4 +64,7 @@ def cnn(match: re.Match, num_classes, input_shape, width: int = 32,
     depth = int(match.group(1))
     if depth < 1 or width < 1:
         raise ModelError(f"cnn-{depth}: need at least one block and a positive width")
+    if depth > MAX_BLOCKS:
+        raise ModelError(f"cnn-{depth}: at most {MAX_BLOCKS} blocks (a deeper one would take "
+                         "minutes to build and trace)")
     return CNN(depth, num_classes, input_shape[0], width, residual)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from plato.errors import ModelError
-from plato.models.registry import register_family
+from plato.models.registry import MAX_BLOCKS, MAX_WIDTH, register_family
 
 
 class Hidden(nn.Module):
@@ -60,4 +60,7 @@ def mlp(match: re.Match, num_classes, input_shape, residual: bool = False) -> ML
     widths = tuple(int(w) for w in match.group(1).split("x"))
     if min(widths) < 1:
         raise ModelError(f"mlp-{match.group(1)}: every hidden width must be positive")
+    if len(widths) > MAX_BLOCKS or max(widths) > MAX_WIDTH:
+        raise ModelError(f"mlp-{match.group(1)}: at most {MAX_BLOCKS} hidden layers of at "
+                         f"most {MAX_WIDTH} units")
     return MLP(widths, num_classes, math.prod(input_shape), residual)

@@ -17,6 +17,11 @@ from torch import nn
 
 from plato.errors import ModelError
 
+# Sizes refused before building (a typo like cnn-99999 would run for minutes without a word):
+# far above any network a stitching study compares.
+MAX_WIDTH = 4096  # channels of a conv net's first stage, units of an MLP's hidden layer
+MAX_BLOCKS = 256  # blocks of a cnn-N, hidden layers of an mlp
+
 
 @dataclass(frozen=True)
 class _Family:
@@ -104,6 +109,11 @@ def create_model(
             f"model '{name}' has no option {', '.join(unknown)}: its options are "
             f"{', '.join(allowed) or 'none'}"
         )
+    width = options.get("width")
+    if isinstance(width, int) and width > MAX_WIDTH:
+        raise ModelError(f"model '{name}': width {width} is more than Plato builds "
+                         f"({MAX_WIDTH}); such a network would take minutes to build and "
+                         "gigabytes to hold")
     model = builder(*args, num_classes=num_classes, input_shape=input_shape, **options)
     model.plato_name = name
     model.plato_config = {"num_classes": num_classes, "input_shape": list(input_shape), **options}
