@@ -412,6 +412,8 @@ def sweep(
                                    "networks (a Ray task; lost together on a crash)."),
     wait: bool = typer.Option(False, help="If another sweep is running in the run folder, "
                               "wait for it to end (default: refuse)."),
+    max_cells: int = typer.Option(200_000, help="Refuse a spec of more cells than this "
+                                  "before any work."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -422,7 +424,7 @@ def sweep(
     summary = run_sweep(load_spec(spec), out, executor=executor, address=address,
                         gpus_per_job=gpus_per_job, retry_failed=retry_failed, device=device,
                         threads=threads, group_size=group_size, progress=not quiet,
-                        wait=wait)
+                        wait=wait, max_cells=max_cells)
     _emit(summary.to_dict(), as_json,
           f"sweep {summary.spec}: {summary.cells} cells, {summary.skipped} already stored, "
           f"{summary.done} done, {summary.unstitchable} not stitchable, {summary.failed} "

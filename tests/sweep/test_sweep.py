@@ -487,3 +487,31 @@ def test_one_sweep_per_run_folder(tmp_path, digits_checkpoints):
     summary = run_sweep(spec, run, device="cpu", progress=False, wait=True)
     assert summary.skipped == 1 and time.perf_counter() - start > 1  # it waited its turn
     proc.wait()
+
+
+def test_a_sweep_says_its_size_first_and_refuses_a_huge_one(tmp_path, digits_checkpoints,
+                                                            capsys):
+    """The cell count comes from the architectures alone, before any network is trained, and
+    is the count the sweep then runs; a spec of more than max_cells is refused at once."""
+    from plato.errors import SpecError
+
+    nets = {"cnn": digits_checkpoints["cnn"],
+            "fresh": {"train": {"model": "cnn-2", "width": 4, "epochs": 1}}}
+    path = write_spec(tmp_path / "s.yaml", {"cnn": digits_checkpoints["cnn"]},
+                      objective="lstsq", points={"cnn": ["stem", "block1"]})
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    raw["networks"]["fresh"] = nets["fresh"]
+    raw["repeats"] = 10**6
+    path.write_text(yaml.safe_dump(raw))
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=r"asks for 50,000,000 cells \(4 pairs x 2 controls x "
+                                        r"1000000 seeds"):
+        run_sweep(load_spec(path), tmp_path / "run", device="cpu", progress=False)
+    assert time.perf_counter() - start < 10 and not (tmp_path / "run" / "networks").exists()
+    raw["repeats"] = 1
+    path.write_text(yaml.safe_dump(raw))
+    summary = run_sweep(load_spec(path), tmp_path / "run", device="cpu")
+    assert f"sweep tiny: {summary.cells} cells" in capsys.readouterr().err
+    assert summary.cells == 2 * (2 * 2 + 2 * 3 + 3 * 2 + 3 * 3)  # fresh: stem, block1, pool

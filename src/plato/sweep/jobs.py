@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import nn
+
 from plato.errors import PlatoError
-from plato.models import CutPoint
+from plato.models import CutGraph, CutPoint
 from plato.sweep.keys import cell_key
 from plato.sweep.networks import Network
 from plato.sweep.spec import SpecError, SweepSpec
@@ -56,6 +58,18 @@ def spec_points(spec: SweepSpec, net: Network) -> list[CutPoint]:
         return [net.graph.point(p, spec.granularity) for p in chosen]
     except PlatoError as e:
         raise SpecError(f"spec field 'points.{net.name}': {e}") from None
+
+
+def planned_cells(spec: SweepSpec, architectures: dict[str, nn.Module]) -> int:
+    """How many cells the spec asks for, from its networks' architectures alone (before any
+    network is trained): pairs x controls x seeds x sender points x receiver points."""
+    points = {}
+    for name, model in architectures.items():
+        chosen = spec.points[name]
+        points[name] = (len(CutGraph(model).points(spec.granularity)) if chosen == "all"
+                        else len(chosen))
+    return sum(len(spec.controls) * len(spec.seeds) * points[s] * points[r]
+               for s, r in spec.pairs)
 
 
 def spec_tables(spec: SweepSpec, nets: dict[tuple[str, str], Network]) -> list[TableSpec]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plato.checkpoint import load_checkpoint
+from plato.checkpoint import load_checkpoint, read_metadata
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
 from plato.models import CutGraph, create_model
@@ -84,6 +84,26 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
             nets[(name, "random")] = Network(name, "random", model, identity, acc,
                                              init_seed=init_seed)
     return nets
+
+
+def architectures(spec: SweepSpec, dataset: Dataset) -> dict[str, nn.Module]:
+    """Each network of the spec built untrained, without training or loading weights: what a
+    sweep can plan from (its cut points) before any work."""
+    out = {}
+    for name, entry in spec.networks.items():
+        try:
+            if entry.checkpoint is not None:
+                meta = read_metadata(entry.checkpoint)
+                out[name] = create_model(meta["model"], **meta["config"])
+            else:
+                options = {k: entry.train[k] for k in ("width", "residual", "stem")
+                           if k in entry.train}
+                out[name] = create_model(entry.train["model"], num_classes=dataset.num_classes,
+                                         input_shape=dataset.input_shape, **options)
+        except PlatoError as e:
+            where = "checkpoint" if entry.checkpoint is not None else "train"
+            raise SpecError(f"spec field 'networks.{name}.{where}': {e}") from None
+    return out
 
 
 def _training_data(entry: NetworkSpec, dataset: Dataset, whole: Dataset | None) -> Dataset:

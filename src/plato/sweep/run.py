@@ -11,12 +11,14 @@ from plato.data.datasets import Dataset, load_dataset
 from plato.device import resolve_device
 from plato.sweep.cells import CellSettings
 from plato.sweep.executors import make_executor
-from plato.sweep.jobs import Job, build_jobs
+from plato.sweep.jobs import Job, build_jobs, planned_cells
 from plato.sweep.lock import hold_run_folder
-from plato.sweep.networks import prepare_networks
+from plato.sweep.networks import architectures, prepare_networks
 from plato.sweep.similarity import run_similarities
-from plato.sweep.spec import SweepSpec
+from plato.sweep.spec import SpecError, SweepSpec
 from plato.sweep.store import Store
+
+MAX_CELLS = 200_000  # a sweep of more asks first (--max-cells): days of work on one machine
 
 
 @dataclass
@@ -43,11 +45,27 @@ def sweep_dataset(spec: SweepSpec, whole: Dataset | None = None) -> Dataset:
     return ds
 
 
+def _announce(spec: SweepSpec, dataset: Dataset, max_cells: int, progress: bool) -> None:
+    """Say how many cells the spec asks for before any work; refuse more than `max_cells`."""
+    if "stitch" not in spec.measures:
+        return
+    planned = planned_cells(spec, architectures(spec, dataset))
+    if planned > max_cells:
+        raise SpecError(f"the spec asks for {planned:,} cells ({len(spec.pairs)} pairs x "
+                        f"{len(spec.controls)} controls x {len(spec.seeds)} seeds x their "
+                        f"points), more than {max_cells:,}: narrow pairs, points or seeds, "
+                        "or raise --max-cells if you mean it")
+    if progress:
+        print(f"sweep {spec.name}: {planned:,} cells ({len(spec.pairs)} pairs x "
+              f"{len(spec.controls)} controls x {len(spec.seeds)} seeds x their points)",
+              file=sys.stderr, flush=True)
+
+
 def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: str = "local",
               address: str | None = None, gpus_per_job: float = 0.0,
               retry_failed: bool = False, device: str = "auto", threads: int | None = None,
-              group_size: int = 64, progress: bool = True, wait: bool = False
-              ) -> SweepSummary:
+              group_size: int = 64, progress: bool = True, wait: bool = False,
+              max_cells: int = MAX_CELLS) -> SweepSummary:
     from safetensors.torch import save_file
     from tqdm import tqdm
 
@@ -59,6 +77,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
         whole = load_dataset(spec.dataset.name, root=spec.dataset.root)
         dataset = sweep_dataset(spec, whole)
         dev = resolve_device(device)  # once: networks, similarity tables and cells all use it
+        _announce(spec, dataset, max_cells, progress)
         nets = prepare_networks(spec, dataset, run_dir, dev, progress, whole=whole)
         with Store(run_dir / "results.sqlite") as store:
             store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity)
