@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from plato.files import write_file  # noqa: E402
+
 # One colour scale per metric: (colour map, vmin, vmax); None = from the data.
 SCALES = {
     "stitched_accuracy": ("viridis", 0.0, 1.0),
@@ -38,10 +40,11 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.open(buffer).convert("RGB")
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    png = io.BytesIO()
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, format="png",
+                                                                      optimize=True)
+    write_file(path, png.getvalue())
 
 
 def _scale(name: str) -> tuple[str, float, float | None]:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from plato.errors import PlatoError
+from plato.files import write_file
 from plato.report.heatmaps import heatmap, scatter
 from plato.sweep.checks import Check, run_checks
 from plato.sweep.store import Store
@@ -246,8 +247,5 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
     if meta is not None and meta.source:
         page += ["<h2>Sweep spec</h2>", f"<pre>{html.escape(meta.source)}</pre>"]
     page.append("</body></html>")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checks.json").write_text(json.dumps([c.to_dict() for c in checks], indent=1))
-    path = out / "report.html"
-    path.write_text("\n".join(page))
-    return path
+    write_file(out / "checks.json", json.dumps([c.to_dict() for c in checks], indent=1))
+    return write_file(out / "report.html", "\n".join(page))
