@@ -515,3 +515,34 @@ def test_a_sweep_says_its_size_first_and_refuses_a_huge_one(tmp_path, digits_che
     summary = run_sweep(load_spec(path), tmp_path / "run", device="cpu")
     assert f"sweep tiny: {summary.cells} cells" in capsys.readouterr().err
     assert summary.cells == 2 * (2 * 2 + 2 * 3 + 3 * 2 + 3 * 3)  # fresh: stem, block1, pool
+
+
+def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpoints):
+    """Run again under the same name into the same store, a spec whose networks, data or
+    settings changed is refused before any work, naming what changed (its cells would be
+    averaged with the old ones as seeds); more seeds, or another name, are fine."""
+    import yaml
+
+    from plato.errors import SpecError
+
+    raw = yaml.safe_load(write_spec(tmp_path / "s.yaml", {}, controls=["trained->trained"],
+                                    objective="lstsq", points={"fresh": ["stem"]}).read_text())
+    raw["networks"] = {"fresh": {"train": {"model": "cnn-2", "width": 4, "epochs": 1}}}
+    path, run = tmp_path / "s.yaml", tmp_path / "run"
+
+    def sweep(**changes):
+        path.write_text(yaml.safe_dump({**raw, **changes}))
+        return run_sweep(load_spec(path), run, device="cpu", progress=False)
+
+    assert sweep().done == 1
+    changed = {"networks": {"fresh": {"train": {"model": "cnn-2", "width": 4, "epochs": 2}}}}
+    with pytest.raises(SpecError, match=r"already holds spec 'tiny' run with other settings "
+                                        r"\(networks.fresh.train.epochs: 1 -> 2\)"):
+        sweep(**changed)
+    assert len(list((run / "networks").iterdir())) == 1  # refused before training
+    with pytest.raises(SpecError, match=r"recipe.objective: \"lstsq\" -> \"lstsq\+task\""):
+        sweep(objective="lstsq+task", recipe={"epochs": 1})
+    assert sweep(seeds=[0, 1]).done == 1  # one more seed: the same values, resumed
+    assert sweep(name="tiny-2", **changed).done == 1  # under its own name
+    with Store(run / "results.sqlite") as store:
+        assert sorted(store.cells().spec.unique()) == ["tiny", "tiny-2"]

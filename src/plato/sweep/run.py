@@ -14,6 +14,7 @@ from plato.sweep.executors import make_executor
 from plato.sweep.jobs import Job, build_jobs, planned_cells
 from plato.sweep.lock import hold_run_folder
 from plato.sweep.networks import architectures, prepare_networks
+from plato.sweep.provenance import check_same_spec, spec_identity
 from plato.sweep.similarity import run_similarities
 from plato.sweep.spec import SpecError, SweepSpec
 from plato.sweep.store import Store
@@ -78,9 +79,12 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
         dataset = sweep_dataset(spec, whole)
         dev = resolve_device(device)  # once: networks, similarity tables and cells all use it
         _announce(spec, dataset, max_cells, progress)
-        nets = prepare_networks(spec, dataset, run_dir, dev, progress, whole=whole)
+        identity = spec_identity(spec, dataset)
         with Store(run_dir / "results.sqlite") as store:
-            store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity)
+            check_same_spec(spec.name, store.sweep_identity(spec.name), identity)
+            nets = prepare_networks(spec, dataset, run_dir, dev, progress, whole=whole)
+            store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity,
+                               identity)
             for net in nets.values():
                 store.record_network(spec.name, net.name, net.role, net.model.plato_name,
                                      net.identity, net.checkpoint, net.init_seed, net.accuracy)

@@ -28,7 +28,8 @@ ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
                            "accuracy_high": "REAL", "correct": "BLOB", "steps": "INTEGER",
                            "examples_seen": "INTEGER", "converged": "INTEGER"},
                  "similarities": {"null_mean": "REAL", "calibrated": "REAL", "p_value": "REAL",
-                                  "permutations": "INTEGER"}}
+                                  "permutations": "INTEGER"},
+                 "sweeps": {"identity": "TEXT"}}  # plato.sweep.provenance
 # A result's fields the job's own columns hold already (the names, points, seed).
 JOB_FIELDS = ("sender", "receiver", "sender_point", "receiver_point", "sender_point_index",
               "receiver_point_index", "seed")
@@ -152,17 +153,27 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def record_sweep(self, spec: str, source: str, dataset: str, granularity: str) -> None:
+    def record_sweep(self, spec: str, source: str, dataset: str, granularity: str,
+                     identity: dict | None = None) -> None:
         from plato import __version__
 
         now = time.time()
         self.db.execute(
-            "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(spec) DO UPDATE SET "
-            "source=excluded.source, dataset=excluded.dataset, "
+            "INSERT INTO sweeps (spec, source, dataset, granularity, created, updated, "
+            "plato_version, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(spec) DO "
+            "UPDATE SET source=excluded.source, dataset=excluded.dataset, "
             "granularity=excluded.granularity, updated=excluded.updated, "
-            "plato_version=excluded.plato_version",
-            (spec, source, dataset, granularity, now, now, __version__),
+            "plato_version=excluded.plato_version, "
+            "identity=COALESCE(excluded.identity, sweeps.identity)",
+            (spec, source, dataset, granularity, now, now, __version__,
+             None if identity is None else json.dumps(identity, sort_keys=True)),
         )
+
+    def sweep_identity(self, spec: str) -> dict | None:
+        """The identity the spec `spec` was last run with (None: never, or by a Plato that
+        did not record it)."""
+        row = self.db.execute("SELECT identity FROM sweeps WHERE spec = ?", (spec,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def record_network(self, spec: str, name: str, role: str, model: str, identity: str,
                        checkpoint: str | None, init_seed: int | None, accuracy: float) -> None:

@@ -1,0 +1,69 @@
+"""What a sweep's values depend on, recorded per spec name in its store.
+
+A store's tables average the cells of one spec name over seeds. A spec changed (a network
+trained for another number of epochs, another stitch setting, other data) and run again
+under the same name into the same store would add cells that the tables then average with
+the old ones as if they were seeds. So the store records the spec's identity (everything that
+determines a cell's value, not which cells it asks for) and a changed one is refused, naming
+what changed: the user renames the spec or chooses another run folder. Refused rather than
+stored under a new run identity, because tables keyed by an identity the user never named
+would be harder to read than an error that says what to do. Adding pairs, points, controls
+or seeds changes no value already stored: that is allowed, and resumes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from plato.checkpoint import read_metadata
+from plato.data.datasets import Dataset
+from plato.errors import PlatoError, SpecError
+from plato.sweep.spec import SweepSpec
+
+
+def spec_identity(spec: SweepSpec, dataset: Dataset) -> dict:
+    """What determines the values of a spec's cells: its data, its networks' definitions (a
+    train entry, or a checkpoint's weights), and its stitch and similarity settings."""
+    networks = {}
+    for name, entry in spec.networks.items():
+        if entry.checkpoint is not None:
+            try:
+                weights = read_metadata(entry.checkpoint)["weights_sha256"]
+            except PlatoError as e:
+                raise SpecError(f"spec field 'networks.{name}': {e}") from None
+            networks[name] = {"weights": weights}
+        else:
+            networks[name] = {"train": entry.train}
+    return json.loads(json.dumps({  # plain JSON values: compared with the stored one
+        "dataset": dataset.fingerprint(),  # its examples and their order, wherever it lies
+        "networks": networks, "random_seed": spec.random_seed, "stitch": spec.stitch,
+        "resize": spec.resize, "granularity": spec.granularity,
+        "recipe": spec.stitch_config.key_fields(), "similarity": spec.similarity.key_fields(),
+    }, sort_keys=True))
+
+
+def check_same_spec(name: str, stored: dict | None, identity: dict) -> None:
+    """Refuse a spec whose identity differs from the one its name was stored with."""
+    if stored is None or stored == identity:
+        return
+    changes = _differences(stored, identity)
+    shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5
+                                      else "")
+    raise SpecError(f"this store already holds spec '{name}' run with other settings "
+                    f"({shown}): its cells would be averaged with these as if they were "
+                    "seeds; give the spec another name, or choose another --out")
+
+
+def _differences(old, new, where: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in sorted(set(old) | set(new), key=str)
+                for change in _differences(old.get(key), new.get(key),
+                                           f"{where}.{key}" if where else str(key))]
+    if old == new:
+        return []
+    return [f"{where}: {_short(old)} -> {_short(new)}"]
+
+
+def _short(value) -> str:
+    text = "absent" if value is None else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
