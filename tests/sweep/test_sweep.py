@@ -517,10 +517,12 @@ def test_a_sweep_says_its_size_first_and_refuses_a_huge_one(tmp_path, digits_che
     assert summary.cells == 2 * (2 * 2 + 2 * 3 + 3 * 2 + 3 * 3)  # fresh: stem, block1, pool
 
 
-def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpoints):
+def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpoints,
+                                                         capsys):
     """Run again under the same name into the same store, a spec whose networks, data or
     settings changed is refused before any work, naming what changed (its cells would be
-    averaged with the old ones as seeds); more seeds, or another name, are fine."""
+    averaged with the old ones as seeds); more seeds, or another name, are fine. A cached
+    checkpoint that is not the network it was cached for is trained again, never loaded."""
     import yaml
 
     from plato.errors import SpecError
@@ -542,7 +544,13 @@ def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpo
     assert len(list((run / "networks").iterdir())) == 1  # refused before training
     with pytest.raises(SpecError, match=r"recipe.objective: \"lstsq\" -> \"lstsq\+task\""):
         sweep(objective="lstsq+task", recipe={"epochs": 1})
+    # another network's file put in the cached checkpoint's place is trained again, not
+    # loaded (the same recipe and seed give the same weights: seed 0's cell is resumed)
+    (cached,) = (run / "networks").iterdir()
+    cached.write_bytes(digits_checkpoints["resnet"].read_bytes())
     assert sweep(seeds=[0, 1]).done == 1  # one more seed: the same values, resumed
+    assert "is not the network its name says (model resnet-1111, not cnn-2)" in \
+        capsys.readouterr().err
     assert sweep(name="tiny-2", **changed).done == 1  # under its own name
     with Store(run / "results.sqlite") as store:
         assert sorted(store.cells().spec.unique()) == ["tiny", "tiny-2"]

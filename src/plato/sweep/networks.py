@@ -106,6 +106,26 @@ def architectures(spec: SweepSpec, dataset: Dataset) -> dict[str, nn.Module]:
     return out
 
 
+def _mismatch(path: Path, model: str, options: dict, recipe: dict) -> str | None:
+    """How a cached checkpoint differs from the network it was cached for (another file put
+    in its place, or a damaged one), or None. Recipe fields a checkpoint predates are not
+    compared; where it ran (device) never is."""
+    try:
+        meta = read_metadata(path)
+    except PlatoError as e:
+        return str(e)
+    if meta["model"] != model:
+        return f"model {meta['model']}, not {model}"
+    for name, value in options.items():
+        if meta["config"].get(name) != value:
+            return f"{name} {meta['config'].get(name)}, not {value}"
+    stored = meta.get("recipe") or {}
+    for name, value in recipe.items():
+        if name != "device" and name in stored and stored[name] != value:
+            return f"trained with {name} {stored[name]}, not {value}"
+    return None
+
+
 def _training_data(entry: NetworkSpec, dataset: Dataset, whole: Dataset | None) -> Dataset:
     """What a network the spec trains is trained on: the spec's dataset, or with
     `train_subset` all (or N) of the training split before the spec's subset."""
@@ -124,13 +144,18 @@ def _trained(entry: NetworkSpec, dataset: Dataset, run_dir: Path, device: torch.
     (the file name holds a hash of the train entry and the data)."""
     digest = content_key([entry.train, dataset.fingerprint()])[:12]
     path = run_dir / "networks" / f"{entry.name}-{digest}.ckpt"
-    if path.exists():
-        return path
-    print(f"training network '{entry.name}' ({entry.train['model']})", file=sys.stderr,
-          flush=True)
     options = {k: entry.train[k] for k in ("width", "residual", "stem") if k in entry.train}
     settings = {k: v for k, v in entry.train.items()
                 if k not in ("model", "train_subset", *options)}
+    if path.exists():
+        mismatch = _mismatch(path, entry.train["model"], options,
+                             Recipe(**settings, device=str(device)).to_dict())
+        if mismatch is None:
+            return path
+        print(f"the cached checkpoint {path} is not the network its name says ({mismatch}): "
+              "training it again", file=sys.stderr, flush=True)
+    print(f"training network '{entry.name}' ({entry.train['model']})", file=sys.stderr,
+          flush=True)
     try:
         train_and_save(entry.train["model"], dataset, Recipe(**settings, device=str(device)),
                        path, progress=progress, **options)
