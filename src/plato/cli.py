@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object instead of text.")
+ALL_SPECS_OPT = typer.Option(False, "--all-specs", help="Pool the cells of every spec in the "
+                             "store (default: one spec; they are different experiments).")
 DATASET_HELP = "digits, mnist, cifar10, cifar100 or imagefolder:PATH"
 
 
@@ -434,7 +436,9 @@ def sweep(
 @app.command()
 def table(
     store: Path = typer.Argument(..., help="A sweep's results.sqlite."),
-    spec: str = typer.Option(None, help="Only this spec's cells (default: all)."),
+    spec: str = typer.Option(None, help="This spec's cells (needed when the store holds "
+                             "several)."),
+    all_specs: bool = ALL_SPECS_OPT,
     pair: tuple[str, str] | None = typer.Option(None, help="SENDER RECEIVER (default: all)."),
     control: str = typer.Option("trained->trained", help="Which control's table."),
     metric: str = typer.Option("stitched_accuracy",
@@ -456,6 +460,7 @@ def table(
     from plato.sweep.store import Store
 
     with Store(store, create=False) as db:
+        spec = db.one_spec(spec, all_specs)
         cells = T.load_for_metric(db, spec, metric)
     if csv or parquet:
         long = T.tidy(cells)
@@ -465,7 +470,7 @@ def table(
             long.to_parquet(parquet, index=False)
     if debiased and debiased not in ("diff", "normalized"):
         raise PlatoError(f"--debiased must be diff or normalized, got '{debiased}'")
-    out, text = [], []
+    out, text = [], [f"spec {spec}" if spec else "every spec of the store, pooled", ""]
     for s, r, c in T.select_tables(cells, pair, control, bool(debiased)):
         if debiased:
             m = T.debiased_table(cells, s, r, metric, control, debiased == "normalized")
@@ -473,7 +478,7 @@ def table(
         else:
             m = T.stat_table(cells, s, r, c, metric, stat)
             title = f"{s} -> {r} ({c}): {metric} {stat}"
-        entry = {"sender": s, "receiver": r, "control": c, "metric": metric,
+        entry = {"spec": spec, "sender": s, "receiver": r, "control": c, "metric": metric,
                  "stat": "debiased-" + debiased if debiased else stat,
                  "rows": list(m.index), "columns": list(m.columns), "values": _matrix(m)}
         if ci:
@@ -505,21 +510,25 @@ def table(
 def report(
     store: Path = typer.Argument(..., help="A sweep's results.sqlite."),
     out: Path = typer.Option(..., help="Folder for report.html and the heatmaps."),
-    spec: str = typer.Option(None, help="Only this spec's cells."),
+    spec: str = typer.Option(None, help="This spec's cells (needed when the store holds "
+                             "several)."),
+    all_specs: bool = ALL_SPECS_OPT,
     metric: str = typer.Option("stitched_accuracy", help="The metric of the tables."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write heatmaps (PNG) and one self-contained report.html."""
     from plato.report import write_report
 
-    path = write_report(store, out, spec=spec, metric=metric)
+    path = write_report(store, out, spec=spec, metric=metric, all_specs=all_specs)
     _emit({"report": str(path)}, as_json, f"report: {path}")
 
 
 @app.command()
 def check(
     store: Path = typer.Argument(..., help="A sweep's results.sqlite."),
-    spec: str = typer.Option(None, help="Only this spec's cells (default: all)."),
+    spec: str = typer.Option(None, help="This spec's cells (needed when the store holds "
+                             "several)."),
+    all_specs: bool = ALL_SPECS_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Sanity checks of a store: self-pairs, controls, layer identification, convergence.
@@ -528,7 +537,7 @@ def check(
     from plato.sweep.store import Store
 
     with Store(store, create=False) as db:
-        checks = run_checks(db, spec)
+        checks = run_checks(db, db.one_spec(spec, all_specs))
     failed = [c.name for c in checks if c.passed is False]
     mark = {True: "pass", False: "FAIL", None: "n/a "}
     _emit({"checks": [c.to_dict() for c in checks], "failed": failed}, as_json,

@@ -525,7 +525,7 @@ def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpo
     checkpoint that is not the network it was cached for is trained again, never loaded."""
     import yaml
 
-    from plato.errors import SpecError
+    from plato.errors import PlatoError, SpecError
 
     raw = yaml.safe_load(write_spec(tmp_path / "s.yaml", {}, controls=["trained->trained"],
                                     objective="lstsq", points={"fresh": ["stem"]}).read_text())
@@ -554,3 +554,16 @@ def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpo
     assert sweep(name="tiny-2", **changed).done == 1  # under its own name
     with Store(run / "results.sqlite") as store:
         assert sorted(store.cells().spec.unique()) == ["tiny", "tiny-2"]
+        # tables, reports and checks read one spec, unless asked to pool them
+        assert store.one_spec("tiny-2") == "tiny-2" and store.one_spec(None, True) is None
+        with pytest.raises(PlatoError, match="holds no spec 'nope'; its specs: tiny, tiny-2"):
+            store.one_spec("nope")
+    from plato.report import write_report
+
+    with pytest.raises(PlatoError, match="holds 2 specs \\(tiny, tiny-2\\): choose one with "
+                                         "--spec, or pool them with --all-specs"):
+        write_report(run / "results.sqlite", tmp_path / "report")
+    proc = subprocess.run([sys.executable, "-m", "plato", "table", str(run / "results.sqlite"),
+                           "--spec", "tiny-2", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert {t["spec"] for t in json.loads(proc.stdout)["tables"]} == {"tiny-2"}

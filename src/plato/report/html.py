@@ -195,11 +195,14 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
 
 
 def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None = None,
-                 metric: str = "stitched_accuracy", threshold: float = 0.9) -> Path:
-    """Write heatmaps (PNG) and report.html under out_dir; returns the HTML path."""
+                 metric: str = "stitched_accuracy", threshold: float = 0.9,
+                 all_specs: bool = False) -> Path:
+    """Write heatmaps (PNG) and report.html under out_dir; returns the HTML path. A store of
+    several specs needs `spec`, or `all_specs` to pool them (Store.one_spec)."""
     out = Path(out_dir)
     figs = out / "heatmaps"
     with Store(store_path, create=False) as store:
+        spec = store.one_spec(spec, all_specs)
         all_cells = store.cells(spec)
         cells = load_cells(store, spec) if len(all_cells) else None
         sims = load_similarities(store, spec) if len(store.similarities(spec)) else None

@@ -236,6 +236,23 @@ class Store:
         query = "SELECT * FROM networks" + (" WHERE spec = ?" if spec else "")
         return pd.read_sql_query(query, self.db, params=(spec,) if spec else None)
 
+    def one_spec(self, spec: str | None, all_specs: bool = False) -> str | None:
+        """The spec whose cells a table, report or check reads: `spec` (checked to be here);
+        the store's only spec; or, with `all_specs`, None (every spec pooled). Tables never
+        pool the cells of different specs unless asked: they are different experiments."""
+        names = [row[0] for row in self.db.execute(
+            "SELECT spec FROM sweeps UNION SELECT spec FROM cells "
+            "UNION SELECT spec FROM similarities ORDER BY 1")]
+        if spec is not None:
+            if spec not in names:
+                raise PlatoError(f"{self.path} holds no spec '{spec}'; its specs: "
+                                 f"{', '.join(names) or 'none'}")
+            return spec
+        if all_specs or len(names) <= 1:
+            return names[0] if len(names) == 1 else None
+        raise PlatoError(f"{self.path} holds {len(names)} specs ({', '.join(names)}): choose "
+                         "one with --spec, or pool them with --all-specs")
+
     def sweeps(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM sweeps ORDER BY created", self.db)
 
