@@ -4,6 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import plato
+from plato.checkpoint import save_checkpoint
+from plato.train import Recipe, train
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PLATO_SHARED_DATA", REPO.parent / "shared" / "data"))
 MNIST_PNG = SHARED_DATA / "mnist-png.tar.gz"
@@ -31,3 +35,20 @@ def need(path: Path):
     if not path.exists():
         pytest.skip(f"real data {path.name} not found at {path} (set PLATO_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoints(tmp_path_factory):
+    """Two small trained networks of different architectures on digits."""
+    folder = tmp_path_factory.mktemp("sweep-nets")
+    ds = plato.load_dataset("digits")
+    paths = {}
+    for name, model, options, seed in (("resnet", "resnet-1111", {"width": 4}, 0),
+                                       ("cnn", "cnn-2", {"width": 8}, 1)):
+        torch.manual_seed(seed)
+        net = plato.create_model(model, input_shape=ds.input_shape, **options)
+        res = train(net, ds, Recipe(epochs=6, batch_size=64, seed=seed, device="cpu"),
+                    progress=False)
+        paths[name] = save_checkpoint(folder / f"{name}.ckpt", net, dataset="digits",
+                                      test_accuracy=res.test_accuracy).path
+    return paths

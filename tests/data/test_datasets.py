@@ -107,51 +107,6 @@ def test_imagefolder_errors(tmp_path):
         load_dataset(f"imagefolder:{tmp_path / 'corrupt.tar.gz'}")
 
 
-def _tar_with(path, members):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return f"imagefolder:{path}"
-
-
-def _png_header(width, height):
-    """A PNG whose header declares width x height pixels and holds none of them."""
-    import struct
-    import zlib
-
-    def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body)))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
-def test_hostile_image_folders_are_refused_before_they_cost(tmp_path, monkeypatch):
-    """Members outside the archive, members that declare more bytes than an image may, and
-    image headers that declare more pixels are refused by name, before reading or decoding."""
-    import time
-
-    ok = _png(np.zeros((4, 4, 3), np.uint8))
-    good = [("d/train/a/0.png", ok), ("d/test/a/0.png", ok)]
-    for evil in ("../../evil/train/a/9.png", "/abs/train/a/9.png"):
-        with pytest.raises(DatasetError, match=f"member '{evil}' points outside"):
-            load_dataset(_tar_with(tmp_path / "evil.tar.gz", [*good, (evil, ok)]))
-    monkeypatch.setattr(datasets, "MAX_MEMBER_BYTES", 1000)
-    with pytest.raises(DatasetError, match="member 'd/train/a/big.png' declares 2,000 bytes"):
-        load_dataset(_tar_with(tmp_path / "big.tar.gz", [*good, ("d/train/a/big.png",
-                                                                  bytes(2000))]))
-    monkeypatch.undo()
-    for side in (5000, 30000):  # ours, and above Pillow's own limit
-        start = time.perf_counter()
-        with pytest.raises(DatasetError, match="'d/train/a/1.png' declares .*more .*than an "
-                                               "image may"):
-            load_dataset(_tar_with(tmp_path / "bomb.tar.gz",
-                                   [*good, ("d/train/a/1.png", _png_header(side, side))]))
-        assert time.perf_counter() - start < 1
-
-
 @pytest.mark.slow
 def test_real_mnist_png():
     ds = load_dataset(f"imagefolder:{need(MNIST_PNG)}")

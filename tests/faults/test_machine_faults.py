@@ -38,10 +38,11 @@ def one_line_error(proc, *words):
     return last
 
 
-@pytest.mark.parametrize("file_limit, where", [(2_000, "networks/cnn-"),  # the checkpoint
-                                               (20_000, "results.sqlite")])  # the store
-def test_a_full_disk_is_one_line_and_a_rerun_resumes(tmp_path, file_limit, where):
-    (tmp_path / "spec.yaml").write_text(SPEC)
+@pytest.mark.parametrize("width, file_limit, where", [
+    (128, 300_000, "networks/cnn-"),  # a 1.2 MB checkpoint; the store fits
+    (4, 20_000, "results.sqlite")])  # the store does not fit
+def test_a_full_disk_is_one_line_and_a_rerun_resumes(tmp_path, width, file_limit, where):
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("width: 4", f"width: {width}"))
     proc = plato("sweep", "spec.yaml", "--out", "run", "--quiet", cwd=tmp_path,
                  file_limit=file_limit)
     one_line_error(proc, where, "free")

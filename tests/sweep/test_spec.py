@@ -104,19 +104,3 @@ def test_numbers_read_as_a_researcher_writes_them(tmp_path):
         load_spec(path)
     path.write_text("name: '1e3'\nnetworks: {a: {checkpoint: a.ckpt}}\n")
     assert load_spec(path).name == "1e3"
-
-
-def test_a_spec_that_expands_without_bound_is_refused_before_any_work(tmp_path):
-    """Nested aliases: 9 ** 9 values named in a few hundred bytes, refused in well under a
-    second, without expanding them."""
-    import time
-
-    rows = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
-        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
-        for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
-    path = tmp_path / "bomb.yaml"
-    path.write_text("\n".join(rows) + "\nnetworks: *i\n")
-    start = time.perf_counter()
-    with pytest.raises(SpecError, match="expands to more than 100,000 values"):
-        load_spec(path)
-    assert time.perf_counter() - start < 1

@@ -1,0 +1,129 @@
+"""Small inputs with large costs, and names that would be paths: refused by name, before they
+cost (under a second), never followed outside the run folder."""
+
+import io
+import tarfile
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import plato
+from plato.data import datasets, load_dataset
+from plato.errors import DatasetError, ModelError
+from plato.sweep.run import run_sweep
+from plato.sweep.spec import SpecError, load_spec
+from tests.sweep.conftest import write_spec
+
+
+def _png(arr):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _tar_with(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return f"imagefolder:{path}"
+
+
+def _png_header(width, height):
+    """A PNG whose header declares width x height pixels and holds none of them."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_hostile_image_folders_are_refused_before_they_cost(tmp_path, monkeypatch):
+    """Members outside the archive, members that declare more bytes than an image may, and
+    image headers that declare more pixels are refused by name, before reading or decoding."""
+    import time
+
+    ok = _png(np.zeros((4, 4, 3), np.uint8))
+    good = [("d/train/a/0.png", ok), ("d/test/a/0.png", ok)]
+    for evil in ("../../evil/train/a/9.png", "/abs/train/a/9.png"):
+        with pytest.raises(DatasetError, match=f"member '{evil}' points outside"):
+            load_dataset(_tar_with(tmp_path / "evil.tar.gz", [*good, (evil, ok)]))
+    monkeypatch.setattr(datasets, "MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(DatasetError, match="member 'd/train/a/big.png' declares 2,000 bytes"):
+        load_dataset(_tar_with(tmp_path / "big.tar.gz", [*good, ("d/train/a/big.png",
+                                                                  bytes(2000))]))
+    monkeypatch.undo()
+    for side in (5000, 30000):  # ours, and above Pillow's own limit
+        start = time.perf_counter()
+        with pytest.raises(DatasetError, match="'d/train/a/1.png' declares .*more .*than an "
+                                               "image may"):
+            load_dataset(_tar_with(tmp_path / "bomb.tar.gz",
+                                   [*good, ("d/train/a/1.png", _png_header(side, side))]))
+        assert time.perf_counter() - start < 1
+
+
+def test_a_spec_that_expands_without_bound_is_refused_before_any_work(tmp_path):
+    """Nested aliases: 9 ** 9 values named in a few hundred bytes, refused in well under a
+    second, without expanding them."""
+    import time
+
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(rows) + "\nnetworks: *i\n")
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="expands to more than 100,000 values"):
+        load_spec(path)
+    assert time.perf_counter() - start < 1
+
+
+def test_absurd_sizes_are_refused_before_building():
+    """A typo such as cnn-99999 is one error at once, not minutes of building and tracing;
+    the largest allowed sizes still build."""
+    import time
+
+    start = time.perf_counter()
+    for name, options, says in (("cnn-99999", {}, "at most 256 blocks"),
+                                ("mlp-100000", {}, "at most 4096 units"),
+                                ("mlp-" + "x".join(["8"] * 300), {}, "at most 256 hidden"),
+                                ("cnn-2", {"width": 10**6}, "width 1000000 is more"),
+                                ("resnet-1111", {"width": 5000}, "width 5000 is more")):
+        with pytest.raises(ModelError, match=says):
+            plato.create_model(name, **options)
+    assert time.perf_counter() - start < 1
+    assert plato.create_model("cnn-256", width=1).num_blocks == 255  # the largest builds
+
+
+def test_a_sweep_says_its_size_first_and_refuses_a_huge_one(tmp_path, digits_checkpoints,
+                                                            capsys):
+    """The cell count comes from the architectures alone, before any network is trained, and
+    is the count the sweep then runs; a spec of more than max_cells is refused at once."""
+    from plato.errors import SpecError
+
+    nets = {"cnn": digits_checkpoints["cnn"],
+            "fresh": {"train": {"model": "cnn-2", "width": 4, "epochs": 1}}}
+    path = write_spec(tmp_path / "s.yaml", {"cnn": digits_checkpoints["cnn"]},
+                      objective="lstsq", points={"cnn": ["stem", "block1"]})
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    raw["networks"]["fresh"] = nets["fresh"]
+    raw["repeats"] = 10**6
+    path.write_text(yaml.safe_dump(raw))
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=r"asks for 50,000,000 cells \(4 pairs x 2 controls x "
+                                        r"1000000 seeds"):
+        run_sweep(load_spec(path), tmp_path / "run", device="cpu", progress=False)
+    assert time.perf_counter() - start < 10 and not (tmp_path / "run" / "networks").exists()
+    raw["repeats"] = 1
+    path.write_text(yaml.safe_dump(raw))
+    summary = run_sweep(load_spec(path), tmp_path / "run", device="cpu")
+    assert f"sweep tiny: {summary.cells} cells" in capsys.readouterr().err
+    assert summary.cells == 2 * (2 * 2 + 2 * 3 + 3 * 2 + 3 * 3)  # fresh: stem, block1, pool
