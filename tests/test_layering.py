@@ -13,7 +13,7 @@ SRC = ROOT / "src" / "plato"
 
 # Each unit may import the units of lower layers only (and itself).
 LAYERS = [
-    {"errors"},
+    {"errors", "files"},
     {"device", "settings", "stats"},
     {"data"},
     {"models"},

@@ -56,7 +56,7 @@ def test_activation_cache_setting_keeps_the_cells(tmp_path, digits_checkpoints):
                                      recipe={**recipe, "activation_cache": tier}, **common))
         assert run_sweep(again, tmp_path / "run", device="cpu", progress=False).skipped == 4
     other = load_spec(write_spec(tmp_path / "s.yaml", nets, recipe={**recipe, "epochs": 1},
-                                 **common))
+                                 name="tiny-1-epoch", **common))  # another spec, other cells
     assert run_sweep(other, tmp_path / "run", device="cpu", progress=False).done == 4
 
 

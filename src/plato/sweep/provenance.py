@@ -22,8 +22,10 @@ from plato.sweep.spec import SweepSpec
 
 
 def spec_identity(spec: SweepSpec, dataset: Dataset) -> dict:
-    """What determines the values of a spec's cells: its data, its networks' definitions (a
-    train entry, or a checkpoint's weights), and its stitch and similarity settings."""
+    """What determines the values of a spec's stitching cells: its data, its networks'
+    definitions (a train entry, or a checkpoint's weights), and its stitch settings. Not the
+    similarity settings: a similarity table shows the latest value of each cell, never a
+    mean over settings (plato.sweep.tables.load_similarities)."""
     networks = {}
     for name, entry in spec.networks.items():
         if entry.checkpoint is not None:
@@ -38,7 +40,7 @@ def spec_identity(spec: SweepSpec, dataset: Dataset) -> dict:
         "dataset": dataset.fingerprint(),  # its examples and their order, wherever it lies
         "networks": networks, "random_seed": spec.random_seed, "stitch": spec.stitch,
         "resize": spec.resize, "granularity": spec.granularity,
-        "recipe": spec.stitch_config.key_fields(), "similarity": spec.similarity.key_fields(),
+        "recipe": spec.stitch_config.key_fields(),
     }, sort_keys=True))
 
 
@@ -51,7 +53,7 @@ def check_same_spec(name: str, stored: dict | None, identity: dict) -> None:
                                       else "")
     raise SpecError(f"this store already holds spec '{name}' run with other settings "
                     f"({shown}): its cells would be averaged with these as if they were "
-                    "seeds; give the spec another name, or choose another --out")
+                    "seeds; run it into another store (--out), or give it another name")
 
 
 def _differences(old, new, where: str = "") -> list[str]:
