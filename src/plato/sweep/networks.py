@@ -96,14 +96,18 @@ def architectures(spec: SweepSpec, dataset: Dataset) -> dict[str, nn.Module]:
                 meta = read_metadata(entry.checkpoint)
                 out[name] = create_model(meta["model"], **meta["config"])
             else:
-                options = {k: entry.train[k] for k in ("width", "residual", "stem")
-                           if k in entry.train}
+                options = _model_options(entry.train)
                 out[name] = create_model(entry.train["model"], num_classes=dataset.num_classes,
                                          input_shape=dataset.input_shape, **options)
         except PlatoError as e:
             where = "checkpoint" if entry.checkpoint is not None else "train"
             raise SpecError(f"spec field 'networks.{name}.{where}': {e}") from None
     return out
+
+
+def _model_options(train: dict) -> dict:
+    """The options of a train entry that build the model (the rest is its Recipe)."""
+    return {k: train[k] for k in ("width", "residual", "stem") if k in train}
 
 
 def _mismatch(path: Path, model: str, options: dict, recipe: dict) -> str | None:
@@ -144,7 +148,7 @@ def _trained(entry: NetworkSpec, dataset: Dataset, run_dir: Path, device: torch.
     (the file name holds a hash of the train entry and the data)."""
     digest = content_key([entry.train, dataset.fingerprint()])[:12]
     path = run_dir / "networks" / f"{entry.name}-{digest}.ckpt"
-    options = {k: entry.train[k] for k in ("width", "residual", "stem") if k in entry.train}
+    options = _model_options(entry.train)
     settings = {k: v for k, v in entry.train.items()
                 if k not in ("model", "train_subset", *options)}
     if path.exists():
