@@ -230,7 +230,7 @@ def _stitch_config(fast: bool, settings: list[str] | None, **options) -> StitchC
 EPOCHS_HELP = ("A fixed budget of this many SGD epochs (the fields of StitchConfig(): Adam 1e-3, "
                "batch 128) instead of the default, which trains until a held-out slice of "
                "the training split stops improving.")
-LR_HELP = "Learning rate (default 0.01, SGD, tenfold lower after the first plateau)."
+LR_HELP = "Learning rate (default 0.03, SGD, tenfold lower after the first plateau)."
 FAST_HELP = ("Start from the fast grid setting (StitchConfig.fast(): the default's rule, "
              "looser and capped at 1,000 steps, from a closed form on 4,096 examples).")
 SET_HELP = ("Any stitch setting as FIELD=VALUE, repeatable: " + ", ".join(

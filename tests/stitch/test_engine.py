@@ -576,7 +576,7 @@ def test_fast_setting_by_device():
     examples; batch 64 on a CPU, 128 on a GPU (launch-bound); explicit fields win."""
     cpu = StitchConfig.fast(device="cpu")
     assert (cpu.objective, cpu.budget, cpu.optimizer, cpu.lr, cpu.batch_size, cpu.precision,
-            cpu.lstsq_examples) == ("lstsq+task", "converge", "sgd", 0.01, 64, "auto", 4096)
+            cpu.lstsq_examples) == ("lstsq+task", "converge", "sgd", 0.03, 64, "auto", 4096)
     assert (cpu.tolerance, cpu.patience, cpu.max_steps) == (0.02, 1, 1000)
     assert cpu.converges and cpu.key_fields() != StitchConfig.converging().key_fields()
     gpu = StitchConfig.fast(device="cuda:1")  # no GPU needed to configure
@@ -659,6 +659,41 @@ def test_converging_budget_drops_the_rate_at_a_plateau(digits, digits_resnet, th
         assert fit.converged == (plateaus == 2), (sp, rp)
         dropped.add(plateaus >= 1)
     assert True in dropped  # at least one cell went on at the lower rate
+
+
+def test_converging_budget_reads_the_held_out_activations_once(digits, digits_resnet,
+                                                               monkeypatch):
+    """The looks read the held-out examples' frozen activations from a cache filled at the
+    first look (the senders run once on them, not once per look): the same fit, bit for bit,
+    as with the cache off."""
+    import plato.stitch.activations as activations_module
+
+    caches = []
+    real = activations_module.CachedActivations.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        caches.append(self)
+
+    monkeypatch.setattr(activations_module.CachedActivations, "__init__", spy)
+    pairs = [("stem", "layer1.0"), ("layer2.0", "layer3.0")]
+    config = StitchConfig.converging(holdout=300, check_every=5, min_steps=10, max_steps=40,
+                                     batch_size=128, **CPU)
+    runs = {tier: stitch_grid(copy.deepcopy(digits_resnet), copy.deepcopy(digits_resnet),
+                              pairs, digits, config=replace(config, activation_cache=tier),
+                              accuracies=(0.9, 0.9))
+            for tier in ("device", "off")}
+    # the held-out examples' caches that were read: the senders' (`task` reads no receiver)
+    held = [c for c in caches if c.examples == 300 and c.where is not None]
+    assert len(held) == 1 and held[0].where == "device"
+    looks = len(runs["device"][0][0].holdout_curve)
+    assert looks >= 3 and held[0].hits == 2 * (looks - 1)  # 300 examples: 2 batches a look
+    for (a, ma), (b, mb) in zip(runs["device"], runs["off"], strict=True):
+        assert a.holdout_curve == b.holdout_curve and a.steps == b.steps
+        assert a.stitched_accuracy == b.stitched_accuracy
+        for v, w in zip(ma.stitch.state_dict().values(), mb.stitch.state_dict().values(),
+                        strict=True):
+            assert torch.equal(v, w)
 
 
 def test_a_users_settings_go_over_the_default_they_mean():

@@ -42,6 +42,15 @@ def test_map_keeps_order_spreads_cells_and_restores_threads():
     assert sorted(slow) == [0, 1]
 
 
+def test_a_cells_time_is_never_another_objects():
+    """Cells are timed by identity: one timed and freed must not lend its time to a new
+    object that Python gives the same id (the units of a grid are rebuilt as cells finish)."""
+    with CellThreads(2) as threads:
+        for _ in range(20):
+            threads.map(lambda c: c.cost, [Cell(0.0) for _ in range(4)])  # freed after each
+        assert len(threads.seconds) == 80
+
+
 def test_workers_by_device_and_cells():
     assert cpu_workers(torch.device("cpu"), 1) == 1
     assert cpu_workers(torch.device("cpu"), 100) == torch.get_num_threads()

@@ -187,7 +187,7 @@ class _Loop:
                                   channels_last=config.channels_last)
         # Over several epochs of unaugmented data, each example's frozen activations are kept
         # after its first pass (where they fit: the device, else disk); later epochs read them.
-        self.sources = senders, receivers  # uncached: the held-out examples read these
+        self.sources = senders, receivers  # uncached: the held-out examples' start here
         epochs = config.sgd_epochs + config.more_epochs
         if (config.converges or epochs > 1) and not self.loader.augment.enabled \
                 and config.activation_cache != "off":
@@ -289,6 +289,12 @@ class _Loop:
         config = self.config
         loader = make_loader(held, "train", max(config.batch_size, 256), device=self.device,
                              channels_last=config.channels_last)
+        # Every look reads the same held-out examples: their frozen activations are kept
+        # after the first look (where the training split's are), and later looks run only the
+        # stitches and the receiver suffixes.
+        self.held = tuple(source if config.activation_cache == "off" else
+                          CachedActivations(source, loader.num_examples, config.activation_cache)
+                          for source in self.sources)
         opt, sched = make_optimiser(live, replace(config, schedule="constant"),
                                     config.max_steps, per_cell=True)
         group_of = {id(c): i for i, c in enumerate(live)}  # its parameter group
@@ -339,15 +345,15 @@ class _Loop:
     @torch.no_grad()
     def holdout_losses(self, live: list[FitCell], loader) -> list[float]:
         """Each live cell's objective on the held-out examples, its stitch in eval mode."""
-        senders, receivers = self.sources
+        senders, receivers = self.held
         units = self._units_for(live)
         sums, seen = torch.zeros(len(live), dtype=torch.float64), 0
         for c in live:
             c.model.eval()
         for x, y in loader:
             with autocast(self.device, self.config.precision):
-                a = senders(x)
-                t = receivers(x) if self.objective == "match" else None
+                a = senders(x, loader.indices)
+                t = receivers(x, loader.indices) if self.objective == "match" else None
 
             def unit_loss(unit: list[FitCell], a=a, t=t, y=y) -> torch.Tensor:
                 with torch.no_grad(), autocast(self.device, self.config.precision):

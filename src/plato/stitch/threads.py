@@ -67,6 +67,7 @@ class CellThreads:
         self.workers = workers
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="plato-cells")
         self.seconds: dict[int, float] = {}  # by id(cell)
+        self.timed: dict[int, Cell] = {}  # the cells timed, kept so that no id is reused
 
     def __enter__(self) -> CellThreads:
         return self
@@ -101,6 +102,7 @@ class CellThreads:
                 start = time.perf_counter()
                 out[id(c)] = fn(c)
                 self.seconds[id(c)] = self.seconds.get(id(c), 0.0) + time.perf_counter() - start
+                self.timed[id(c)] = c
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
