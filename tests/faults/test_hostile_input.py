@@ -2,6 +2,7 @@
 cost (under a second), never followed outside the run folder."""
 
 import io
+import re
 import tarfile
 import time
 
@@ -131,5 +132,10 @@ def test_a_sweep_says_its_size_first_and_refuses_a_huge_one(tmp_path, digits_che
     raw["repeats"] = 1
     path.write_text(yaml.safe_dump(raw))
     summary = run_sweep(load_spec(path), tmp_path / "run", device="cpu")
-    assert f"sweep tiny: {summary.cells} cells" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the count and the estimated time (the network still to train included) before any work
+    announced = re.search(rf"sweep tiny: {summary.cells} cells \(.*\); about \d+ (s|min|h) on "
+                          r"this machine \(\d+ (s|min|h) training networks, .* for the cells; "
+                          r"rough\)", err)
+    assert announced and announced.start() < err.index("training network 'fresh'"), err
     assert summary.cells == 2 * (2 * 2 + 2 * 3 + 3 * 2 + 3 * 3)  # fresh: stem, block1, pool

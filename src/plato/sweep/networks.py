@@ -63,7 +63,7 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
     roles = {role for c in spec.controls for role in c.split("->")}
     nets: dict[tuple[str, str], Network] = {}
     for name, entry in spec.networks.items():
-        path = entry.checkpoint or _trained(entry, _training_data(entry, dataset, whole),
+        path = entry.checkpoint or _trained(entry, training_data(entry, dataset, whole),
                                             run_dir, device, progress)
         try:
             ckpt = load_checkpoint(path, device=device)
@@ -130,7 +130,7 @@ def _mismatch(path: Path, model: str, options: dict, recipe: dict) -> str | None
     return None
 
 
-def _training_data(entry: NetworkSpec, dataset: Dataset, whole: Dataset | None) -> Dataset:
+def training_data(entry: NetworkSpec, dataset: Dataset, whole: Dataset | None) -> Dataset:
     """What a network the spec trains is trained on: the spec's dataset, or with
     `train_subset` all (or N) of the training split before the spec's subset."""
     subset = entry.train.get("train_subset")
@@ -142,15 +142,27 @@ def _training_data(entry: NetworkSpec, dataset: Dataset, whole: Dataset | None) 
     return whole if subset == "all" else whole.subset(train=subset)
 
 
+def cached_checkpoint(entry: NetworkSpec, dataset: Dataset, run_dir: Path) -> Path:
+    """Where the sweep keeps the network a train entry makes from `dataset` (the file name
+    holds a hash of the entry and the data): there or not yet."""
+    digest = content_key([entry.train, dataset.fingerprint()])[:12]
+    return run_dir / "networks" / f"{entry.name}-{digest}.ckpt"
+
+
+def recipe_settings(train: dict) -> dict:
+    """The fields of a train entry that make its Recipe (the rest builds the model or picks
+    its data)."""
+    return {k: v for k, v in train.items()
+            if k not in ("model", "train_subset", *_model_options(train))}
+
+
 def _trained(entry: NetworkSpec, dataset: Dataset, run_dir: Path, device: torch.device,
              progress: bool) -> Path:
     """The checkpoint of a network the spec trains: trained on the first run, then reused
     (the file name holds a hash of the train entry and the data)."""
-    digest = content_key([entry.train, dataset.fingerprint()])[:12]
-    path = run_dir / "networks" / f"{entry.name}-{digest}.ckpt"
+    path = cached_checkpoint(entry, dataset, run_dir)
     options = _model_options(entry.train)
-    settings = {k: v for k, v in entry.train.items()
-                if k not in ("model", "train_subset", *options)}
+    settings = recipe_settings(entry.train)
     if path.exists():
         mismatch = _mismatch(path, entry.train["model"], options,
                              Recipe(**settings, device=str(device)).to_dict())

@@ -6,10 +6,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plato.data.datasets import Dataset, load_dataset
 from plato.device import resolve_device
 from plato.sweep.cells import CellSettings
+from plato.sweep.estimate import estimate_sweep
 from plato.sweep.executors import make_executor
 from plato.sweep.jobs import Job, build_jobs, planned_cells
 from plato.sweep.lock import hold_run_folder
@@ -18,6 +20,9 @@ from plato.sweep.provenance import check_same_spec, spec_identity
 from plato.sweep.similarity import run_similarities
 from plato.sweep.spec import SpecError, SweepSpec
 from plato.sweep.store import Store
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_CELLS = 200_000  # a sweep of more asks first (--max-cells): days of work on one machine
 
@@ -46,8 +51,10 @@ def sweep_dataset(spec: SweepSpec, whole: Dataset | None = None) -> Dataset:
     return ds
 
 
-def _announce(spec: SweepSpec, dataset: Dataset, max_cells: int, progress: bool) -> None:
-    """Say how many cells the spec asks for before any work; refuse more than `max_cells`."""
+def _announce(spec: SweepSpec, dataset: Dataset, max_cells: int, progress: bool,
+              whole: Dataset, run_dir: Path, device: torch.device) -> None:
+    """Say how many cells the spec asks for, and roughly how long they and the networks still
+    to train will take, before any work; refuse more than `max_cells`."""
     if "stitch" not in spec.measures:
         return
     planned = planned_cells(spec, architectures(spec, dataset))
@@ -57,9 +64,10 @@ def _announce(spec: SweepSpec, dataset: Dataset, max_cells: int, progress: bool)
                         f"points), more than {max_cells:,}: narrow pairs, points or seeds, "
                         "or raise --max-cells if you mean it")
     if progress:
+        cost = estimate_sweep(spec, dataset, whole, run_dir, device)
         print(f"sweep {spec.name}: {planned:,} cells ({len(spec.pairs)} pairs x "
-              f"{len(spec.controls)} controls x {len(spec.seeds)} seeds x their points)",
-              file=sys.stderr, flush=True)
+              f"{len(spec.controls)} controls x {len(spec.seeds)} seeds x their points); "
+              f"{cost.describe()}", file=sys.stderr, flush=True)
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: str = "local",
@@ -78,7 +86,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
         whole = load_dataset(spec.dataset.name, root=spec.dataset.root)
         dataset = sweep_dataset(spec, whole)
         dev = resolve_device(device)  # once: networks, similarity tables and cells all use it
-        _announce(spec, dataset, max_cells, progress)
+        _announce(spec, dataset, max_cells, progress, whole, run_dir, dev)
         identity = spec_identity(spec, dataset)
         with Store(run_dir / "results.sqlite") as store:
             check_same_spec(spec.name, store.sweep_identity(spec.name), identity)
