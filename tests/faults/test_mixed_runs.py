@@ -63,3 +63,8 @@ def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpo
                            "--spec", "tiny-2", "--json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert {t["spec"] for t in json.loads(proc.stdout)["tables"]} == {"tiny-2"}
+    capsys.readouterr()
+    # renamed again, unchanged: its cell is not computed twice, and the sweep says where it is
+    assert sweep(name="tiny-3", **changed).done == 0
+    assert ("1 of the cells of spec 'tiny-3' were computed in this store for another spec "
+            "name (1 under 'tiny-2')") in capsys.readouterr().err

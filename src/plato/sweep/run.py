@@ -70,6 +70,23 @@ def _announce(spec: SweepSpec, dataset: Dataset, max_cells: int, progress: bool,
               f"{cost.describe()}", file=sys.stderr, flush=True)
 
 
+def _say_where_cells_are(name: str, specs_of_cells: dict[str, str]) -> None:
+    """A cell is computed once per store: one this spec shares with another spec name
+    (a renamed spec, the same cells in two specs) stays listed under the name it was computed
+    for. Say so, rather than leave this spec's tables silently short of it."""
+    elsewhere: dict[str, int] = {}
+    for owner in specs_of_cells.values():
+        if owner != name:
+            elsewhere[owner] = elsewhere.get(owner, 0) + 1
+    if elsewhere:
+        where = ", ".join(f"{n} under '{owner}'" for owner, n in sorted(elsewhere.items()))
+        print(f"{sum(elsewhere.values())} of the cells of spec '{name}' were computed in this "
+              f"store for another spec name ({where}): they are not computed again, and their "
+              f"results are listed under that name (plato table --spec NAME, or --all-specs); "
+              f"for tables of '{name}' alone, run it into another --out", file=sys.stderr,
+              flush=True)
+
+
 def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: str = "local",
               address: str | None = None, gpus_per_job: float = 0.0,
               retry_failed: bool = False, device: str = "auto", threads: int | None = None,
@@ -102,6 +119,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
             statuses = store.statuses()
             todo = [j for j in jobs if j.key not in statuses
                     or (retry_failed and statuses[j.key] == "failed")]
+            _say_where_cells_are(spec.name, store.cell_specs([j.key for j in jobs]))
             counts = {"done": 0, "failed": 0, "unstitchable": 0}
             bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"sweep {spec.name}",
                        unit="cell", disable=not progress, file=sys.stderr, dynamic_ncols=True)

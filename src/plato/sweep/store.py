@@ -228,6 +228,11 @@ class Store:
         found = dict(rows)
         return found if keys is None else {k: found[k] for k in keys if k in found}
 
+    def cell_specs(self, keys: list[str]) -> dict[str, str]:
+        """The spec name each of `keys` that is stored was computed for."""
+        found = dict(self.db.execute("SELECT key, spec FROM cells").fetchall())
+        return {k: found[k] for k in keys if k in found}
+
     def cells(self, spec: str | None = None) -> pd.DataFrame:
         query = "SELECT * FROM cells" + (" WHERE spec = ?" if spec else "")
         return pd.read_sql_query(query, self.db, params=(spec,) if spec else None)
