@@ -53,6 +53,22 @@ def threaded_steps(monkeypatch):
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def cache_spy(monkeypatch):
+    """Every CachedActivations made during the test, in order."""
+    import plato.stitch.activations as activations_module
+
+    caches = []
+    real = activations_module.CachedActivations.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        caches.append(self)
+
+    monkeypatch.setattr(activations_module.CachedActivations, "__init__", spy)
+    return caches
+
+
 def stitched_alone(s_graph, sp, r_graph, rp, seed):
     """The `bn-conv1x1-bn` stitch of one grid cell, initialised as the grid does."""
     torch.manual_seed(seed)
@@ -487,7 +503,7 @@ def test_more_epochs_are_validated():
 
 @pytest.mark.parametrize("objective", ["lstsq+task", "match"])
 def test_cached_activations_change_nothing(digits, digits_resnet, objective, monkeypatch,
-                                           tmp_path):
+                                           tmp_path, cache_spy):
     """Later epochs read the frozen activations kept from the first, on the device or in
     memory-mapped files: the same fit, bit for bit, as computing them again (the cache off);
     with augmentation, no cache."""
@@ -497,14 +513,7 @@ def test_cached_activations_change_nothing(digits, digits_resnet, objective, mon
     pairs = [("stem", "layer1.0"), ("layer2.0", "layer3.0"), ("layer1.0", "pool")]
     config = StitchConfig(objective=objective, epochs=2, more_epochs=1, improving=0,
                           batch_size=128, optimizer="sgd", lr=0.05, precision="bf16", **CPU)
-    caches = []
-    real = activations_module.CachedActivations.__init__
-
-    def spy(self, *args, **kwargs):
-        real(self, *args, **kwargs)
-        caches.append(self)
-
-    monkeypatch.setattr(activations_module.CachedActivations, "__init__", spy)
+    caches = cache_spy
     runs = {}
     # device: room in memory; disk: none in memory, so "auto" maps files; off: no cache
     for where, free, tier in (("device", 10**12, "auto"), ("disk", 0, "auto"),
@@ -662,20 +671,11 @@ def test_converging_budget_drops_the_rate_at_a_plateau(digits, digits_resnet, th
 
 
 def test_converging_budget_reads_the_held_out_activations_once(digits, digits_resnet,
-                                                               monkeypatch):
+                                                               cache_spy):
     """The looks read the held-out examples' frozen activations from a cache filled at the
     first look (the senders run once on them, not once per look): the same fit, bit for bit,
     as with the cache off."""
-    import plato.stitch.activations as activations_module
-
-    caches = []
-    real = activations_module.CachedActivations.__init__
-
-    def spy(self, *args, **kwargs):
-        real(self, *args, **kwargs)
-        caches.append(self)
-
-    monkeypatch.setattr(activations_module.CachedActivations, "__init__", spy)
+    caches = cache_spy
     pairs = [("stem", "layer1.0"), ("layer2.0", "layer3.0")]
     config = StitchConfig.converging(holdout=300, check_every=5, min_steps=10, max_steps=40,
                                      batch_size=128, **CPU)
