@@ -1,7 +1,8 @@
 """A sweep's cost before it starts, roughly: one timed training step of each network's
 architecture on this device, times the steps the spec asks for.
 
-    networks   epochs x batches of each network still to train, at its recipe's batch size
+    networks   epochs x training examples of each network still to train, from a timed
+               float32 training step at the stitch's batch size
     cells      per stitchable cell: its expected SGD steps x a step through the receiver from
                its cut point on (the shared sender pass is cached; the receiver suffix, forward
                and backward, is each cell's own: the share of the receiver's points after the
@@ -34,9 +35,10 @@ from plato.sweep.spec import SpecError, SweepSpec
 from plato.train import Recipe
 
 CONVERGING_STEPS = 450  # a converging cell's SGD steps on average (BENCHMARKS.md, issue 16)
-# A cell's share of a sweep's time per step through its receiver suffix, alone: the closed
-# form, the looks and the test measurement add to it, the grid's threads and shared passes
-# take from it (measured on the 2-core CPU: BENCHMARKS.md, issue 17)
+# A cell's time per step through its receiver suffix, over the probe's: the closed form, the
+# looks and the test measurement add to it, the grid's threads and shared passes take from it.
+# At 1 the estimates came within a factor of two of measured runs on the 2-core CPU, one over
+# and one under (BENCHMARKS.md, issue 17).
 OVERHEAD = 1.0
 
 
