@@ -104,13 +104,14 @@ def cell_steps(config: StitchConfig, train_examples: int) -> float:
 
 
 def estimate_sweep(spec: SweepSpec, dataset: Dataset, whole: Dataset, run_dir: Path,
-                   device: torch.device) -> Estimate:
+                   device: torch.device, archs: dict[str, nn.Module] | None = None) -> Estimate:
     """What `spec` will cost on `device`, from one timed step of each network's architecture
     at the stitch's batch size: the networks not cached in `run_dir` yet, and every cell
-    (a vector sender point into a spatial receiver point is not stitchable: no cost)."""
+    (a vector sender point into a spatial receiver point is not stitchable: no cost).
+    `archs`: the networks' architectures, where the caller built them already."""
     config = spec.stitch_config
     batch = config.batch_size
-    archs = architectures(spec, dataset)
+    archs = archs or architectures(spec, dataset)
     networks = 0.0
     for name, entry in spec.networks.items():
         if entry.checkpoint is None:

@@ -57,14 +57,15 @@ def _announce(spec: SweepSpec, dataset: Dataset, max_cells: int, progress: bool,
     to train will take, before any work; refuse more than `max_cells`."""
     if "stitch" not in spec.measures:
         return
-    planned = planned_cells(spec, architectures(spec, dataset))
+    archs = architectures(spec, dataset)
+    planned = planned_cells(spec, archs)
     if planned > max_cells:
         raise SpecError(f"the spec asks for {planned:,} cells ({len(spec.pairs)} pairs x "
                         f"{len(spec.controls)} controls x {len(spec.seeds)} seeds x their "
                         f"points), more than {max_cells:,}: narrow pairs, points or seeds, "
                         "or raise --max-cells if you mean it")
     if progress:
-        cost = estimate_sweep(spec, dataset, whole, run_dir, device)
+        cost = estimate_sweep(spec, dataset, whole, run_dir, device, archs)
         print(f"sweep {spec.name}: {planned:,} cells ({len(spec.pairs)} pairs x "
               f"{len(spec.controls)} controls x {len(spec.seeds)} seeds x their points); "
               f"{cost.describe()}", file=sys.stderr, flush=True)
