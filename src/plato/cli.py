@@ -244,7 +244,9 @@ def _result_line(r) -> str:
             f"  stitched accuracy {r.stitched_accuracy:.4f}  (sender {r.sender_accuracy:.4f}, "
             f"receiver {r.receiver_accuracy:.4f}, normalised {r.normalized_accuracy:.4f})\n"
             f"  activation MSE {r.activation_mse:.4g}  CKA {r.activation_cka:.4f}  "
-            f"stitch loss {r.stitch_loss:.4g}  {r.epochs} epochs, {r.steps} steps"
+            f"distance from the receiver's distribution {r.receiver_distance:.3g} "
+            f"(its own test activations {r.receiver_own_distance:.3g})\n"
+            f"  stitch loss {r.stitch_loss:.4g}  {r.epochs} epochs, {r.steps} steps"
             + ("" if r.converged is None else
                "  converged" if r.converged else "  NOT converged (max_steps)")
             + f"  {r.seconds:.1f} s")
@@ -387,13 +389,18 @@ def replace(
     first = results[0]
     rows = [{"objective": r.objective, "accuracy": r.stitched_accuracy,
              "activation_mse": r.activation_mse, "activation_cka": r.activation_cka,
-             "stitch_loss": r.stitch_loss, "result": r.to_dict()} for r in results]
+             "receiver_distance": r.receiver_distance, "stitch_loss": r.stitch_loss,
+             "result": r.to_dict()} for r in results]
     text = [f"{ckpt.name}: span {first.sender_point} -> {first.receiver_point} replaced by "
             f"{stitch_type} ({first.stitch_parameters} parameters); original accuracy "
             f"{first.receiver_accuracy:.4f}",
-            f"  {'objective':<10} {'accuracy':>9} {'MSE at to':>11} {'CKA':>7}"]
+            f"  {'objective':<10} {'accuracy':>9} {'MSE at to':>11} {'CKA':>7} "
+            f"{'distance':>9}"]
     text += [f"  {r['objective']:<10} {r['accuracy']:>9.4f} {r['activation_mse']:>11.4g} "
-             f"{r['activation_cka']:>7.4f}" for r in rows]
+             f"{r['activation_cka']:>7.4f} {r['receiver_distance']:>9.3g}" for r in rows]
+    text.append(f"  distance: from the network's own activations at {first.receiver_point} "
+                f"(RMS Mahalanobis per channel); its own test activations lie at "
+                f"{first.receiver_own_distance:.3g}")
     obj = {"checkpoint": str(checkpoint), "from": first.sender_point, "to": first.receiver_point,
            "original_accuracy": first.receiver_accuracy, "replacements": rows,
            "config": config.to_dict()}

@@ -24,6 +24,8 @@ SCALES = {
     "activation_mse": ("magma_r", 0.0, None),
     "stitched_loss": ("magma_r", 0.0, None),
     "stitch_loss": ("magma_r", 0.0, None),
+    "receiver_distance": ("magma_r", 0.0, None),
+    "receiver_own_distance": ("magma_r", 0.0, None),
     "debiased": ("RdBu", -1.0, 1.0),
     "debiased_normalized": ("RdBu", -1.0, 1.0),
     "std": ("Greys", 0.0, None),

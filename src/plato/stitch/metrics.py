@@ -15,6 +15,7 @@ from plato.data.loader import make_loader
 from plato.device import memory_format
 from plato.similarity.cka import centred_gram, cka_from_grams
 from plato.stitch.activations import Activations
+from plato.stitch.distance import DistanceSums, receiver_gaussians
 from plato.stitch.stitched import StitchedModel
 from plato.stitch.threads import cell_runner
 
@@ -52,6 +53,11 @@ class StitchResult:
     converged: bool | None = None  # budget "converge": the held-out rule stopped it (True)
     #                                or max_steps cut it off (False); None: a fixed budget
     holdout_curve: list | None = None  # [step, held-out loss] at each look of the rule
+    # How far the stitched activations lie from the receiver's own distribution at its point
+    # (plato.stitch.distance: RMS Mahalanobis per channel; its own training activations ~1),
+    # and (the in-distribution level) the receiver's own test activations.
+    receiver_distance: float = math.nan
+    receiver_own_distance: float = math.nan
     test_examples: int = 0  # the test examples stitched_accuracy counts
     accuracy_low: float = math.nan  # its 95% interval over them (plato.stats: Wilson)
     accuracy_high: float = math.nan
@@ -68,8 +74,10 @@ class StitchResult:
 def measure_stitched(model: StitchedModel, dataset: Dataset, batch_size: int = CKA_EXAMPLES,
                      device: torch.device | str = "cpu",
                      channels_last: bool = True) -> dict:
-    """Accuracy, loss, activation MSE and CKA of a stitched network on the test split, and
-    which test examples it got right ("correct", in the split's order)."""
+    """Accuracy, loss, activation MSE and CKA of a stitched network on the test split, the
+    distance of its stitched activations from the receiver's distribution (and of the
+    receiver's own), and which test examples it got right ("correct", in the split's
+    order)."""
     return measure_stitches([model], dataset, batch_size, device,
                             channels_last=channels_last)[0]
 
@@ -94,6 +102,9 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     receivers = (receivers or Activations.receivers(models)).to(device, layout)
     for m in models:
         m.to(device, memory_format=layout).eval()
+    points = sorted({m.receiver_point.name for m in models})
+    gaussians = receiver_gaussians(receivers, dataset, points, device, channels_last)
+    own = {name: DistanceSums() for name in points}
     loader = make_loader(dataset, "test", max(batch_size, CKA_EXAMPLES), device=device,
                          channels_last=channels_last)
     cells = [(m, _Sums()) for m in models]
@@ -104,15 +115,19 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
             first = not ckas  # the first batch holds the CKA examples
             names = sorted({m.receiver_point.name for m in models}) if first else []
             grams = dict(zip(names, runner.map(lambda n, t=t: _gram(t[n]), names), strict=True))
+            for name in points:
+                own[name].add(gaussians[name], t[name])
 
             def measure(cell, a=a, t=t, y=y, grams=grams, first=first) -> float | None:
                 with torch.no_grad():  # grad mode is per thread
                     m, sums = cell
-                    out, ref = m.stitch(a[m.sender_point.name]), t[m.receiver_point.name]
+                    point = m.receiver_point.name
+                    out, ref = m.stitch(a[m.sender_point.name]), t[point]
                     for lo in range(0, len(y), suffix_chunk):
                         hi = lo + suffix_chunk
                         sums.add(out[lo:hi], ref[lo:hi], m.receiver_suffix(out[lo:hi]),
                                  y[lo:hi])
+                        sums.distance.add(gaussians[point], out[lo:hi])
                     if not first:
                         return None
                     return cka_from_grams(_gram(out), grams[m.receiver_point.name])
@@ -120,8 +135,9 @@ def measure_stitches(models: Sequence[StitchedModel], dataset: Dataset,
             found = runner.map(measure, cells)
             if first:
                 ckas = found
-    return [{**sums.result(loader.num_examples), "activation_cka": cka}
-            for (_, sums), cka in zip(cells, ckas, strict=True)]
+    return [{**sums.result(loader.num_examples), "activation_cka": cka,
+             "receiver_own_distance": own[m.receiver_point.name].result()}
+            for (m, sums), cka in zip(cells, ckas, strict=True)]
 
 
 def _gram(x: torch.Tensor) -> torch.Tensor:
@@ -138,6 +154,7 @@ class _Sums:
         self.loss_sum = self.sq_sum = 0
         self.hits: list[torch.Tensor] = []  # per example: right or wrong
         self.elements = 0
+        self.distance = DistanceSums()
 
     def add(self, out, ref, logits, y) -> None:
         self.hits.append(logits.argmax(1) == y)
@@ -153,4 +170,5 @@ class _Sums:
             "accuracy": int(correct.sum()) / n, "correct": correct,
             "loss": float(self.loss_sum) / n,
             "activation_mse": float(self.sq_sum) / self.elements,
+            "receiver_distance": self.distance.result(),
         }

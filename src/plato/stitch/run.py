@@ -149,6 +149,8 @@ def stitch_grid(
             normalized_accuracy=m["accuracy"] / receiver_acc if receiver_acc else float("nan"),
             stitched_loss=m["loss"], stitch_loss=fit.loss,
             activation_mse=m["activation_mse"], activation_cka=m["activation_cka"],
+            receiver_distance=m["receiver_distance"],
+            receiver_own_distance=m["receiver_own_distance"],
             stitch_parameters=model.stitch.num_parameters, epochs=fit.epochs,
             seconds=share, seed=config.seed,
             sender_point_index=model.sender_point.index,

@@ -19,14 +19,16 @@ import pandas as pd
 from plato.errors import PlatoError, fault_message
 
 METRICS = ("stitched_accuracy", "sender_accuracy", "receiver_accuracy", "normalized_accuracy",
-           "stitched_loss", "stitch_loss", "activation_mse", "activation_cka")
+           "stitched_loss", "stitch_loss", "activation_mse", "activation_cka",
+           "receiver_distance", "receiver_own_distance")
 # A result's fields with columns of their own.
 COLUMNS = (*METRICS, "stitch_parameters", "epochs", "seconds", "test_examples", "accuracy_low",
            "accuracy_high", "steps", "examples_seen", "converged")
 # Columns added since the first stores: an older store gains them (NULL in its older cells).
 ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
                            "accuracy_high": "REAL", "correct": "BLOB", "steps": "INTEGER",
-                           "examples_seen": "INTEGER", "converged": "INTEGER"},
+                           "examples_seen": "INTEGER", "converged": "INTEGER",
+                           "receiver_distance": "REAL", "receiver_own_distance": "REAL"},
                  "similarities": {"null_mean": "REAL", "calibrated": "REAL", "p_value": "REAL",
                                   "permutations": "INTEGER"},
                  "sweeps": {"identity": "TEXT"}}  # plato.sweep.provenance
