@@ -52,3 +52,30 @@ def digits_checkpoints(tmp_path_factory):
         paths[name] = save_checkpoint(folder / f"{name}.ckpt", net, dataset="digits",
                                       test_accuracy=res.test_accuracy).path
     return paths
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return plato.load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def digits_resnet(digits):
+    from tests.stitch.conftest import trained
+
+    return trained("resnet-1111", 0, digits, width=8)
+
+
+@pytest.fixture
+def run_cli():
+    """The `plato` command as a user runs it (a subprocess); ok=False expects it to fail."""
+    import subprocess
+    import sys
+
+    def run(args, ok=True):
+        proc = subprocess.run([sys.executable, "-m", "plato", *args], capture_output=True,
+                              text=True, timeout=600)
+        assert (proc.returncode == 0) == ok, proc.stderr
+        return proc
+
+    return run

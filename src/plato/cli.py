@@ -17,6 +17,7 @@ import typer
 from safetensors import SafetensorError
 
 from plato.errors import PlatoError, fault_message
+from plato.interpret.config import InvertConfig
 from plato.similarity import SimilarityConfig
 from plato.stitch import StitchConfig
 
@@ -405,6 +406,83 @@ def replace(
            "original_accuracy": first.receiver_accuracy, "replacements": rows,
            "config": config.to_dict()}
     _emit(obj, as_json, "\n".join(text))
+
+
+INVERT_SET_HELP = "Any invert setting as FIELD=VALUE, repeatable: " + ", ".join(
+    f"{k}={v}" for k, v in InvertConfig().to_dict().items()) + "."
+
+
+@app.command()
+def invert(
+    checkpoint: Path = typer.Argument(..., help="Trained network's checkpoint."),
+    points: list[str] = typer.Option(None, "--points", help="Cut points (names or indices), "
+                                     "repeatable; default every block point."),
+    out: Path = typer.Option(None, help="Run folder (default runs/invert-NAME); a rerun "
+                             "resumes, computing only what is missing."),
+    control: bool = typer.Option(True, help="Also reconstruct from a random-init control of "
+                                 "the same architecture."),
+    images: int = typer.Option(None, help="Test images shown and inverted by optimisation "
+                               "(default 8)."),
+    setting: list[str] = typer.Option(None, "--set", help=INVERT_SET_HELP),
+    granularity: str = typer.Option("block", help="block or layer: which points exist."),
+    dataset: str = typer.Option(None, help="Default: the network's training dataset."),
+    root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Reconstruct the input from cut points: a trained decoder and optimisation with a TV
+    prior; PSNR/SSIM per point for the network and its random control, and image grids."""
+    from plato.checkpoint import load_checkpoint
+    from plato.device import resolve_device
+    from plato.report.interpret import invert_figures
+    from plato.sweep.interpret import inversions_table, run_inversions
+    from plato.sweep.networks import Network, random_control
+    from plato.sweep.store import Store
+    from plato.train import evaluate
+
+    given = dict(map(_setting, setting or []))
+    if images is not None:
+        given["images"] = images
+    try:
+        config = InvertConfig.from_user(given)
+    except PlatoError as e:
+        raise PlatoError(f"--set {e}") from None
+    ckpt = load_checkpoint(checkpoint)
+    ds = _checkpoint_dataset(dataset, root, ckpt)
+    dev = resolve_device(device)
+    name = checkpoint.name.removesuffix(".safetensors").removesuffix(".ckpt")
+    run_dir = out or Path("runs") / f"invert-{name}"
+    _check_writable(run_dir)
+    acc = evaluate(ckpt.model.to(dev), ds, device=dev)["accuracy"]
+    nets = [Network(name, "trained", ckpt.model, ckpt.content_hash, acc, str(checkpoint))]
+    if control:
+        nets.append(random_control(name, ckpt, 0, ds, dev))
+    graph = nets[0].graph
+    chosen = [graph.point(int(p) if p.lstrip("-").isdigit() else p, granularity)
+              for p in points] if points else graph.points(granularity)
+    spec = f"invert:{name}"
+    with Store(run_dir / "results.sqlite") as store:
+        keys, computed = run_inversions(spec, nets, {name: chosen}, ds, store, run_dir, config,
+                                        dev, progress=not quiet)
+        frame = inversions_table(store, keys)
+    figures = invert_figures(frame, run_dir, f"{name} on {ds.name}")
+    rows = frame.to_dict(orient="records")
+    text = [f"{name}: reconstructions from {len(chosen)} cut points ({computed} computed, "
+            f"{len(rows) - computed} from {run_dir / 'results.sqlite'})",
+            f"  {'point':<12} {'role':<8} {'PSNR dB':>8} {'SSIM':>6} {'optimised':>10} "
+            f"{'steps':>6} converged"]
+    text += [f"  {r['point']:<12} {r['role']:<8} {r['psnr']:>8.2f} {r['ssim']:>6.3f} "
+             f"{r['optimised_psnr']:>10.2f} {r['steps']:>6} "
+             f"{'yes' if r['converged'] else 'NO (max_steps)'}" for r in rows]
+    text += [f"  figure: {f}" for f in figures]
+    keep = ["network", "role", "point", "point_index", "psnr", "ssim", "psnr_std", "ssim_std",
+            "test_examples", "optimised_psnr", "optimised_ssim", "steps", "converged",
+            "heldout_mse", "decoder_parameters", "shape", "file"]
+    _emit({"checkpoint": str(checkpoint), "run": str(run_dir), "computed": computed,
+           "points": [{k: r.get(k) for k in keep} for r in rows],
+           "figures": [str(f) for f in figures], "config": config.to_dict()},
+          as_json, "\n".join(text))
 
 
 @app.command()

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 import plato
@@ -12,13 +11,3 @@ def trained(name, seed, dataset, epochs=6, **options):
     train(model, dataset, Recipe(epochs=epochs, batch_size=64, seed=seed, device="cpu"),
           progress=False)
     return model.eval()
-
-
-@pytest.fixture(scope="session")
-def digits():
-    return plato.load_dataset("digits")
-
-
-@pytest.fixture(scope="session")
-def digits_resnet(digits):
-    return trained("resnet-1111", 0, digits, width=8)

@@ -32,9 +32,9 @@ SCALES = {
 }
 
 
-def _save(fig: plt.Figure, path: str | Path) -> None:
-    """PNG with a 256-colour palette: a quarter of the bytes of RGBA, for reports that inline
-    a hundred figures."""
+def save_figure(fig: plt.Figure, path: str | Path, palette: bool = True) -> None:
+    """PNG, by default with a 256-colour palette: a quarter of the bytes of RGBA, for reports
+    that inline a hundred figures (pictures of images keep their colours: palette=False)."""
     import io
 
     from PIL import Image
@@ -44,9 +44,11 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
     plt.close(fig)
     image = Image.open(buffer).convert("RGB")
     png = io.BytesIO()
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, format="png",
-                                                                      optimize=True)
+    if palette:
+        image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    image.save(png, format="png", optimize=True)
     write_file(path, png.getvalue())
+
 
 
 def _scale(name: str) -> tuple[str, float, float | None]:
@@ -114,7 +116,7 @@ def heatmap(table: pd.DataFrame, path: str | Path, title: str, scale: str = "sti
         ax.scatter(j - 0.32, i - 0.28, s=22, marker="x", color="#ff7f0e", linewidths=1.5)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -126,5 +128,5 @@ def scatter(x: np.ndarray, y: np.ndarray, path: str | Path, title: str, xlabel: 
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig

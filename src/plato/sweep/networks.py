@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plato.checkpoint import load_checkpoint, read_metadata
+from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
 from plato.models import CutGraph, create_model
@@ -75,15 +75,22 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
             nets[(name, "trained")] = Network(name, "trained", ckpt.model, ckpt.content_hash,
                                               acc, str(path))
         if "random" in roles:
-            init_seed = zlib.crc32(f"{spec.random_seed}:{name}".encode())
-            torch.manual_seed(init_seed)
-            cfg = ckpt.meta["config"]
-            model = create_model(ckpt.name, **cfg).to(device).eval()
-            identity = content_key(["random", ckpt.name, cfg, init_seed])
-            acc = evaluate(model, dataset, device=device)["accuracy"]
-            nets[(name, "random")] = Network(name, "random", model, identity, acc,
-                                             init_seed=init_seed)
+            nets[(name, "random")] = random_control(name, ckpt, spec.random_seed, dataset,
+                                                    device)
     return nets
+
+
+def random_control(name: str, ckpt: Checkpoint, random_seed: int, dataset: Dataset,
+                   device: torch.device) -> Network:
+    """The network's random-init control: its architecture, freshly initialised from a seed
+    recorded in the store (derived from `random_seed` and the network's name)."""
+    init_seed = zlib.crc32(f"{random_seed}:{name}".encode())
+    torch.manual_seed(init_seed)
+    cfg = ckpt.meta["config"]
+    model = create_model(ckpt.name, **cfg).to(device).eval()
+    identity = content_key(["random", ckpt.name, cfg, init_seed])
+    acc = evaluate(model, dataset, device=device)["accuracy"]
+    return Network(name, "random", model, identity, acc, init_seed=init_seed)
 
 
 def architectures(spec: SweepSpec, dataset: Dataset) -> dict[str, nn.Module]:

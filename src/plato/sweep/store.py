@@ -102,6 +102,23 @@ CREATE TABLE IF NOT EXISTS similarities (
 );
 CREATE INDEX IF NOT EXISTS similarities_by_table ON similarities (spec, sender, receiver,
                                                                   control, measure);
+CREATE TABLE IF NOT EXISTS interpretations (
+    key TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    kind TEXT NOT NULL,  -- 'invert' (one network's cut point) or 'saliency' (one stitched cell)
+    network TEXT NOT NULL,  -- invert: the network; saliency: the sender
+    role TEXT NOT NULL,  -- invert: trained or random; saliency: the cell's control
+    point TEXT NOT NULL,  -- the (sender's) cut point
+    point_index INTEGER NOT NULL,
+    receiver TEXT,  -- saliency: the receiver and its cut point
+    receiver_point TEXT,
+    receiver_index INTEGER,
+    seed INTEGER,
+    result TEXT NOT NULL,  -- the measured numbers, as JSON
+    file TEXT,  -- the pictures' tensors (safetensors, uint8), relative to the run folder
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS interpretations_by_kind ON interpretations (spec, kind);
 CREATE TABLE IF NOT EXISTS sweeps (
     spec TEXT PRIMARY KEY,
     source TEXT,
@@ -216,7 +233,31 @@ class Store:
                 f"VALUES ({', '.join('?' for _ in cols)}, ?)",
                 [tuple(_finite(r[c]) for c in cols) + (now,) for r in rows])
 
+    def record_interpretation(self, key: str, spec: str, kind: str, network: str, role: str,
+                              point: str, point_index: int, result: dict, *,
+                              receiver: str | None = None, receiver_point: str | None = None,
+                              receiver_index: int | None = None, seed: int | None = None,
+                              file: str | None = None) -> None:
+        """One reconstruction or saliency result, in one statement (whole or not at all)."""
+        clean = {k: _finite(v) for k, v in result.items()}
+        self.db.execute(
+            "INSERT OR REPLACE INTO interpretations (key, spec, kind, network, role, point, "
+            "point_index, receiver, receiver_point, receiver_index, seed, result, file, "
+            "finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, spec, kind, network, role, point, point_index, receiver, receiver_point,
+             receiver_index, seed, json.dumps(clean), file, time.time()))
+
     # -- reading ------------------------------------------------------------------------------
+
+    def interpretation_keys(self) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT key FROM interpretations")}
+
+    def interpretations(self, kind: str, spec: str | None = None) -> pd.DataFrame:
+        """One row per stored result of `kind`, its numbers as columns (NaN where absent)."""
+        query = "SELECT * FROM interpretations WHERE kind = ?" + (" AND spec = ?" if spec else "")
+        rows = pd.read_sql_query(query, self.db, params=(kind, spec) if spec else (kind,))
+        numbers = pd.DataFrame([json.loads(r) for r in rows["result"]], index=rows.index)
+        return pd.concat([rows.drop(columns="result"), numbers], axis=1)
 
     def similarity_keys(self) -> set[str]:
         return {k for (k,) in self.db.execute("SELECT key FROM similarities")}
@@ -249,7 +290,8 @@ class Store:
         pool the cells of different specs unless asked: they are different experiments."""
         names = [row[0] for row in self.db.execute(
             "SELECT spec FROM sweeps UNION SELECT spec FROM cells "
-            "UNION SELECT spec FROM similarities ORDER BY 1")]
+            "UNION SELECT spec FROM similarities UNION SELECT spec FROM interpretations "
+            "ORDER BY 1")]
         if spec is not None:
             if spec not in names:
                 raise PlatoError(f"{self.path} holds no spec '{spec}'; its specs: "
