@@ -17,7 +17,7 @@ import typer
 from safetensors import SafetensorError
 
 from plato.errors import PlatoError, fault_message
-from plato.interpret.config import InvertConfig
+from plato.interpret.config import InvertConfig, SaliencyConfig
 from plato.similarity import SimilarityConfig
 from plato.stitch import StitchConfig
 
@@ -459,7 +459,7 @@ def invert(
     if control:
         nets.append(random_control(name, ckpt, 0, ds, dev))
     graph = nets[0].graph
-    chosen = [graph.point(int(p) if p.lstrip("-").isdigit() else p, granularity)
+    chosen = [graph.point(p, granularity)
               for p in points] if points else graph.points(granularity)
     spec = f"invert:{name}"
     with Store(run_dir / "results.sqlite") as store:
@@ -483,6 +483,84 @@ def invert(
            "points": [{k: r.get(k) for k in keep} for r in rows],
            "figures": [str(f) for f in figures], "config": config.to_dict()},
           as_json, "\n".join(text))
+
+
+SALIENCY_SET_HELP = "Any saliency setting as FIELD=VALUE, repeatable: " + ", ".join(
+    f"{k}={','.join(v) if isinstance(v, list) else v}"
+    for k, v in SaliencyConfig().to_dict().items()) + "."
+
+
+@app.command()
+def saliency(
+    sender: Path = typer.Argument(..., help="Sender checkpoint (frozen up to --from)."),
+    receiver: Path = typer.Argument(..., help="Receiver checkpoint (frozen from --to on)."),
+    from_point: str = typer.Option(..., "--from", help="Sender cut point: name or index."),
+    to_point: str = typer.Option(..., "--to", help="Receiver cut point: name or index."),
+    methods: list[str] = typer.Option(None, "--method", help="integrated_gradients, "
+                                      "gradient_x_input, grad_cam; repeatable (default all)."),
+    images: int = typer.Option(None, help="Test images the scores average over (default 64)."),
+    saliency_set: list[str] = typer.Option(None, "--saliency-set", help=SALIENCY_SET_HELP),
+    stitch_type: str = typer.Option("bn-conv1x1-bn", "--stitch", help="Stitch type."),
+    fast: bool = typer.Option(False, "--fast", help=FAST_HELP),
+    setting: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    out: Path = typer.Option(Path("runs/saliency"), help="Folder for the picture."),
+    granularity: str = typer.Option("block", help="block or layer: how indices are counted."),
+    dataset: str = typer.Option(None, help="Default: the sender's training dataset."),
+    root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
+    device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N (default auto)"),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Stitch SENDER at --from into RECEIVER at --to, then explain the sender, the receiver and
+    the stitched network on the same test images: agreement of their saliency maps (rank
+    correlation) and faithfulness (deletion curve area), and a picture of the maps."""
+    from plato.checkpoint import load_checkpoint
+    from plato.device import resolve_device
+    from plato.interpret.invert import shown_images
+    from plato.interpret.saliency import explain_stitch, usable_methods
+    from plato.models.cuts import CutGraph
+    from plato.report.interpret import saliency_figure
+    from plato.stitch import stitch_networks
+
+    given = dict(map(_setting, saliency_set or []))
+    given.update({k: v for k, v in (("images", images), ("methods", methods)) if v})
+    try:
+        sal_config = SaliencyConfig.from_user(given)
+    except PlatoError as e:
+        raise PlatoError(f"--saliency-set {e}") from None
+    config = _stitch_config(fast, setting, device=device)
+    s_ckpt, r_ckpt = load_checkpoint(sender), load_checkpoint(receiver)
+    ds = _checkpoint_dataset(dataset, root, s_ckpt, r_ckpt)
+    usable_methods(sal_config.methods,  # before the fit: a wrong method fails at once
+                   CutGraph(s_ckpt.model).point(from_point, granularity),
+                   CutGraph(r_ckpt.model).point(to_point, granularity))
+    _check_writable(out)
+    result, model = stitch_networks(s_ckpt, r_ckpt, from_point, to_point, ds,
+                                    stitch=stitch_type, config=config, granularity=granularity,
+                                    progress=not quiet)
+    explained = explain_stitch(model, ds, sal_config, resolve_device(config.device))
+    names = (f"{s_ckpt.path.stem}-{result.sender_point}-{r_ckpt.path.stem}-"
+             f"{result.receiver_point}")
+    originals = ds.test.images[shown_images(ds, sal_config.shown)]
+    figure = saliency_figure(explained, originals, out / f"saliency-{names}.png",
+                             f"{s_ckpt.path.stem}:{result.sender_point} -> "
+                             f"{r_ckpt.path.stem}:{result.receiver_point} (stitched accuracy "
+                             f"{result.stitched_accuracy:.3f})")
+    text = [_result_line(result),
+            f"saliency on {explained.images} test images (toward the true class):",
+            f"  {'method':<22} {'rank correlation of the stitched map with':>44}   "
+            f"{'deletion area (lower: more faithful)':>40}",
+            f"  {'':<22} {'receiver':>14} {'sender':>14} {'sender~receiver':>15}   "
+            f"{'sender':>8} {'receiver':>8} {'stitched':>8} {'random':>8}"]
+    for method, n in explained.methods.items():
+        text.append(f"  {method:<22} {n['agreement_receiver']:>14.3f} "
+                    f"{n['agreement_sender']:>14.3f} {n['agreement_sender_receiver']:>15.3f}   "
+                    f"{n['deletion_sender']:>8.3f} {n['deletion_receiver']:>8.3f} "
+                    f"{n['deletion_stitched']:>8.3f} {n['deletion_random_order']:>8.3f}")
+    text.append(f"  figure: {figure}")
+    _emit({"stitch": result.to_dict(), "saliency": explained.to_dict(),
+           "methods": explained.methods, "figure": str(figure),
+           "config": sal_config.to_dict()}, as_json, "\n".join(text))
 
 
 @app.command()

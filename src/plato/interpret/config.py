@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, fields
 
 from plato.errors import SettingError
 
+# The saliency methods (plato.interpret.saliency says what each is).
+METHODS = ("integrated_gradients", "gradient_x_input", "grad_cam")
+
 
 @dataclass
 class InvertConfig:
@@ -46,16 +49,60 @@ class InvertConfig:
     @classmethod
     def from_user(cls, settings: dict) -> InvertConfig:
         """Settings by name (the CLI's --set, a spec's interpret.invert), each checked."""
-        names = [f.name for f in fields(cls)]
-        for name, value in settings.items():
-            if name not in names:
-                raise SettingError(name, f"unknown invert setting '{name}'; the settings: "
-                                         f"{', '.join(names)}")
-            kind = type(getattr(cls(), name))
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-                raise SettingError(name, f"invert setting '{name}' takes a {kind.__name__}, "
-                                         f"got {value!r}")
-            settings = {**settings, name: value}
-        return cls(**settings)
+        return _from_user(cls, "invert", settings)
+
+
+@dataclass
+class SaliencyConfig:
+    """How saliency maps are computed and compared; every field one line."""
+
+    images: int = 64  # test images the agreement and deletion scores average over
+    shown: int = 8  # of those, the first ones kept for pictures
+    methods: tuple[str, ...] = METHODS  # the first is the headline a sweep's tables show
+    ig_steps: int = 32  # Integrated Gradients' steps from the baseline (the mean image)
+    deletion_steps: int = 16  # the deletion curve's points after the first
+    batch_size: int = 32
+    seed: int = 0  # the random deletion order of the baseline
+
+    def __post_init__(self) -> None:
+        self.methods = tuple(self.methods)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise SettingError("methods", f"unknown saliency method(s) "
+                                          f"{', '.join(unknown) or '(none given)'}: choose "
+                                          f"from {', '.join(METHODS)}")
+        for name in ("images", "shown", "ig_steps", "deletion_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SettingError(name, f"saliency setting '{name}' must be at least 1, "
+                                         f"got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "methods": list(self.methods)}
+
+    @classmethod
+    def from_user(cls, settings: dict) -> SaliencyConfig:
+        return _from_user(cls, "saliency", settings)
+
+
+def _from_user(cls, what: str, settings: dict):
+    """A config from settings by name, each name and type checked (a list for a tuple)."""
+    names = [f.name for f in fields(cls)]
+    default = cls()
+    checked = {}
+    for name, value in settings.items():
+        if name not in names:
+            raise SettingError(name, f"unknown {what} setting '{name}'; the settings: "
+                                     f"{', '.join(names)}")
+        kind = type(getattr(default, name))
+        if kind is tuple:
+            value = tuple(value.split(",")) if isinstance(value, str) else value
+            if not isinstance(value, list | tuple):
+                raise SettingError(name, f"{what} setting '{name}' takes a list, got {value!r}")
+            value = tuple(value)
+        elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+            raise SettingError(name, f"{what} setting '{name}' takes a {kind.__name__}, "
+                                     f"got {value!r}")
+        checked[name] = value
+    return cls(**checked)

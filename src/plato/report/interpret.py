@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from plato.report.pictures import image_grid, quality_by_depth
 from plato.sweep.interpret import stored_pictures
@@ -35,3 +36,15 @@ def invert_figures(frame: pd.DataFrame, run_dir: Path, title: str) -> list[Path]
                        path, f"{network} ({role}): reconstructions by {what}")
             paths.append(path)
     return paths
+
+
+def saliency_figure(result, originals: torch.Tensor, path: Path, title: str) -> Path:
+    """Originals, then per method the sender's, the receiver's and the stitched network's
+    maps over the faded originals (plato.interpret.saliency.SaliencyResult.shown)."""
+    rows: list[tuple[str, torch.Tensor]] = [("original", originals)]
+    for (method, role), maps in result.shown.items():
+        short = {"integrated_gradients": "IG", "gradient_x_input": "grad x input",
+                 "grad_cam": "Grad-CAM"}.get(method, method)
+        rows.append((f"{short}: {role}", maps.float()))
+    image_grid(rows, path, title, cmap="inferno", overlay=originals)
+    return path

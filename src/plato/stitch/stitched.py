@@ -40,7 +40,11 @@ class StitchedModel(nn.Module):
         if isinstance(stitch, str):
             stitch = Stitch(stitch, self.sender_point.shape, self.receiver_point.shape, resize)
         self.stitch = stitch
-        self.sender_prefix = freeze(s_graph.split(self.sender_point)[0])
+        sender_prefix, sender_suffix = s_graph.split(self.sender_point)
+        self.sender_prefix = freeze(sender_prefix)
+        # The sender's own rest: not part of the stitched pass, there to explain the sender
+        # beside the stitched network (plato.interpret.saliency).
+        self.sender_suffix = freeze(sender_suffix)
         receiver_prefix, receiver_suffix = r_graph.split(self.receiver_point)
         self.receiver_suffix = freeze(receiver_suffix)
         # The receiver's own activation at its point: the target of `match` and the reference
@@ -53,7 +57,8 @@ class StitchedModel(nn.Module):
 
     def train(self, mode: bool = True) -> StitchedModel:
         super().train(mode)
-        for frozen in (self.sender_prefix, self.receiver_suffix, self.receiver_prefix):
+        for frozen in (self.sender_prefix, self.sender_suffix, self.receiver_suffix,
+                       self.receiver_prefix):
             frozen.eval()
         return self
 
