@@ -9,6 +9,7 @@ from plato.errors import SettingError
 
 # The saliency methods (plato.interpret.saliency says what each is).
 METHODS = ("integrated_gradients", "gradient_x_input", "grad_cam")
+ROLES = ("sender", "receiver", "stitched")  # the networks a stitched cell's saliency explains
 
 
 @dataclass

@@ -35,10 +35,9 @@ from torch import nn
 
 from plato.data.datasets import Dataset, Split
 from plato.errors import PlatoError
-from plato.interpret.config import METHODS, SaliencyConfig
+from plato.interpret.config import METHODS, ROLES, SaliencyConfig
 from plato.interpret.invert import normalised, shown_images
 
-ROLES = ("sender", "receiver", "stitched")
 NUMBERS = ("agreement_receiver", "agreement_sender", "agreement_sender_receiver",
            "deletion_sender", "deletion_receiver", "deletion_stitched", "deletion_random_order")
 

@@ -7,11 +7,9 @@ All text that comes from a spec or a store is escaped.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,8 @@ import pandas as pd
 from plato.errors import PlatoError
 from plato.files import write_file
 from plato.report.heatmaps import heatmap, scatter
+from plato.report.interpret import interpretation_section
+from plato.report.page import figure, html_table, slug
 from plato.sweep.checks import Check, run_checks
 from plato.sweep.store import Store
 from plato.sweep.tables import (
@@ -48,27 +48,6 @@ img { max-width: 560px; } pre { background: #f6f6f6; padding: 1em; overflow-x: a
 """
 
 
-def _slug(*parts: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "__".join(parts)).strip("_")
-
-
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
-
-
-def _figure(path: Path, caption: str) -> str:
-    return f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>"
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row)
-        + "</tr>" for row in df.itertuples(index=False))
-    return f'<table class="meta"><tr>{head}</tr>{body}</table>'
-
-
 def _checks_table(checks: list[Check]) -> str:
     """The checks, failures first in red; the same list is in checks.json beside the page."""
     verdict = {True: ("pass", "#1a7f37"), False: ("FAIL", "#cf222e"), None: ("n/a", "#6e7781")}
@@ -92,7 +71,7 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
     for control in controls:
         for m in measures:
             table = stat_table(sims, sender, receiver, control, m)
-            path = figs / f"{_slug(sender, receiver, control, m)}.png"
+            path = figs / f"{slug(sender, receiver, control, m)}.png"
             # cells no more similar than shuffled pairs of examples, where a null was computed
             chance = stat_table(sims, sender, receiver, control, f"{m}_p") > NULL_LEVEL \
                 if f"{m}_p" in sims.columns else None
@@ -106,7 +85,7 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
                           "against the permutation null (no more similar than shuffled "
                           "pairs of examples; k shuffles cannot give p below 1/(k+1))."
                           if chance is not None else ""))
-            parts.append(_figure(path, caption))
+            parts.append(figure(path, caption))
             if cells is None or (sender, receiver, control) not in table_keys(cells):
                 continue
             stitched = stat_table(cells, sender, receiver, control, metric).reindex_like(table)
@@ -114,16 +93,16 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
             ok = np.isfinite(x) & np.isfinite(y)
             rho = pd.Series(x[ok]).corr(pd.Series(y[ok]), method="spearman") \
                 if ok.sum() > 2 else float("nan")
-            path = figs / f"{_slug(sender, receiver, control, m, 'scatter')}.png"
+            path = figs / f"{slug(sender, receiver, control, m, 'scatter')}.png"
             scatter(x[ok], y[ok], path, f"{sender} -> {receiver} ({control}): "
                     f"Spearman {rho:.2f}", m, metric)
-            parts.append(_figure(path, f"{metric} against {m}, one dot per cell pair "
+            parts.append(figure(path, f"{metric} against {m}, one dot per cell pair "
                                        f"({int(ok.sum())}); Spearman rank correlation "
                                        f"{rho:.3f}"))
             rows.append({"control": control, "measure": m, "cells": int(ok.sum()),
                          "spearman": f"{rho:.3f}"})
     summary = ("<p>Rank correlation of stitching with each measure:</p>"
-               + _html_table(pd.DataFrame(rows))) if rows else ""
+               + html_table(pd.DataFrame(rows))) if rows else ""
     return ("<h3>Representational similarity</h3>"
             f'<div class="grid">{"".join(parts)}</div>{summary}')
 
@@ -152,7 +131,7 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
     for control in controls:
         mean = stat_table(cells, sender, receiver, control, metric)
         n = stat_table(cells, sender, receiver, control, metric, "n")
-        path = figs / f"{_slug(sender, receiver, control, metric)}.png"
+        path = figs / f"{slug(sender, receiver, control, metric)}.png"
         marks = chance if control == "trained->trained" else None
         crosses = unconverged(cells, sender, receiver, control)
         heatmap(mean, path, f"{metric}: {sender} -> {receiver} ({control}), "
@@ -160,7 +139,7 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
                 crosses=crosses)
         circled = int(marks.to_numpy().sum()) if marks is not None else 0
         crossed = int(crosses.to_numpy().sum()) if crosses is not None else 0
-        parts.append(_figure(path, f"{control}: rows = {sender} cut points (sender), "
+        parts.append(figure(path, f"{control}: rows = {sender} cut points (sender), "
                                    f"columns = {receiver} cut points (receiver). "
                                    "Blank = not stitchable."
                              + (f" Circled ({circled}): not distinguishable from the random "
@@ -170,27 +149,27 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
                                 "(max_steps cut it off)." if crossed else "")))
         if n.max().max() > 1:
             std = stat_table(cells, sender, receiver, control, metric, "std")
-            path = figs / f"{_slug(sender, receiver, control, metric, 'std')}.png"
+            path = figs / f"{slug(sender, receiver, control, metric, 'std')}.png"
             heatmap(std, path, f"std over seeds: {sender} -> {receiver} ({control})",
                     scale="std")
-            parts.append(_figure(path, f"{control}: standard deviation over seeds"))
+            parts.append(figure(path, f"{control}: standard deviation over seeds"))
         if control == "trained->trained":
             acc = receiver_accuracy(cells, receiver, control)
             latest = latest_table(cells, sender, receiver, control, metric, threshold)
             latest_html = (f"<p>Latest stitchable receiver point (accuracy &ge; "
                            f"{threshold:g} &times; receiver's {acc:.4f}):</p>"
-                           + _html_table(latest.rename("latest").reset_index().rename(
+                           + html_table(latest.rename("latest").reset_index().rename(
                                columns={"index": "sender point"}).fillna("none")))
     for random_control in debiasing_controls(cells, sender, receiver):
         for normalized in (False, True):
             table = debiased_table(cells, sender, receiver, metric, random_control, normalized)
             kind = "debiased_normalized" if normalized else "debiased"
-            path = figs / f"{_slug(sender, receiver, kind, random_control)}.png"
+            path = figs / f"{slug(sender, receiver, kind, random_control)}.png"
             formula = ("(trained - random) / (receiver accuracy - random)"
                        if normalized else "trained - random")
             heatmap(table, path, f"{kind}: {sender} -> {receiver} "
                     f"(random control {random_control})", scale=kind)
-            parts.append(_figure(path, f"{formula}, control {random_control}"))
+            parts.append(figure(path, f"{formula}, control {random_control}"))
     return f'<div class="grid">{"".join(parts)}</div>{latest_html}'
 
 
@@ -209,9 +188,11 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
         networks = store.networks(spec)
         sweeps = store.sweeps()
         checks = run_checks(store, spec)
+        interpretation = interpretation_section(store, spec, cells, Path(store_path).parent,
+                                                figs)
     if spec is not None:
         sweeps = sweeps[sweeps.spec == spec]
-    if cells is None and sims is None:
+    if cells is None and sims is None and not interpretation:
         raise PlatoError(f"{store_path} holds no cells and no similarity measures yet")
     sections = []
     keys = table_keys(cells) if cells is not None else []
@@ -244,8 +225,9 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
             + f"; plato {meta.plato_version if meta is not None else '?'}; written "
             f"{_dt.datetime.now().isoformat(timespec='seconds')}") + "</p>",
         "<h2>Sanity checks</h2>", _checks_table(checks),
-        "<h2>Networks</h2>", _html_table(nets),
+        "<h2>Networks</h2>", html_table(nets),
         *sections,
+        interpretation,
     ]
     if meta is not None and meta.source:
         page += ["<h2>Sweep spec</h2>", f"<pre>{html.escape(meta.source)}</pre>"]

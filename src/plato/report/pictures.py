@@ -92,3 +92,28 @@ def quality_by_depth(frame: pd.DataFrame, path: str | Path, title: str) -> plt.F
     save_figure(fig, path)
     return fig
 
+
+
+def distance_accuracy(both: pd.DataFrame, path: str | Path) -> plt.Figure:
+    """Stitched accuracy against the distance from the receiver's distribution, each cell's
+    vanilla and autoencoder stitch joined by a line."""
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    for _, r in both.iterrows():
+        ax.plot([r.receiver_distance_vanilla, r.receiver_distance_autoencoder],
+                [r.stitched_accuracy_vanilla, r.stitched_accuracy_autoencoder],
+                color="#cccccc", lw=0.8, zorder=1)
+    ax.scatter(both.receiver_distance_vanilla, both.stitched_accuracy_vanilla, s=16,
+               label="vanilla (task)", zorder=2)
+    ax.scatter(both.receiver_distance_autoencoder, both.stitched_accuracy_autoencoder, s=16,
+               label="autoencoder (match)", zorder=2)
+    own = both.receiver_own_distance.mean()
+    ax.axvline(own, ls="--", color="#555555", lw=1)
+    ax.text(own, ax.get_ylim()[0], " receiver's own", fontsize=7, va="bottom")
+    ax.set_xscale("log")
+    ax.set_xlabel("distance from the receiver's distribution (log)")
+    ax.set_ylabel("stitched accuracy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig

@@ -86,13 +86,14 @@ def spec_tables(spec: SweepSpec, nets: dict[tuple[str, str], Network]) -> list[T
 def build_jobs(spec: SweepSpec, nets: dict[tuple[str, str], Network],
                dataset_fingerprint: str) -> list[Job]:
     jobs = []
+    saliency = spec.interpret.saliency.to_dict() if spec.interpret.saliency else None
     for t in spec_tables(spec, nets):
         for seed in spec.seeds:
             for sp in t.sender_points:
                 for rp in t.receiver_points:
                     key = cell_key(t.sender.identity, t.receiver.identity, sp.name, rp.name,
                                    spec.stitch, spec.resize, spec.stitch_config, seed,
-                                   dataset_fingerprint)
+                                   dataset_fingerprint, saliency)
                     jobs.append(Job(key, spec.name, t.sender_name, t.receiver_name,
                                     t.control, seed, sp.name, sp.index, rp.name, rp.index))
     return jobs

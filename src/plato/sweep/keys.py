@@ -16,14 +16,20 @@ def content_key(obj) -> str:
 
 
 def cell_key(sender: str, receiver: str, sender_point: str, receiver_point: str, stitch: str,
-             resize: str, config: StitchConfig, seed: int, data: str) -> str:
+             resize: str, config: StitchConfig, seed: int, data: str,
+             saliency: dict | None = None) -> str:
     """The key of one stitching cell: both networks' identities, the two cut points (by name),
-    the stitch type and resize, how it is fitted, the seed, and the data's fingerprint."""
-    return content_key({
+    the stitch type and resize, how it is fitted, the seed, and the data's fingerprint; and
+    the saliency settings where the cell is explained too (absent otherwise, so the keys of
+    cells without saliency are those they always were)."""
+    described = {
         "sender": sender, "receiver": receiver, "sender_point": sender_point,
         "receiver_point": receiver_point, "stitch": stitch, "resize": resize,
         "recipe": config.key_fields(),  # (the label stores have always held)
-        "seed": seed, "data": data})
+        "seed": seed, "data": data}
+    if saliency is not None:
+        described["saliency"] = saliency
+    return content_key(described)
 
 
 def similarity_key(sender: str, receiver: str, measure: str, sender_point: str,

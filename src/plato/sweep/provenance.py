@@ -23,7 +23,8 @@ from plato.sweep.spec import SweepSpec
 
 def spec_identity(spec: SweepSpec, dataset: Dataset) -> dict:
     """What determines the values of a spec's stitching cells: its data, its networks'
-    definitions (a train entry, or a checkpoint's weights), and its stitch settings. Not the
+    definitions (a train entry, or a checkpoint's weights), its stitch settings, and its
+    saliency settings where it asks for saliency (a cell's numbers include them). Not the
     similarity settings: a similarity table shows the latest value of each cell, never a
     mean over settings (plato.sweep.tables.load_similarities)."""
     networks = {}
@@ -36,12 +37,15 @@ def spec_identity(spec: SweepSpec, dataset: Dataset) -> dict:
             networks[name] = {"weights": weights}
         else:
             networks[name] = {"train": entry.train}
-    return json.loads(json.dumps({  # plain JSON values: compared with the stored one
+    identity = {
         "dataset": dataset.fingerprint(),  # its examples and their order, wherever it lies
         "networks": networks, "random_seed": spec.random_seed, "stitch": spec.stitch,
         "resize": spec.resize, "granularity": spec.granularity,
         "recipe": spec.stitch_config.key_fields(),
-    }, sort_keys=True))
+    }
+    if spec.interpret.saliency is not None:  # part of each cell's result (and key)
+        identity["saliency"] = spec.interpret.saliency.to_dict()
+    return json.loads(json.dumps(identity, sort_keys=True))  # plain JSON, as stored
 
 
 def check_same_spec(name: str, stored: dict | None, identity: dict) -> None:

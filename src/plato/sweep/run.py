@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safetensors.torch import save_file
+
 from plato.data.datasets import Dataset, load_dataset
 from plato.device import resolve_device
+from plato.interpret.invert import shown_images
 from plato.sweep.cells import CellSettings
 from plato.sweep.estimate import estimate_sweep
 from plato.sweep.executors import make_executor
-from plato.sweep.jobs import Job, build_jobs, planned_cells
+from plato.sweep.interpret import run_inversions
+from plato.sweep.jobs import Job, build_jobs, planned_cells, spec_points
 from plato.sweep.lock import hold_run_folder
 from plato.sweep.networks import architectures, prepare_networks
 from plato.sweep.provenance import check_same_spec, spec_identity
 from plato.sweep.similarity import run_similarities
-from plato.sweep.spec import SpecError, SweepSpec
+from plato.sweep.spec import InterpretSpec, SpecError, SweepSpec
 from plato.sweep.store import Store
 
 if TYPE_CHECKING:
@@ -69,6 +73,17 @@ def _announce(spec: SweepSpec, dataset: Dataset, max_cells: int, progress: bool,
         print(f"sweep {spec.name}: {planned:,} cells ({len(spec.pairs)} pairs x "
               f"{len(spec.controls)} controls x {len(spec.seeds)} seeds x their points); "
               f"{cost.describe()}", file=sys.stderr, flush=True)
+        extra = []
+        if spec.interpret.ood and spec.stitch_config.objective != "match":
+            extra.append(f"{planned_cells(match_variant(spec), archs):,} autoencoder (match) "
+                         f"cells as spec {spec.name}-match")
+        if spec.interpret.saliency is not None:
+            extra.append(f"saliency of each cell on {spec.interpret.saliency.images} images")
+        if spec.interpret.invert is not None:
+            extra.append("a decoder per network and cut point")
+        if extra:
+            print(f"interpret adds {'; '.join(extra)} (not in the estimate)", file=sys.stderr,
+                  flush=True)
 
 
 def _say_where_cells_are(name: str, specs_of_cells: dict[str, str]) -> None:
@@ -93,9 +108,6 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
               retry_failed: bool = False, device: str = "auto", threads: int | None = None,
               group_size: int = 64, progress: bool = True, wait: bool = False,
               max_cells: int = MAX_CELLS) -> SweepSummary:
-    from safetensors.torch import save_file
-    from tqdm import tqdm
-
     start = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else Path("runs") / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -115,44 +127,104 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                 store.record_network(spec.name, net.name, net.role, net.model.plato_name,
                                      net.identity, net.checkpoint, net.init_seed, net.accuracy)
             grids = run_similarities(spec, nets, dataset, store, dev, progress)
-            jobs = (build_jobs(spec, nets, dataset.fingerprint())
-                    if "stitch" in spec.measures else [])
-            statuses = store.statuses()
-            todo = [j for j in jobs if j.key not in statuses
-                    or (retry_failed and statuses[j.key] == "failed")]
-            _say_where_cells_are(spec.name, store.cell_specs([j.key for j in jobs]))
-            counts = {"done": 0, "failed": 0, "unstitchable": 0}
-            bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"sweep {spec.name}",
-                       unit="cell", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-
-            def on_outcome(job: Job, outcome: dict) -> None:
-                stitch_file = None
-                state = outcome.pop("stitch_state", None)
-                if state is not None:
-                    path = run_dir / "stitches" / f"{job.key[:24]}.safetensors"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    save_file(state, path, metadata={"key": job.key, "sender": job.sender,
-                                                     "receiver": job.receiver,
-                                                     "sender_point": job.sender_point,
-                                                     "receiver_point": job.receiver_point})
-                    stitch_file = str(path.relative_to(run_dir))
-                store.record_cell(job, outcome["status"], result=outcome.get("result"),
-                                  reason=outcome.get("reason"), started=outcome["started"],
-                                  stitch_file=stitch_file, host=outcome.get("host"),
-                                  correct=outcome.get("correct"))
-                counts[outcome["status"]] += 1
-                bar.set_postfix(done=counts["done"], failed=counts["failed"],
-                                nan=counts["unstitchable"])
-                bar.update(1)
-                if outcome["status"] == "failed" and progress:
-                    bar.write(f"cell failed: {job.sender}:{job.sender_point} -> "
-                              f"{job.receiver}:{job.receiver_point} ({job.control}, seed "
-                              f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
-
-            settings = CellSettings.from_spec(spec, dev, threads, group_size)
-            if todo:
-                executor_.run(todo, nets, dataset, settings, on_outcome)
-            bar.close()
+            run = _CellRun(store, run_dir, executor_, dev, threads, group_size, retry_failed,
+                           progress)
+            if spec.interpret.saliency is not None:  # the images each cell's maps show
+                shown = shown_images(dataset, spec.interpret.saliency.shown)
+                (run_dir / "interpret").mkdir(exist_ok=True)
+                save_file({"images": dataset.test.images[shown].contiguous()},
+                          run_dir / "interpret" / "originals-saliency.safetensors")
+            jobs, todo, counts = run.cells(spec, nets, dataset)
+            if spec.interpret.ood and spec.stitch_config.objective != "match":
+                variant = match_variant(spec)
+                check_same_spec(variant.name, store.sweep_identity(variant.name),
+                                spec_identity(variant, dataset))
+                store.record_sweep(variant.name, spec.source, dataset.name, spec.granularity,
+                                   spec_identity(variant, dataset))
+                for net in nets.values():
+                    store.record_network(variant.name, net.name, net.role,
+                                         net.model.plato_name, net.identity, net.checkpoint,
+                                         net.init_seed, net.accuracy)
+                run.cells(variant, nets, dataset)
+            if spec.interpret.invert is not None:
+                inverted = [n for n in nets.values() if n.role == "trained"] + [
+                    n for n in nets.values() if n.role == "random"]
+                run_inversions(spec.name, inverted,
+                               {n.name: spec_points(spec, n) for n in inverted}, dataset, store,
+                               run_dir, spec.interpret.invert, dev, progress)
         return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
                             len(jobs) - len(todo), counts["done"], counts["failed"],
                             counts["unstitchable"], time.perf_counter() - start, grids)
+
+
+def match_variant(spec: SweepSpec) -> SweepSpec:
+    """The spec's autoencoder twin (interpret.ood): each trained->trained cell's stitch fitted
+    to the receiver's own activation (`match`), stored as spec NAME-match beside the spec's
+    own (vanilla) cells, so the report sets them side by side."""
+    return replace(spec, name=f"{spec.name}-match", measures=["stitch"],
+                   controls=[c for c in spec.controls if c == "trained->trained"]
+                   or ["trained->trained"],
+                   stitch_config=replace(spec.stitch_config, objective="match"),
+                   interpret=InterpretSpec())
+
+
+class _CellRun:
+    """Runs a spec's missing cells through the executor, storing each outcome as it comes."""
+
+    def __init__(self, store: Store, run_dir: Path, executor, device, threads: int | None,
+                 group_size: int, retry_failed: bool, progress: bool) -> None:
+        self.store, self.run_dir, self.executor = store, run_dir, executor
+        self.device, self.threads, self.group_size = device, threads, group_size
+        self.retry_failed, self.progress = retry_failed, progress
+
+    def cells(self, spec: SweepSpec, nets: dict, dataset: Dataset
+              ) -> tuple[list[Job], list[Job], dict[str, int]]:
+        """(the spec's jobs, those run now, the outcomes' counts)."""
+        from tqdm import tqdm
+
+        store, run_dir = self.store, self.run_dir
+        jobs = (build_jobs(spec, nets, dataset.fingerprint())
+                if "stitch" in spec.measures else [])
+        statuses = store.statuses()
+        todo = [j for j in jobs if j.key not in statuses
+                or (self.retry_failed and statuses[j.key] == "failed")]
+        _say_where_cells_are(spec.name, store.cell_specs([j.key for j in jobs]))
+        counts = {"done": 0, "failed": 0, "unstitchable": 0}
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"sweep {spec.name}",
+                   unit="cell", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+
+        def on_outcome(job: Job, outcome: dict) -> None:
+            stitch_file = None
+            state = outcome.pop("stitch_state", None)
+            if state is not None:
+                path = run_dir / "stitches" / f"{job.key[:24]}.safetensors"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_file(state, path, metadata={"key": job.key, "sender": job.sender,
+                                                 "receiver": job.receiver,
+                                                 "sender_point": job.sender_point,
+                                                 "receiver_point": job.receiver_point})
+                stitch_file = str(path.relative_to(run_dir))
+            maps = outcome.pop("saliency_maps", None)
+            if maps is not None:  # the pictures of the cell's saliency, for the report
+                path = run_dir / "interpret" / f"{job.key[:24]}-saliency.safetensors"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_file(maps, path, metadata={"key": job.key})
+                outcome["result"]["saliency_file"] = str(path.relative_to(run_dir))
+            store.record_cell(job, outcome["status"], result=outcome.get("result"),
+                              reason=outcome.get("reason"), started=outcome["started"],
+                              stitch_file=stitch_file, host=outcome.get("host"),
+                              correct=outcome.get("correct"))
+            counts[outcome["status"]] += 1
+            bar.set_postfix(done=counts["done"], failed=counts["failed"],
+                            nan=counts["unstitchable"])
+            bar.update(1)
+            if outcome["status"] == "failed" and self.progress:
+                bar.write(f"cell failed: {job.sender}:{job.sender_point} -> "
+                          f"{job.receiver}:{job.receiver_point} ({job.control}, seed "
+                          f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
+
+        settings = CellSettings.from_spec(spec, self.device, self.threads, self.group_size)
+        if todo:
+            self.executor.run(todo, nets, dataset, settings, on_outcome)
+        bar.close()
+        return jobs, todo, counts

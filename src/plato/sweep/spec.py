@@ -27,6 +27,16 @@
     similarity: {layout: flatten, batch_size: 256, examples: null, collect: 2048,
                  permutations: 0}    # any SimilarityConfig field (permutations: a null)
     keep_stitches: false             # save each stitch (only the stitch) as safetensors
+    interpret:                       # what a layer knows (the report's interpretation section)
+      invert: {max_steps: 3000}      # reconstruct the input from every point of every network
+                                     # (and its random control where a control has one); any
+                                     # InvertConfig field, or true for the defaults
+      saliency: {images: 64}         # each cell's saliency agreement and deletion area
+                                     # (any SaliencyConfig field, or true); part of the cells'
+                                     # key: adding it makes new cells
+      ood: true                      # the distance from the receiver's distribution, and each
+                                     # cell's autoencoder (match) stitch beside it: spec
+                                     # NAME-match in the same store, vanilla vs autoencoder
 
 An invalid spec raises SpecError naming the field and what is allowed.
 """
@@ -39,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from plato.errors import PlatoError, SettingError, SpecError
+from plato.interpret.config import InvertConfig, SaliencyConfig
 from plato.similarity import MEASURES as SIMILARITY
 from plato.similarity import SimilarityConfig
 from plato.stitch import OBJECTIVES, Stitch, StitchConfig
@@ -72,6 +83,19 @@ class DatasetSpec:
 
 
 @dataclass
+class InterpretSpec:
+    """The interpretation a spec asks for (none by default)."""
+
+    invert: InvertConfig | None = None
+    saliency: SaliencyConfig | None = None
+    ood: bool = False
+
+    @property
+    def asked(self) -> bool:
+        return self.invert is not None or self.saliency is not None or self.ood
+
+
+@dataclass
 class SweepSpec:
     name: str
     dataset: DatasetSpec
@@ -88,6 +112,7 @@ class SweepSpec:
     measures: list[str] = field(default_factory=lambda: ["stitch"])
     similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
     keep_stitches: bool = False
+    interpret: InterpretSpec = field(default_factory=InterpretSpec)
     source: str = ""  # the YAML text, kept in the store and the report
     base_dir: Path = Path(".")
 
@@ -116,7 +141,7 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
     raw = _expect(raw, dict, "<top level>", "a mapping of fields")
     known = {"name", "dataset", "networks", "pairs", "points", "controls", "seeds", "repeats",
              "random_seed", "stitch", "resize", "objective", "recipe", "measures",
-             "similarity", "keep_stitches"}
+             "similarity", "keep_stitches", "interpret"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _fail(unknown[0], f"unknown field; the fields are {', '.join(sorted(known))}")
@@ -170,6 +195,7 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
         stitch=stitch, resize=resize, stitch_config=stitch_config,
         measures=list(measures), similarity=similarity,
         keep_stitches=bool(raw.get("keep_stitches", False)),
+        interpret=_interpret(raw.get("interpret") or {}),
         source=source, base_dir=base_dir,
     )
 
@@ -201,6 +227,26 @@ def _similarity(value) -> SimilarityConfig:
         return SimilarityConfig(**value)
     except SettingError as e:
         raise _fail(f"similarity.{e.setting}", str(e)) from None
+
+
+def _interpret(value) -> InterpretSpec:
+    _expect(value, dict, "interpret", "a mapping with any of invert, saliency, ood")
+    for key in value:
+        if key not in ("invert", "saliency", "ood"):
+            raise _fail(f"interpret.{key}", "unknown; allowed: invert, saliency, ood")
+    configs = {}
+    for key, kind in (("invert", InvertConfig), ("saliency", SaliencyConfig)):
+        given = value.get(key)
+        if given is None or given is False:
+            continue
+        given = {} if given is True else _expect(given, dict, f"interpret.{key}",
+                                                 "true or a mapping of settings")
+        try:
+            configs[key] = kind.from_user(given)
+        except SettingError as e:
+            raise _fail(f"interpret.{key}.{e.setting}", str(e)) from None
+    ood = _expect(value.get("ood", False), bool, "interpret.ood", "true or false")
+    return InterpretSpec(configs.get("invert"), configs.get("saliency"), ood)
 
 
 def _check_stitch_type(kind: str) -> None:

@@ -20,7 +20,8 @@ from plato.errors import PlatoError, fault_message
 
 METRICS = ("stitched_accuracy", "sender_accuracy", "receiver_accuracy", "normalized_accuracy",
            "stitched_loss", "stitch_loss", "activation_mse", "activation_cka",
-           "receiver_distance", "receiver_own_distance")
+           "receiver_distance", "receiver_own_distance", "saliency_agreement",
+           "saliency_agreement_sender", "deletion_area")
 # A result's fields with columns of their own.
 COLUMNS = (*METRICS, "stitch_parameters", "epochs", "seconds", "test_examples", "accuracy_low",
            "accuracy_high", "steps", "examples_seen", "converged")
@@ -28,7 +29,9 @@ COLUMNS = (*METRICS, "stitch_parameters", "epochs", "seconds", "test_examples", 
 ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
                            "accuracy_high": "REAL", "correct": "BLOB", "steps": "INTEGER",
                            "examples_seen": "INTEGER", "converged": "INTEGER",
-                           "receiver_distance": "REAL", "receiver_own_distance": "REAL"},
+                           "receiver_distance": "REAL", "receiver_own_distance": "REAL",
+                           "saliency_agreement": "REAL", "saliency_agreement_sender": "REAL",
+                           "deletion_area": "REAL"},
                  "similarities": {"null_mean": "REAL", "calibrated": "REAL", "p_value": "REAL",
                                   "permutations": "INTEGER"},
                  "sweeps": {"identity": "TEXT"}}  # plato.sweep.provenance
@@ -292,6 +295,10 @@ class Store:
             "SELECT spec FROM sweeps UNION SELECT spec FROM cells "
             "UNION SELECT spec FROM similarities UNION SELECT spec FROM interpretations "
             "ORDER BY 1")]
+        # a spec's autoencoder twin (interpret.ood: NAME-match) belongs to its report
+        names = [n for n in names if not (n.endswith("-match")
+                                          and n.removesuffix("-match") in names)] \
+            if spec is None else names
         if spec is not None:
             if spec not in names:
                 raise PlatoError(f"{self.path} holds no spec '{spec}'; its specs: "
