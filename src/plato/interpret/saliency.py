@@ -35,7 +35,7 @@ from torch import nn
 
 from plato.data.datasets import Dataset, Split
 from plato.errors import PlatoError
-from plato.interpret.config import METHODS, ROLES, SaliencyConfig
+from plato.interpret.config import METHODS, SaliencyConfig
 from plato.interpret.invert import normalised, shown_images
 
 NUMBERS = ("agreement_receiver", "agreement_sender", "agreement_sender_receiver",
