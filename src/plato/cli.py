@@ -480,7 +480,8 @@ def invert(
             "test_examples", "optimised_psnr", "optimised_ssim", "steps", "converged",
             "heldout_mse", "decoder_parameters", "shape", "file"]
     _emit({"checkpoint": str(checkpoint), "run": str(run_dir), "computed": computed,
-           "points": [{k: r.get(k) for k in keep} for r in rows],
+           "points": [{k: None if isinstance(r.get(k), float) and r[k] != r[k] else r.get(k)
+                       for k in keep} for r in rows],
            "figures": [str(f) for f in figures], "config": config.to_dict()},
           as_json, "\n".join(text))
 
@@ -559,7 +560,8 @@ def saliency(
                     f"{n['deletion_stitched']:>8.3f} {n['deletion_random_order']:>8.3f}")
     text.append(f"  figure: {figure}")
     _emit({"stitch": result.to_dict(), "saliency": explained.to_dict(),
-           "methods": explained.methods, "figure": str(figure),
+           "methods": {m: {k: None if v != v else v for k, v in n.items()}
+                       for m, n in explained.methods.items()}, "figure": str(figure),
            "config": sal_config.to_dict()}, as_json, "\n".join(text))
 
 

@@ -24,6 +24,7 @@ An input map is |attribution| summed over colour channels, (H, W) per image.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -158,9 +159,10 @@ class SaliencyResult:
                 "deletion_area": first["deletion_stitched"]}
 
     def to_dict(self) -> dict:
+        """Flat and JSON-clean: method_number -> value, None where not computable."""
         return {"images": self.images,
-                **{f"{m}_{k}": v for m, numbers in self.methods.items()
-                   for k, v in numbers.items()}}
+                **{f"{m}_{k}": None if isinstance(v, float) and math.isnan(v) else v
+                   for m, numbers in self.methods.items() for k, v in numbers.items()}}
 
 
 def explain_stitch(stitched: nn.Module, dataset: Dataset, config: SaliencyConfig | None = None,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from safetensors.torch import save_file
 
+from plato.checkpoint import load_checkpoint
 from plato.data.datasets import Dataset, load_dataset
 from plato.device import resolve_device
 from plato.interpret.invert import shown_images
@@ -19,7 +20,7 @@ from plato.sweep.executors import make_executor
 from plato.sweep.interpret import run_inversions
 from plato.sweep.jobs import Job, build_jobs, planned_cells, spec_points
 from plato.sweep.lock import hold_run_folder
-from plato.sweep.networks import architectures, prepare_networks
+from plato.sweep.networks import Network, architectures, prepare_networks, random_control
 from plato.sweep.provenance import check_same_spec, spec_identity
 from plato.sweep.similarity import run_similarities
 from plato.sweep.spec import InterpretSpec, SpecError, SweepSpec
@@ -147,14 +148,24 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                                          net.init_seed, net.accuracy)
                 run.cells(variant, nets, dataset)
             if spec.interpret.invert is not None:
-                inverted = [n for n in nets.values() if n.role == "trained"] + [
-                    n for n in nets.values() if n.role == "random"]
+                inverted = inversion_networks(spec, nets, dataset, dev)
                 run_inversions(spec.name, inverted,
                                {n.name: spec_points(spec, n) for n in inverted}, dataset, store,
                                run_dir, spec.interpret.invert, dev, progress)
         return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
                             len(jobs) - len(todo), counts["done"], counts["failed"],
                             counts["unstitchable"], time.perf_counter() - start, grids)
+
+
+def inversion_networks(spec: SweepSpec, nets: dict, dataset: Dataset,
+                       device: torch.device) -> list[Network]:
+    """Every trained network of the spec, then each one's random control (the sweep's own
+    where a control uses it, else made the same way): reconstructions compare the two."""
+    trained = [n for n in nets.values() if n.role == "trained"]
+    controls = [nets.get((n.name, "random")) or random_control(
+        n.name, load_checkpoint(n.checkpoint, device=device), spec.random_seed, dataset,
+        device) for n in trained]
+    return trained + controls
 
 
 def match_variant(spec: SweepSpec) -> SweepSpec:
