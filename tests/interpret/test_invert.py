@@ -12,6 +12,7 @@ from plato.errors import PlatoError
 from plato.interpret.config import InvertConfig
 from plato.interpret.invert import (
     Decoder,
+    as_uint8,
     fit_decoder,
     image_quality,
     invert_point,
@@ -71,6 +72,12 @@ def test_pixels_undo_the_normalisation(digits):
     mean = torch.tensor(digits.mean).view(1, -1, 1, 1)
     std = torch.tensor(digits.std).view(1, -1, 1, 1)
     assert torch.allclose(pixels((x - mean) / std, digits), x, atol=1e-6)
+
+
+def test_pictures_are_stored_whatever_the_layout_they_were_computed_in(digits):
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    colour = type(digits)("c", digits.train, digits.test, digits.classes, (0.5,) * 3, (0.2,) * 3)
+    assert as_uint8(x, colour).is_contiguous()  # safetensors refuses anything else
 
 
 def test_settings_are_checked_by_name():

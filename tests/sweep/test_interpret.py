@@ -125,3 +125,12 @@ def test_adding_saliency_to_a_stored_spec_is_refused(interpreted, digits_checkpo
                                               saliency=SaliencyConfig(images=9)))
     with pytest.raises(SpecError, match="saliency"):
         run_sweep(changed, folder / "run", progress=False)
+
+
+def test_saliency_agreement_is_a_table_like_any_metric(interpreted, run_cli):
+    folder, _, _, _ = interpreted
+    out = json.loads(run_cli(["table", str(folder / "run" / "results.sqlite"), "--metric",
+                              "saliency_agreement", "--json"]).stdout)
+    assert out["tables"] and {t["metric"] for t in out["tables"]} == {"saliency_agreement"}
+    values = [v for t in out["tables"] for row in t["values"] for v in row if v is not None]
+    assert values and all(-1 <= v <= 1 for v in values)

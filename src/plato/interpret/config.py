@@ -23,7 +23,8 @@ class InvertConfig:
     holdout: int = 512  # training examples held out for the decoder's stopping rule
     check_every: int = 100  # decoder steps between looks at the held-out MSE
     tolerance: float = 0.01  # a look must beat the best by this much (relative)...
-    patience: int = 3  # ...within this many looks, or the decoder has converged
+    patience: int = 3  # ...within this many looks, or the decoder has plateaued:
+    decays: int = 1  # its lr drops tenfold at its first plateaus this many times, then it stops
     min_steps: int = 300
     max_steps: int = 3000  # a decoder still improving here has not converged
     optimise_steps: int = 300  # Adam steps of the optimisation-based inversion (0: none)
@@ -40,9 +41,9 @@ class InvertConfig:
         for name in ("lr", "optimise_lr"):
             if not getattr(self, name) > 0:
                 raise SettingError(name, f"invert setting '{name}' must be positive")
-        if self.optimise_steps < 0 or self.tv_weight < 0 or self.tolerance < 0:
-            raise SettingError("optimise_steps", "optimise_steps, tv_weight and tolerance "
-                                                 "must not be negative")
+        for name in ("optimise_steps", "tv_weight", "tolerance", "decays", "min_steps"):
+            if getattr(self, name) < 0:
+                raise SettingError(name, f"invert setting '{name}' must not be negative")
 
     def to_dict(self) -> dict:
         return asdict(self)

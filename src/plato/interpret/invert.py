@@ -169,8 +169,9 @@ def fit_decoder(encoder: nn.Module, dataset: Dataset, config: InvertConfig | Non
     """A decoder from `encoder`'s output (a frozen network prefix) back to its input, fitted
     on the training split with Adam and a pixel MSE; a held-out slice of the training split
     (never the test split) decides when it stops: every `check_every` steps its held-out MSE
-    is measured, and after `patience` looks that did not beat the best by `tolerance` (past
-    `min_steps`) it stops with its best state."""
+    is measured; after `patience` looks that did not beat the best by `tolerance` (past
+    `min_steps`) its learning rate drops tenfold (`decays` times), and at the next such
+    plateau it stops with its best state."""
     config = config or InvertConfig()
     device = torch.device(device)
     encoder = encoder.to(device).eval()
@@ -184,7 +185,7 @@ def fit_decoder(encoder: nn.Module, dataset: Dataset, config: InvertConfig | Non
     decoder = Decoder(tuple(held_a.shape[1:]), dataset.input_shape, config.width).to(device)
     optimiser = torch.optim.Adam(decoder.parameters(), lr=config.lr)
     best, best_state, reference, waits = math.inf, None, math.inf, 0
-    steps, converged = 0, False
+    steps, decays, converged = 0, 0, False
     bar = tqdm(total=config.max_steps, desc=desc, unit="step", disable=not progress,
                leave=False, dynamic_ncols=True)
     epoch = 0
@@ -213,7 +214,13 @@ def fit_decoder(encoder: nn.Module, dataset: Dataset, config: InvertConfig | Non
                     reference, waits = look, 0
                 else:
                     waits += 1
-                converged = steps >= config.min_steps and waits >= config.patience
+                if steps >= config.min_steps and waits >= config.patience:
+                    if decays < config.decays:  # a plateau: go on at a tenth of the rate
+                        decays, waits = decays + 1, 0
+                        for group in optimiser.param_groups:
+                            group["lr"] /= 10
+                    else:
+                        converged = True
             if converged or steps >= config.max_steps:
                 break
         epoch += 1
@@ -255,7 +262,7 @@ def measure_decoder(encoder: nn.Module, decoder: nn.Module, dataset: Dataset,
 
 
 def as_uint8(x: torch.Tensor, dataset: Dataset) -> torch.Tensor:
-    return (pixels(x, dataset) * 255).round().to(torch.uint8).cpu()
+    return (pixels(x, dataset) * 255).round().to(torch.uint8).cpu().contiguous()
 
 
 # ---------------------------------------------------------------------------- optimisation

@@ -87,6 +87,10 @@ def interpretation_section(store: Store, spec: str | None, cells: pd.DataFrame |
 
 
 def _reconstruction_part(frame: pd.DataFrame, run_dir: Path, figs: Path) -> str:
+    # a spec rerun with other invert settings stores new reconstructions beside the old: the
+    # report shows the latest of each
+    frame = frame.sort_values("finished").drop_duplicates(["network", "role", "point"],
+                                                          keep="last")
     frame = frame.sort_values(["network", "role", "point_index"])
     paths = invert_figures(frame, run_dir, "decoder and optimisation", figs)
     captions = ["PSNR and SSIM of the input reconstructed from each cut point (test split; "

@@ -90,9 +90,6 @@ class ChannelGaussian:
             moments.add(x)
         return moments.gaussian()
 
-    def to(self, device: torch.device | str) -> ChannelGaussian:
-        return ChannelGaussian(self.mean.to(device), self.whitening.to(device), self.samples)
-
     def squared(self, x: torch.Tensor) -> torch.Tensor:
         """Per example (B,): the sum over its positions of the squared Mahalanobis distance
         / C, in float64."""

@@ -68,7 +68,8 @@ def run_inversions(spec_name: str, nets: Sequence[Network],
         if result.optimised is not None:
             tensors["optimised"] = result.optimised
         path = folder / f"{job.key[:24]}.safetensors"
-        save_file(tensors, path, metadata={"key": job.key})
+        save_file({k: v.contiguous() for k, v in tensors.items()}, path,
+                  metadata={"key": job.key})
         store.record_interpretation(
             job.key, spec_name, "invert", job.net.name, job.net.role, job.point.name,
             job.point.index, {**result.to_dict(), "shape": list(job.point.shape)},
