@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from plato.report.heatmaps import save_figure
 
@@ -110,6 +111,9 @@ def distance_accuracy(both: pd.DataFrame, path: str | Path) -> plt.Figure:
     ax.axvline(own, ls="--", color="#555555", lw=1)
     ax.text(own, ax.get_ylim()[0], " receiver's own", fontsize=7, va="bottom")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("distance from the receiver's distribution (log)")
     ax.set_ylabel("stitched accuracy")
     ax.legend(fontsize=8)
