@@ -59,7 +59,7 @@ def test_demo_is_the_whole_pipeline(tmp_path):
     (("train", "mlp-8", "--width", "4"), "has no option width"),
     (("train", "cnn-2", "--optimizer", "rmsprop"), "optimizer 'rmsprop'"),
     (("eval", "missing.ckpt"), "missing.ckpt does not exist"),
-    (("models", "vgg*"), "no model matches"),
+    (("models", "nomodel-*"), "no model matches"),
     (("data", "cifar10", "--root", "nowhere"), "missing dataset file nowhere/cifar-10"),
     (("sweep", "missing.yaml"), "sweep spec missing.yaml does not exist"),
     (("table", "missing.sqlite"), "result store missing.sqlite does not exist"),

@@ -54,7 +54,7 @@ def models(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List models with their cut points and activation shapes."""
-    from plato.models import create_model, cut_points, list_models
+    from plato.models import create_model, cut_points, list_models, model_options
     from plato.models.registry import model_syntax
 
     shape = _parse_shape(input_shape) if input_shape else None
@@ -68,10 +68,12 @@ def models(
         model = create_model(name, input_shape=shape)
         points = cut_points(model, granularity=granularity)
         params = sum(p.numel() for p in model.parameters())
+        options = model_options(name)
         rows.append({"name": name, "parameters": params, "input_shape": list(model.input_shape),
-                     "cut_points": [p.to_dict() for p in points]})
+                     "options": options, "cut_points": [p.to_dict() for p in points]})
         lines.append(f"{name}  ({params / 1e6:.2f}M parameters, input "
-                     f"{'x'.join(map(str, model.input_shape))})")
+                     f"{'x'.join(map(str, model.input_shape))}; options: "
+                     f"{', '.join(options) or 'none'})")
         lines += [f"  {p.index:>3}  {p.name:<24} {'x'.join(map(str, p.shape))}" for p in points]
     lines.append("families: " + "; ".join(model_syntax()))
     _emit({"models": rows}, as_json, "\n".join(lines))
@@ -128,6 +130,9 @@ def train_cmd(
     width: int = typer.Option(None, help="Base channels (default: the model's)."),
     residual: bool = typer.Option(None, "--residual/--no-residual", help="Skip connections."),
     stem: str = typer.Option(None, help="ResNet stem: cifar or imagenet"),
+    option: list[str] = typer.Option(None, "--option", help="Any option of the model as "
+                                     "KEY=VALUE, repeatable (e.g. vgg11: batchnorm=false, "
+                                     "hidden=256, dropout=0)."),
     train_subset: int = typer.Option(None, help="Train on a random subset of this many images."),
     out: Path = typer.Option(None, help="Checkpoint file (default runs/MODEL-DATASET-seedS.ckpt)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -146,8 +151,12 @@ def train_cmd(
         ds = ds.subset(train=train_subset, seed=seed)
     out = out or _default_out(model, ds.short_name, seed)
     _check_writable(out.parent)  # before training, not after
-    _, result = train_and_save(model, ds, recipe, out, progress=not quiet,
-                               **_model_options(width, residual, stem))
+    options = _model_options(width, residual, stem)
+    for name, value in (_setting(o, "--option", "batchnorm=false") for o in option or []):
+        if name in options:
+            raise PlatoError(f"the model option '{name}' is given twice")
+        options[name] = value
+    _, result = train_and_save(model, ds, recipe, out, progress=not quiet, **options)
     obj = {"checkpoint": str(out), "model": model, "dataset": ds.name, **result.to_dict()}
     _emit(obj, as_json, f"{model} on {ds.name}: test accuracy {result.test_accuracy:.4f} "
           f"after {epochs} epochs in {result.seconds:.1f} s "
@@ -203,12 +212,14 @@ def _check_writable(folder: Path) -> None:
         raise OSError(e.errno, e.strerror, str(folder)) from None  # the folder, not the probe
 
 
-def _setting(text: str) -> tuple[str, int | float | bool | str]:
+def _setting(text: str, flag: str = "--set",
+             example: str = "optimizer=sgd") -> tuple[str, int | float | bool | str]:
     """FIELD=VALUE from the command line, the value typed as it reads: 4096, 0.1, 1e-3,
     true, sgd."""
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise PlatoError(f"--set takes FIELD=VALUE (e.g. optimizer=sgd), got '{text}'")
+        raise PlatoError(f"{flag} takes {'FIELD' if flag == '--set' else 'NAME'}=VALUE "
+                         f"(e.g. {example}), got '{text}'")
     for kind in (int, float):
         try:
             return name.strip(), kind(value)
@@ -523,7 +534,7 @@ def saliency(
     from plato.report.interpret import saliency_figure
     from plato.stitch import stitch_networks
 
-    given = dict(map(_setting, saliency_set or []))
+    given = dict(_setting(t, "--saliency-set", "ig_steps=16") for t in saliency_set or [])
     given.update({k: v for k, v in (("images", images), ("methods", methods)) if v})
     try:
         sal_config = SaliencyConfig.from_user(given)

@@ -9,7 +9,8 @@ from plato.errors import ModelError
 from plato.models import CutGraph
 
 # Small widths keep the layer-level sweep over every model fast; structure is unchanged.
-SMALL = {"resnet50": 8, "resnet18": 8, "resnet34": 8, "resnet9": 8}
+SMALL = {"resnet50": 8, "resnet18": 8, "resnet34": 8, "resnet9": 8, "vgg11": 8, "vgg13": 8,
+         "vgg16": 8, "vgg19": 8}
 
 
 def build(name, **kw):

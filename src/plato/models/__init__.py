@@ -1,10 +1,16 @@
 """The model zoo and the cut-point mechanism."""
 
-from plato.models import cnn, mlp, resnet  # noqa: F401  (registers the zoo)
+from plato.models import cnn, mlp, resnet, vgg  # noqa: F401  (registers the zoo)
 from plato.models.cuts import CutGraph, CutPoint, cut_points, split
-from plato.models.registry import create_model, list_models, register_family, register_model
+from plato.models.registry import (
+    create_model,
+    list_models,
+    model_options,
+    register_family,
+    register_model,
+)
 
 __all__ = [
-    "CutGraph", "CutPoint", "create_model", "cut_points", "list_models", "register_family",
-    "register_model", "split",
+    "CutGraph", "CutPoint", "create_model", "cut_points", "list_models", "model_options",
+    "register_family", "register_model", "split",
 ]

@@ -66,6 +66,27 @@ def model_syntax() -> list[str]:
     return [fam.syntax for fam in _FAMILIES]
 
 
+def _builder(name: str) -> tuple[Callable[..., nn.Module], tuple]:
+    if name in _EXACT:
+        return _EXACT[name], ()
+    for fam in _FAMILIES:
+        match = fam.pattern.match(name)
+        if match:
+            return fam.builder, (match,)
+    raise ModelError(
+        f"unknown model '{name}': see `plato models`; names are "
+        f"{', '.join(sorted(_EXACT))} or one of {', '.join(model_syntax())}"
+    )
+
+
+def model_options(name: str) -> list[str]:
+    """The options that build model `name` (width, batchnorm, ...), beyond the number of
+    classes and the input shape."""
+    builder, _ = _builder(name)
+    return [p for p in inspect.signature(builder).parameters
+            if p not in ("match", "num_classes", "input_shape")]
+
+
 def create_model(
     name: str,
     num_classes: int = 10,
@@ -88,21 +109,8 @@ def create_model(
     if num_classes < 1:
         raise ModelError(f"num_classes must be at least 1, got {num_classes}")
 
-    if name in _EXACT:
-        builder, args = _EXACT[name], ()
-    else:
-        for fam in _FAMILIES:
-            match = fam.pattern.match(name)
-            if match:
-                builder, args = fam.builder, (match,)
-                break
-        else:
-            raise ModelError(
-                f"unknown model '{name}': see `plato models`; names are "
-                f"{', '.join(sorted(_EXACT))} or one of {', '.join(model_syntax())}"
-            )
-    allowed = [p for p in inspect.signature(builder).parameters if p not in (
-        "match", "num_classes", "input_shape")]
+    builder, args = _builder(name)
+    allowed = model_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ModelError(

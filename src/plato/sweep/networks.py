@@ -15,7 +15,7 @@ from torch import nn
 from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
-from plato.models import CutGraph, create_model
+from plato.models import CutGraph, create_model, model_options
 from plato.sweep.keys import content_key
 from plato.sweep.spec import NetworkSpec, SpecError, SweepSpec
 from plato.train import Recipe, evaluate, train_and_save
@@ -113,8 +113,9 @@ def architectures(spec: SweepSpec, dataset: Dataset) -> dict[str, nn.Module]:
 
 
 def _model_options(train: dict) -> dict:
-    """The options of a train entry that build the model (the rest is its Recipe)."""
-    return {k: train[k] for k in ("width", "residual", "stem") if k in train}
+    """The options of a train entry that build the model (width, batchnorm, ...: whatever
+    its model takes; the rest is its Recipe)."""
+    return {k: train[k] for k in model_options(train["model"]) if k in train}
 
 
 def _mismatch(path: Path, model: str, options: dict, recipe: dict) -> str | None:

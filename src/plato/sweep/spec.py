@@ -50,6 +50,7 @@ from typing import Any
 
 from plato.errors import PlatoError, SettingError, SpecError
 from plato.interpret.config import InvertConfig, SaliencyConfig
+from plato.models import model_options
 from plato.similarity import MEASURES as SIMILARITY
 from plato.similarity import SimilarityConfig
 from plato.stitch import OBJECTIVES, Stitch, StitchConfig
@@ -62,9 +63,10 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,99}")  # names that name 
 # `recipe:` holds how the stitch is fitted; the objective, seeds and device have their own place.
 NOT_IN_RECIPE = {"objective": "give it as `objective:`", "seed": "give seeds as `seeds:`",
                  "device": "choose it with `plato sweep --device`"}
+# A train entry: these, and the options of its model (plato.models.model_options).
 TRAIN_FIELDS = ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs",
-                "weight_decay", "label_smoothing", "precision", "augment", "seed", "width",
-                "residual", "stem", "train_subset")
+                "weight_decay", "label_smoothing", "precision", "augment", "seed",
+                "train_subset")
 
 
 @dataclass
@@ -304,10 +306,15 @@ def _networks(value, base_dir: Path) -> dict[str, NetworkSpec]:
             train = _expect(entry["train"], dict, f"{where}.train", "a mapping")
             if "model" not in train:
                 raise _fail(f"{where}.train.model", "missing: which model to train")
+            try:
+                options = model_options(str(train["model"]))
+            except PlatoError as e:
+                raise _fail(f"{where}.train.model", str(e)) from None
             for key in train:
-                if key not in TRAIN_FIELDS:
+                if key not in TRAIN_FIELDS and key not in options:
                     raise _fail(f"{where}.train.{key}",
-                                f"unknown; allowed: {', '.join(TRAIN_FIELDS)}")
+                                f"unknown; allowed: {', '.join(TRAIN_FIELDS)}, and the "
+                                f"model's options {', '.join(options) or '(none)'}")
             subset = train.get("train_subset")
             if subset is not None and subset != "all" and not (
                     isinstance(subset, int) and not isinstance(subset, bool) and subset > 0):
