@@ -163,6 +163,47 @@ def train_cmd(
           f"({result.images_per_second:.0f} img/s)\ncheckpoint: {out}")
 
 
+@app.command("import")
+def import_cmd(
+    model: str = typer.Argument(..., help="A model name: zoo, python:package.module:factory, "
+                                "timm:NAME or torchvision:NAME."),
+    weights: Path = typer.Option(None, help="The trained weights: safetensors, or a PyTorch "
+                                 "state dict (read with torch.load(weights_only=True)); "
+                                 "default none (random init)."),
+    dataset: str = typer.Option("digits", help=DATASET_HELP + " (the data it classifies)"),
+    root: Path = typer.Option(None, help="Folder holding the dataset's canonical files."),
+    option: list[str] = typer.Option(None, "--option", help="Any option of the model as "
+                                     "KEY=VALUE, repeatable."),
+    out: Path = typer.Option(..., help="The Plato checkpoint to write."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N (the evaluation)"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Make a Plato checkpoint of a model and your weights for it: measured on the dataset's
+    test split, usable wherever a checkpoint is (stitch, sweep, invert, ...)."""
+    from plato.checkpoint import save_checkpoint
+    from plato.data import load_dataset
+    from plato.device import resolve_device
+    from plato.models import create_model
+    from plato.models.external import load_weights
+    from plato.train import evaluate
+
+    options = dict(_setting(o, "--option", "width=16") for o in option or [])
+    ds = load_dataset(dataset, root=root)
+    net = create_model(model, num_classes=ds.num_classes, input_shape=ds.input_shape,
+                       **options)
+    if weights is not None:
+        load_weights(net, weights)
+    dev = resolve_device(device)
+    accuracy = evaluate(net.to(dev), ds, device=dev)["accuracy"]
+    _check_writable(out.parent)
+    save_checkpoint(out, net.cpu(), dataset=ds.name, test_accuracy=accuracy,
+                    imported_from=str(weights) if weights else None)
+    _emit({"checkpoint": str(out), "model": model, "dataset": ds.name,
+           "test_accuracy": accuracy, "weights": str(weights) if weights else None}, as_json,
+          f"{model} on {ds.name}: test accuracy {accuracy:.4f}"
+          f"{'' if weights else ' (random init: no --weights)'}\ncheckpoint: {out}")
+
+
 @app.command("eval")
 def eval_cmd(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by `plato train`."),

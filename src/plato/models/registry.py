@@ -8,6 +8,7 @@ any name matching its pattern can be created.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from plato.errors import ModelError
+from plato.models.external import build as build_external
+from plato.models.external import is_external, options_of
 
 # Sizes refused before building (a typo like cnn-99999 would run for minutes without a word):
 # far above any network a stitching study compares.
@@ -82,6 +85,8 @@ def _builder(name: str) -> tuple[Callable[..., nn.Module], tuple]:
 def model_options(name: str) -> list[str]:
     """The options that build model `name` (width, batchnorm, ...), beyond the number of
     classes and the input shape."""
+    if is_external(name):
+        return options_of(name)[0]
     builder, _ = _builder(name)
     return [p for p in inspect.signature(builder).parameters
             if p not in ("match", "num_classes", "input_shape")]
@@ -109,10 +114,14 @@ def create_model(
     if num_classes < 1:
         raise ModelError(f"num_classes must be at least 1, got {num_classes}")
 
-    builder, args = _builder(name)
-    allowed = model_options(name)
+    if is_external(name):  # python:, timm:, torchvision: (plato.models.external)
+        allowed, any_other = options_of(name)
+        builder, args = functools.partial(build_external, name), ()
+    else:
+        builder, args = _builder(name)
+        allowed, any_other = model_options(name), False
     unknown = sorted(set(options) - set(allowed))
-    if unknown:
+    if unknown and not any_other:
         raise ModelError(
             f"model '{name}' has no option {', '.join(unknown)}: its options are "
             f"{', '.join(allowed) or 'none'}"
