@@ -54,7 +54,7 @@ def models(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List models with their cut points and activation shapes."""
-    from plato.models import create_model, cut_points, list_models, model_options
+    from plato.models import CutGraph, create_model, list_models, model_options
     from plato.models.registry import model_syntax
 
     shape = _parse_shape(input_shape) if input_shape else None
@@ -66,14 +66,16 @@ def models(
     rows, lines = [], []
     for name in names:
         model = create_model(name, input_shape=shape)
-        points = cut_points(model, granularity=granularity)
+        graph = CutGraph(model)
+        points = graph.points(granularity)
         params = sum(p.numel() for p in model.parameters())
         options = model_options(name)
         rows.append({"name": name, "parameters": params, "input_shape": list(model.input_shape),
-                     "options": options, "cut_points": [p.to_dict() for p in points]})
+                     "options": options, "cut_points_by": graph.mechanism,
+                     "cut_points": [p.to_dict() for p in points]})
         lines.append(f"{name}  ({params / 1e6:.2f}M parameters, input "
                      f"{'x'.join(map(str, model.input_shape))}; options: "
-                     f"{', '.join(options) or 'none'})")
+                     f"{', '.join(options) or 'none'}; cut points by {graph.mechanism})")
         lines += [f"  {p.index:>3}  {p.name:<24} {'x'.join(map(str, p.shape))}" for p in points]
     lines.append("families: " + "; ".join(model_syntax()))
     _emit({"models": rows}, as_json, "\n".join(lines))

@@ -66,15 +66,30 @@ class CutGraph:
     The prefix and suffix modules share the model's parameters and buffers (no copies).
     """
 
+    mechanism = "torch.fx"
+
+    def __new__(cls, model: nn.Module, input_shape: tuple[int, ...] | None = None):
+        """A model torch.fx cannot trace gets the forward-hook fallback
+        (plato.models.hooks.HookCutGraph), with the same interface."""
+        if cls is CutGraph:
+            try:
+                traced = fx.symbolic_trace(model)
+            except Exception as e:  # fx raises many kinds on data-dependent control flow
+                from plato.models.hooks import HookCutGraph
+
+                graph = super().__new__(HookCutGraph)
+                graph.fx_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"
+                return graph
+            graph = super().__new__(cls)
+            graph.traced = traced
+            return graph
+        return super().__new__(cls)
+
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None) -> None:
         self.model = model
         self.input_shape = tuple(input_shape or getattr(model, "input_shape", ()) or ())
         if not self.input_shape:
             raise ModelError("this model has no input_shape: pass input_shape=(C, H, W)")
-        try:
-            self.traced = fx.symbolic_trace(model)
-        except Exception as e:  # fx raises many kinds on data-dependent control flow
-            raise ModelError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from None
         self.nodes = list(self.traced.graph.nodes)
         self.position = {n: i for i, n in enumerate(self.nodes)}
         self._propagate_shapes()
