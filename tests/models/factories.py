@@ -8,13 +8,16 @@ def small_cnn(num_classes: int = 10, input_shape=(3, 32, 32), width: int = 8) ->
     return _Small(input_shape[0], width, num_classes)
 
 
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, stride=stride),
+                         nn.BatchNorm2d(cout), nn.ReLU())
+
+
 class _Small(nn.Module):
     def __init__(self, channels: int, width: int, num_classes: int) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1),
-                                   nn.BatchNorm2d(width), nn.ReLU())
-        self.conv2 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1, stride=2),
-                                   nn.BatchNorm2d(2 * width), nn.ReLU())
+        self.conv1 = _block(channels, width)
+        self.conv2 = _block(width, 2 * width, stride=2)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(2 * width, num_classes)
 
@@ -37,12 +40,9 @@ class _Untraceable(nn.Module):
 
     def __init__(self, channels: int, width: int, num_classes: int) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1),
-                                   nn.BatchNorm2d(width), nn.ReLU())
-        self.conv2 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1),
-                                   nn.BatchNorm2d(width), nn.ReLU())
-        self.conv3 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1, stride=2),
-                                   nn.BatchNorm2d(2 * width), nn.ReLU())
+        self.conv1 = _block(channels, width)
+        self.conv2 = _block(width, width)
+        self.conv3 = _block(width, 2 * width, stride=2)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(2 * width, num_classes)
 
