@@ -88,11 +88,15 @@ class Decoder(nn.Module):
 
 # ---------------------------------------------------------------------------- image quality
 
+def _mean_std(dataset: Dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dataset's per-channel normalisation, shaped (1, C, 1, 1) for images."""
+    return (torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1),
+            torch.tensor(dataset.std, device=device).view(1, -1, 1, 1))
+
+
 def pixels(x: torch.Tensor, dataset: Dataset) -> torch.Tensor:
     """Normalised images -> pixel values in [0, 1] (clamped: a reconstruction may overshoot)."""
-    c = x.shape[1]
-    mean = torch.tensor(dataset.mean, device=x.device).view(1, c, 1, 1)
-    std = torch.tensor(dataset.std, device=x.device).view(1, c, 1, 1)
+    mean, std = _mean_std(dataset, x.device)
     return (x.float() * std + mean).clamp(0.0, 1.0)
 
 
@@ -132,9 +136,7 @@ def shown_images(dataset: Dataset, n: int) -> torch.Tensor:
 def normalised(split: Split, dataset: Dataset, device: torch.device) -> torch.Tensor:
     """A split's uint8 images as the network's normalised float input."""
     x = split.images.to(device).float() / 255.0
-    c = x.shape[1]
-    mean = torch.tensor(dataset.mean, device=device).view(1, c, 1, 1)
-    std = torch.tensor(dataset.std, device=device).view(1, c, 1, 1)
+    mean, std = _mean_std(dataset, device)
     return (x - mean) / std
 
 
@@ -282,9 +284,7 @@ def optimise_inversion(encoder: nn.Module, targets: torch.Tensor, dataset: Datas
     pixels kept in the valid range. Returns normalised images (B, c, H, W)."""
     config = config or InvertConfig()
     device = targets.device
-    c = dataset.input_shape[0]
-    mean = torch.tensor(dataset.mean, device=device).view(1, c, 1, 1)
-    std = torch.tensor(dataset.std, device=device).view(1, c, 1, 1)
+    mean, std = _mean_std(dataset, device)
     low, high = -mean / std, (1 - mean) / std  # pixel 0 and 1, normalised
     g = torch.Generator(device="cpu").manual_seed(config.seed)
     x = (0.1 * torch.randn(len(targets), *dataset.input_shape, generator=g)).to(device)

@@ -188,14 +188,10 @@ class HookCutGraph(CutGraph):
                 raise ModelError(f"'{block}' is not a cut point of this model: {reason}")
         valid = [n for n in candidates if verify(self.model, n, self.input_shape) is None]
         if not blocks:  # the outputs of the top-level children that are cut points
-            tops = {}
-            for name in valid:
-                tops.setdefault(name.split(".")[0], name)
-            blocks = [top for top, first in tops.items()
-                      if top in valid or any(n == top or n.startswith(top + ".")
-                                             for n in valid)]
-            blocks = [b for b in blocks if b in names and verify(
-                self.model, b, self.input_shape) is None]
+            # (a child whose output is an inner module's tensor was left out of `valid`)
+            tops = dict.fromkeys(n.split(".")[0] for n in valid)
+            blocks = [t for t in tops if t in valid or (
+                t in names and verify(self.model, t, self.input_shape) is None)]
         if not blocks:
             raise ModelError(f"{type(self.model).__name__}: no module's output is a cut point "
                              "(every one is bypassed or runs more than once)")
