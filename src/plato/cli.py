@@ -56,6 +56,7 @@ def models(
     """List models with their cut points and activation shapes."""
     from plato.models import CutGraph, create_model, list_models, model_options
     from plato.models.registry import model_syntax
+    from plato.models.tokens import describe
 
     shape = _parse_shape(input_shape) if input_shape else None
     names = list_models(pattern)
@@ -76,7 +77,9 @@ def models(
         lines.append(f"{name}  ({params / 1e6:.2f}M parameters, input "
                      f"{'x'.join(map(str, model.input_shape))}; options: "
                      f"{', '.join(options) or 'none'}; cut points by {graph.mechanism})")
-        lines += [f"  {p.index:>3}  {p.name:<24} {'x'.join(map(str, p.shape))}" for p in points]
+        lines += [f"  {p.index:>3}  {p.name:<24} {'x'.join(map(str, p.shape))}"
+                  + (f"  (tokens: {describe(p.shape, p.tokens)})" if p.tokens else "")
+                  for p in points]
     lines.append("families: " + "; ".join(model_syntax()))
     _emit({"models": rows}, as_json, "\n".join(lines))
 

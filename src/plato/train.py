@@ -81,9 +81,12 @@ class TrainResult:
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
-    for p in model.parameters():
+    # Parameters a model names as not decayed (timm's convention: a ViT's position embedding
+    # and class token), then BN weights and biases (1-D).
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)  # BN weights and biases are 1-D
+            (decay if p.ndim > 1 and name not in skip else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 

@@ -148,22 +148,32 @@ def test_cifar10_tarball(tmp_path):
     assert classes == [f"c{i}" for i in range(10)] and list(te_y) == [1] * 4
 
 
-def test_cifar100_tarball(tmp_path):
-    rng = np.random.default_rng(2)
-    x = rng.integers(0, 256, (6, 3072), dtype=np.uint8)
+def make_cifar100(path, n_train=6, n_test=2, seed=2):
+    """A CIFAR-100 archive in the canonical format (python pickles in cifar-100-python/):
+    random images, fine labels cycling over the 100 classes."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n_train + n_test, 3072), dtype=np.uint8)
+    fine = [i % 100 for i in range(n_train + n_test)]
     members = {
-        "cifar-100-python/train": _pickled({b"data": x, b"fine_labels": [3] * 6,
-                                            b"coarse_labels": [0] * 6}),
-        "cifar-100-python/test": _pickled({b"data": x[:2], b"fine_labels": [5, 7]}),
+        "cifar-100-python/train": _pickled({b"data": x[:n_train], b"fine_labels": fine[:n_train],
+                                            b"coarse_labels": [0] * n_train}),
+        "cifar-100-python/test": _pickled({b"data": x[n_train:], b"fine_labels": fine[n_train:]}),
         "cifar-100-python/meta": _pickled({b"fine_label_names": [b"apple"] * 100}),
     }
-    with tarfile.open(tmp_path / "c100.tar.gz", "w:gz") as tar:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
         for name, blob in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
+    return x, fine
+
+
+def test_cifar100_tarball(tmp_path):
+    x, fine = make_cifar100(tmp_path / "c100.tar.gz")
     tr_x, tr_y, te_x, te_y, classes = archives.read_cifar100(tmp_path / "c100.tar.gz")
-    assert tr_x.shape == (6, 3, 32, 32) and list(te_y) == [5, 7] and len(classes) == 100
+    assert tr_x.shape == (6, 3, 32, 32) and list(te_y) == fine[6:] and len(classes) == 100
+    np.testing.assert_array_equal(tr_x.reshape(6, -1), x[:6])
 
 
 def test_cifar_corrupt_tarball(tmp_path):

@@ -52,6 +52,18 @@ def test_grad_cam_needs_spatial_points(digits, digits_resnet):
     assert math.isfinite(lenient.methods["integrated_gradients"]["agreement_receiver"])
 
 
+def test_grad_cam_at_a_token_point_uses_the_patch_grid(digits, digits_vit):
+    """A ViT explained at a block: Grad-CAM on its 4 x 4 patch grid, upsampled to the image;
+    through an identity self-stitch every method agrees with the ViT itself."""
+    model = StitchedModel(digits_vit, "blocks.0", "conv1x1", digits_vit, "blocks.0")
+    model.stitch.init_identity()
+    result = explain_stitch(model, digits, QUICK)
+    for method, n in result.methods.items():
+        assert n["agreement_receiver"] == pytest.approx(1.0, abs=1e-5), method
+    cam = result.shown[("grad_cam", "stitched")]
+    assert cam.shape == (4, 8, 8) and bool((cam >= 0).all()) and bool((cam > 0).any())
+
+
 def test_rank_agreement_is_spearman_per_image():
     torch.manual_seed(0)
     a = torch.rand(3, 5, 5)

@@ -49,7 +49,8 @@ def test_point_conventions(name):
     assert blocks[0].name == model.cut_blocks[0]  # index 0: the stem's output
     final = blocks[-1]  # the last point: the pre-logit feature vector
     assert len(final.shape) == 1
-    head = model.fc if isinstance(model.fc, nn.Linear) else model.fc[0]
+    logits = getattr(model, "head", None) or model.fc  # timm's name for a ViT's logits
+    head = logits if isinstance(logits, nn.Linear) else logits[0]
     assert final.shape[0] == head.in_features
     # "layer" refines "block": same first and last points, every block point included.
     assert layers[0] == blocks[0] and layers[-1].name == blocks[-1].name

@@ -32,11 +32,20 @@ from plato.data.datasets import Dataset, Split, hold_out
 from plato.data.loader import make_loader
 from plato.errors import PlatoError
 from plato.interpret.config import InvertConfig
+from plato.models.tokens import infer_layout
 
 # ---------------------------------------------------------------------------- the decoder
 
+class PatchGrid(nn.Module):
+    """Tokens (B, T, D) -> their patch tokens as a map (B, D, gh, gw) (plato.models.tokens)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return infer_layout(x.shape[1]).split(x)[0]
+
+
 class Decoder(nn.Module):
-    """Activation (C, h, w) or (C,) -> image (c, H, W), in the dataset's normalised units.
+    """Activation (C, h, w), (C,) or tokens (T, D) -> image (c, H, W), in the dataset's
+    normalised units (tokens: from their patch grid, the class token left out).
 
     A 3x3 conv (or, from a vector, a linear map onto a 4 x 4 grid) to `width` channels, then
     one stride-2 up-convolution (4 x 4 kernel) per factor of two to the image's size, each
@@ -55,13 +64,16 @@ class Decoder(nn.Module):
                                       nn.LeakyReLU(0.2),
                                       nn.Unflatten(1, (width, start, start)))
             size = start
-        elif len(activation_shape) == 3:
-            self.stem = nn.Sequential(nn.Conv2d(activation_shape[0], width, 3, padding=1),
+        elif len(activation_shape) == 3 or infer_layout(activation_shape[0]) is not None:
+            grid = activation_shape if len(activation_shape) == 3 else \
+                infer_layout(activation_shape[0]).grid_shape(activation_shape[1])
+            self.stem = nn.Sequential(*([PatchGrid()] if len(activation_shape) == 2 else []),
+                                      nn.Conv2d(grid[0], width, 3, padding=1),
                                       nn.LeakyReLU(0.2))
-            size = activation_shape[1]
+            size = grid[1]
         else:
             raise PlatoError(f"cannot decode an activation of shape {activation_shape}: a "
-                             "cut point gives (C,) or (C, H, W)")
+                             "cut point gives (C,), (C, H, W) or tokens with a patch grid")
         stages = max(0, math.ceil(math.log2(h_img / size))) if size < h_img else 0
         layers: list[nn.Module] = []
         channels = width

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam
 from scipy.stats import rankdata
 from torch import nn
@@ -38,6 +39,7 @@ from plato.data.datasets import Dataset, Split
 from plato.errors import PlatoError
 from plato.interpret.config import METHODS, SaliencyConfig
 from plato.interpret.invert import normalised, shown_images
+from plato.models.tokens import infer_layout
 
 NUMBERS = ("agreement_receiver", "agreement_sender", "agreement_sender_receiver",
            "deletion_sender", "deletion_receiver", "deletion_stitched", "deletion_random_order")
@@ -83,6 +85,8 @@ def attribution_maps(network: CutNetwork, x: torch.Tensor, target: torch.Tensor,
     elif method == "grad_cam":
         with torch.no_grad():
             shape = network.middle(network.prefix(x[:1])).shape
+        if len(shape) == 3:  # tokens: Grad-CAM on their patch grid (class token dropped)
+            return _token_grad_cam(network, inputs, target)
         if len(shape) != 4:
             raise PlatoError(f"grad_cam needs a spatial cut point, and this one gives a vector "
                              f"of shape {tuple(shape[1:])}: choose a conv point, or the methods "
@@ -94,6 +98,24 @@ def attribution_maps(network: CutNetwork, x: torch.Tensor, target: torch.Tensor,
         raise PlatoError(f"unknown saliency method '{method}': choose from "
                          f"{', '.join(METHODS)}")
     return attr.detach().abs().sum(1)  # (B, H, W)
+
+
+def _token_grad_cam(network: CutNetwork, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM at a token point: the patch tokens as a (D, gh, gw) map (the common practice for
+    ViTs; class and register tokens dropped), channel weights the mean gradient over the grid."""
+    with torch.enable_grad():
+        tokens = network.middle(network.prefix(x))
+        layout = infer_layout(tokens.shape[1])
+        if layout is None:
+            raise PlatoError(f"grad_cam needs a patch grid, and this token point's "
+                             f"{tokens.shape[1]} tokens make none")
+        logits = network.suffix(tokens)
+        chosen = logits.gather(1, target.view(-1, 1)).sum()
+        grads, = torch.autograd.grad(chosen, tokens)
+    act, grad = layout.split(tokens.detach())[0], layout.split(grads)[0]  # (B, D, gh, gw)
+    cam = (grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True).clamp_min(0)
+    return F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear",
+                         align_corners=False)[:, 0]
 
 
 def rank_agreement(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -133,7 +155,8 @@ def usable_methods(methods: Sequence[str], sender_point, receiver_point,
     """The methods that can explain a cell between these cut points: grad_cam needs both to be
     spatial; where one is a vector, `strict` refuses with the reason, else grad_cam is left
     out."""
-    vectors = [p for p in (sender_point, receiver_point) if len(p.shape) != 3]
+    vectors = [p for p in (sender_point, receiver_point) if len(p.shape) == 1 or (
+        len(p.shape) == 2 and infer_layout(p.shape[0]) is None)]
     if "grad_cam" not in methods or not vectors:
         return list(methods)
     if strict:

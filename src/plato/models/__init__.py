@@ -1,6 +1,6 @@
 """The model zoo and the cut-point mechanism."""
 
-from plato.models import cnn, mlp, resnet, vgg  # noqa: F401  (registers the zoo)
+from plato.models import cnn, mlp, resnet, vgg, vit  # noqa: F401  (registers the zoo)
 from plato.models.cuts import CutGraph, CutPoint, cut_points, split
 from plato.models.registry import (
     create_model,

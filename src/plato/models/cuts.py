@@ -21,6 +21,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from plato.errors import ModelError
+from plato.models.tokens import TokenLayout, layout_of
 
 GRANULARITIES = ("block", "layer")
 
@@ -31,6 +32,7 @@ class CutPoint:
     index: int
     shape: tuple[int, ...]  # the activation's shape without the batch dimension
     node: str  # the fx node that produces it
+    tokens: TokenLayout | None = None  # a (tokens, dim) point's layout (plato.models.tokens)
 
     @property
     def is_spatial(self) -> bool:
@@ -38,10 +40,13 @@ class CutPoint:
 
     @property
     def channels(self) -> int:
-        return self.shape[0]
+        return self.shape[-1] if len(self.shape) == 2 else self.shape[0]  # (T, D): D
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "index": self.index, "shape": list(self.shape)}
+        out = {"name": self.name, "index": self.index, "shape": list(self.shape)}
+        if self.tokens is not None:
+            out["tokens"] = self.tokens.to_dict()
+        return out
 
 
 def _scope(node: fx.Node) -> str:
@@ -167,7 +172,7 @@ class CutGraph:
             else:
                 seen[name] = 0
             shape = tuple(node.meta["tensor_meta"].shape[1:])
-            points.append(CutPoint(name, i, shape, node.name))
+            points.append(CutPoint(name, i, shape, node.name, layout_of(self.model, shape)))
         return points
 
     # -- queries ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from torch import nn
 
 from plato.errors import ModelError
 from plato.models.cuts import CutGraph, CutPoint
+from plato.models.tokens import layout_of
 
 
 class _Stop(Exception):
@@ -206,7 +207,8 @@ class HookCutGraph(CutGraph):
         blocks.sort(key=lambda n: order[n])
 
         def make(chosen: list[str]) -> list[CutPoint]:
-            return [CutPoint(n, i, tuple(probe.outputs[n].shape[1:]), n)
+            return [CutPoint(n, i, tuple(probe.outputs[n].shape[1:]), n,
+                             layout_of(self.model, tuple(probe.outputs[n].shape[1:])))
                     for i, n in enumerate(chosen)]
 
         return {"block": make(blocks), "layer": make(layers)}

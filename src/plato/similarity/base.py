@@ -8,6 +8,12 @@ explicit `layout` that never depends on layer names:
                the same h x w
     pool       one row per example, averaged over space: (n, c, h, w) -> (n, c)
 
+Token activations (n, tokens, dim) of transformers take the same layouts: flatten keeps every
+token, (n, tokens*dim); positions and pool read the patch tokens as a (dim, gh, gw) map (the
+class and register tokens dropped, plato.models.tokens; the layout is inferred from the
+number of tokens), so a ViT's tokens pair with a conv map of the same grid; a token count
+without a square grid leaves every token a position.
+
 A measure never crashes on degenerate input and never returns a silent NaN: too few examples
 (n <= 3), non-finite values or a constant representation give a `Score` that is NaN and says
 why in `.reason`. A Score is a float everywhere else.
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 
 from plato.errors import PlatoError
+from plato.models.tokens import infer_layout
 
 LAYOUTS = ("flatten", "positions", "pool")
 TRANSFORMS = ("orthogonal", "isotropic-scaling", "translation", "invertible-linear",
@@ -54,13 +61,17 @@ def as_matrix(x, layout: str = "flatten") -> torch.Tensor:
         raise PlatoError(f"layout must be one of {', '.join(LAYOUTS)}, got '{layout}'")
     t = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     t = t.detach().double()
+    if t.ndim == 3 and layout == "flatten":
+        return t.reshape(len(t), -1)  # (n, T, D) -> (n, T*D)
+    if t.ndim == 3:
+        t = _token_grid(t)  # (n, D, gh, gw)
     if t.ndim == 2:
         if layout == "positions":
             raise PlatoError("layout 'positions' needs (n, c, h, w) activations on both sides")
         return t
     if t.ndim != 4:
-        raise PlatoError(f"a representation must be (n, d) or (n, c, h, w), got shape "
-                         f"{tuple(t.shape)}")
+        raise PlatoError(f"a representation must be (n, d), (n, tokens, dim) or (n, c, h, w), "
+                         f"got shape {tuple(t.shape)}")
     if layout == "flatten":
         return t.reshape(len(t), -1)  # (n, c, h, w) -> (n, c*h*w)
     if layout == "pool":
@@ -68,12 +79,30 @@ def as_matrix(x, layout: str = "flatten") -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])  # (n, c, h, w) -> (n*h*w, c)
 
 
+def _token_grid(t: torch.Tensor) -> torch.Tensor:
+    """(n, T, D) tokens -> their patch tokens as a map (n, D, gh, gw); without a square grid
+    every token is a position, (n, D, 1, T)."""
+    layout = infer_layout(t.shape[1])
+    if layout is None:
+        return t.transpose(1, 2).unsqueeze(2)  # (n, D, 1, T)
+    return layout.split(t)[0]
+
+
+def _positions(x) -> tuple[int, ...]:
+    """The spatial size a representation's positions come from (tokens: their grid)."""
+    shape = tuple(np.shape(x))
+    if len(shape) == 3:
+        layout = infer_layout(shape[1])
+        return layout.grid if layout is not None else (1, shape[1])
+    return shape[2:]
+
+
 def prepare(x, y, layout: str = "flatten",
             centre: bool = True) -> tuple[torch.Tensor, torch.Tensor] | Score:
     """Both sides as float64 matrices with the same rows (centred), or a NaN Score saying why."""
-    if layout == "positions" and tuple(np.shape(x)[2:]) != tuple(np.shape(y)[2:]):
+    if layout == "positions" and _positions(x) != _positions(y):
         raise PlatoError(f"layout 'positions' needs the same spatial size on both sides, got "
-                         f"{tuple(np.shape(x)[2:])} and {tuple(np.shape(y)[2:])}")
+                         f"{_positions(x)} and {_positions(y)}")
     a, b = as_matrix(x, layout), as_matrix(y, layout)
     if len(a) != len(b):
         raise PlatoError(f"both representations must hold the same examples: {len(a)} rows "

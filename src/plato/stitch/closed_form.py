@@ -119,8 +119,15 @@ def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
         plans.append(((c.s_name, "coarse" if k > 1 else c.model.stitch.design_key), k))
     x_parts, y_parts = {}, {}
     cross = [LstsqStats() for _ in live]
+    # Learned prefix tokens (class_token: learned): their least-squares value is the mean of
+    # the receiver's own prefix tokens.
+    prefix_sums = {c.r_name: [c.model.stitch.out_tokens.prefix, 0, 0.0] for c in live
+                   if c.model.stitch.prefix_mode == "learned"}  # prefix, examples, sum
     for x, _ in loader:
         a, t = senders(x), receivers(x)
+        for r_name, sums in prefix_sums.items():
+            prefix = t[r_name][:, :sums[0]].double()  # (B, prefix, D)
+            sums[1], sums[2] = sums[1] + len(prefix), sums[2] + prefix.sum(0)
         xs, ys = {}, {}
         for c, (dkey, k), st in zip(live, plans, cross, strict=True):
             stitch = c.model.stitch
@@ -148,6 +155,9 @@ def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
                                     "activations at the sender or receiver point)")
             continue
         c.model.stitch.set_affine(w, b, mu, cov)
+        if c.r_name in prefix_sums and c.model.stitch.prefix_mode == "learned":
+            _, count, total = prefix_sums[c.r_name]
+            c.model.stitch.prefix_tokens.copy_(total[None] / count)
         c.history.append({"phase": "lstsq", "loss": mse})
 
 

@@ -12,6 +12,7 @@ from plato.data.loader import AUGMENT_PRESETS
 from plato.device import resolve_device
 from plato.errors import PlatoError, SettingError
 from plato.settings import check_choice, check_types
+from plato.stitch.layers import CLASS_TOKEN_POLICIES
 
 OBJECTIVES = ("task", "match", "lstsq", "lstsq+task")
 CACHE_TIERS = ("auto", "device", "disk", "off")
@@ -24,7 +25,7 @@ CHOICES = {"objective": OBJECTIVES, "optimizer": ("adam", "sgd"),
            "schedule": ("cosine", "constant"), "match_loss": ("mse", "l1"),
            "init": ("moments", "default"), "augment": AUGMENT_PRESETS,
            "precision": ("fp32", "bf16", "auto"), "activation_cache": CACHE_TIERS,
-           "budget": ("epochs", "converge")}
+           "budget": ("epochs", "converge"), "class_token": CLASS_TOKEN_POLICIES}
 MIN_HOLDOUT = 32  # fewer held-out examples cannot tell an improvement from noise
 # The default of every entry point (StitchConfig.converging(); BENCHMARKS.md, issue 16): the
 # closed form from 4,096 random training examples, then the task loss with SGD (Nesterov) at
@@ -69,6 +70,8 @@ class StitchConfig:
     decays: int = 0  # converge: plateaus at which the learning rate drops tenfold before one stops
     min_steps: int = 200  # converge: SGD steps before the rule may stop a cell
     max_steps: int = 5000  # converge: SGD steps at most (a cell cut off here did not converge)
+    class_token: str = "map"  # a token receiver's class/register tokens: map (the sender's,
+    #                           through the map) | mean (of the stitched patches) | learned
     augment: str = "none"  # augmentation of the training data (plato.data.Augment presets)
     precision: str = "fp32"  # SGD phase: fp32 | bf16 | auto (bf16 where the device has it)
     channels_last: bool = True  # NHWC activations (speed; same answers up to rounding)
@@ -208,7 +211,7 @@ class StitchConfig:
             del out[name]
         for name, as_before in (("more_epochs", 0), ("lstsq_examples", 0), ("stacking", True),
                                 ("fold_batchnorm", True), ("decays", 0),
-                                ("label_smoothing", 0.0)):
+                                ("label_smoothing", 0.0), ("class_token", "map")):
             if out[name] == as_before:
                 del out[name]
         if "more_epochs" not in out:

@@ -8,8 +8,8 @@ accuracy then says the receiver copes, not that the two layers represent the sam
 
 The receiver's activations at the point are modelled as a Gaussian over channels: on a
 conv map each spatial position's channel vector is a sample (channel-wise; a (C, H, W)
-map gives H * W samples per image) around that position's own mean, with one channel
-covariance shared by the positions; on a vector point the vector is the sample. The
+map gives H * W samples per image, tokens (T, D) T samples) around that position's own mean,
+with one channel covariance shared by the positions; on a vector point the vector is the sample. The
 covariance is shrunk towards a scaled identity (SHRINKAGE) so that channels that are nearly
 constant (dead ReLUs) do not make the distance explode. The distance reported is the root mean
 squared Mahalanobis distance per channel,
@@ -35,9 +35,12 @@ SHRINKAGE = 0.01  # covariance = (1 - s) * S + s * mean variance * I
 
 
 def channel_rows(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B * H * W, C) channel vectors; (B, C) stays as it is."""
+    """(B, C, H, W) -> (B * H * W, C) channel vectors; tokens (B, T, D) -> (B * T, D) (each
+    token a position); (B, C) stays as it is."""
     if x.dim() == 4:
         return x.movedim(1, -1).reshape(-1, x.shape[1])  # (B*H*W, C)
+    if x.dim() == 3:
+        return x.reshape(-1, x.shape[2])  # (B*T, D)
     return x.reshape(len(x), -1)
 
 

@@ -19,6 +19,20 @@ Shape adapters: a conv activation is resized to the receiver's H x W (`area`, `b
 Vector -> conv is declared not stitchable everywhere (a pooled vector has no layout to map
 back; map-and-reshape would need C*H*W outputs, millions of parameters at early layers): such a
 cell is NaN in every table, never 0.
+
+Token points (tokens, dim) of transformers (plato.models.tokens): the patch tokens are a
+(dim, gh, gw) map and go through the same adapters and maps as a conv activation (a grid of
+another size is resized, a conv map is read as patch tokens and back), so every type works in
+all four directions, CNN/ViT -> CNN/ViT. The prefix tokens (class, registers) have no place
+on a grid: going to a conv point they are dropped; going to a vector point the sender's class
+token is the vector under `class_token: map` (what a ViT pools), the mean of its patch tokens
+otherwise (what a conv map's average pool gives). The receiver's prefix tokens, by the setting
+`class_token` (StitchConfig; default `map`):
+
+    map      the sender's own prefix tokens, through the same map as the patch tokens (where
+             the sender has as many, and the map acts on each position alone; else `mean`)
+    mean     the mean of the stitched patch tokens
+    learned  trained tokens of their own (started at the receiver's mean prefix tokens)
 """
 
 from __future__ import annotations
@@ -30,8 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from plato.errors import PlatoError
+from plato.models.tokens import TokenLayout, describe, infer_layout
 
 RESIZE_MODES = ("area", "bilinear", "nearest")
+CLASS_TOKEN_POLICIES = ("map", "mean", "learned")
 
 
 class NotStitchable(PlatoError):
@@ -148,22 +164,97 @@ LINEAR_TYPES = ("bn-conv1x1-bn", "conv1x1", "lowrank-R", "plato")  # fit by lsts
 
 
 class Stitch(nn.Module):
-    """adapter (fixed) -> map (trained). Maps an activation of `in_shape` to `out_shape`."""
+    """adapter (fixed) -> map (trained). Maps an activation of `in_shape` to `out_shape`.
+
+    A (tokens, dim) shape is a token point: `in_tokens` / `out_tokens` give its layout (the
+    CutPoint's), else it is inferred from the number of tokens (plato.models.tokens).
+    """
 
     def __init__(self, kind: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                 resize: str = "area") -> None:
+                 resize: str = "area", class_token: str = "map",
+                 in_tokens: TokenLayout | None = None,
+                 out_tokens: TokenLayout | None = None) -> None:
         super().__init__()
+        if class_token not in CLASS_TOKEN_POLICIES:
+            raise PlatoError(f"class_token must be one of {', '.join(CLASS_TOKEN_POLICIES)}, "
+                             f"got '{class_token}'")
         self.kind = kind
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self.resize = resize
-        self.spatial = len(self.out_shape) == 3
-        self.adapter = make_adapter(self.in_shape, self.out_shape, resize, kind)
-        in_hw = self.in_shape[1:] if len(self.in_shape) == 3 else None
-        out_hw = self.out_shape[1:] if self.spatial else None
-        self.map = _build_map(kind, self.in_shape[0], self.out_shape[0], self.spatial, in_hw,
-                              out_hw)
+        self.in_tokens = _layout(self.in_shape, in_tokens)
+        self.out_tokens = _layout(self.out_shape, out_tokens)
+        # What the adapter and map see: a token point's patch grid (dim, gh, gw), or, from
+        # tokens into a vector point, the sender's pooled vector (dim,).
+        in_core = self.in_shape
+        if self.in_tokens is not None:
+            dim = self.in_shape[1]
+            in_core = (dim,) if len(self.out_shape) == 1 else self.in_tokens.grid_shape(dim)
+        out_core = self.out_shape if self.out_tokens is None else \
+            self.out_tokens.grid_shape(self.out_shape[1])
+        self.in_core, self.out_core = in_core, out_core
+        self.spatial = len(out_core) == 3
+        if len(in_core) == 1 and self.out_tokens is not None:
+            raise NotStitchable(f"a vector {in_shape} cannot feed a token point "
+                                f"({describe(self.out_shape, self.out_tokens)}): vector -> "
+                                "tokens is not stitchable")
+        self.adapter = make_adapter(in_core, out_core, resize, kind)
+        in_hw = in_core[1:] if len(in_core) == 3 else None
+        out_hw = out_core[1:] if self.spatial else None
+        self.map = _build_map(kind, in_core[0], out_core[0], self.spatial, in_hw, out_hw)
+        self.class_token = class_token
+        self.prefix_mode = self._prefix_mode(class_token)
+        if self.prefix_mode == "learned":  # (1, prefix, dim), set by the fit
+            self.prefix_tokens = nn.Parameter(torch.zeros(1, self.out_tokens.prefix,
+                                                          self.out_shape[1]))
+
+    def _prefix_mode(self, policy: str) -> str | None:
+        """How the receiver's prefix tokens are made (None: it has none)."""
+        if self.out_tokens is None or self.out_tokens.prefix == 0:
+            return None
+        if policy == "map":
+            same = self.in_tokens is not None and self.in_tokens.prefix == self.out_tokens.prefix
+            per_position = self.pointwise and not (
+                isinstance(self.map, PlatoAdapter) and self.in_core[1:] != self.out_core[1:])
+            return "map" if same and per_position else "mean"
+        return policy
+
+    # -- the token policy: a token point as a grid (and prefix), and back --------------------
+
+    def _read(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The sender activation as the map's input, and its prefix tokens (B, prefix, D)
+        where the map carries them to the receiver's."""
+        if self.in_tokens is None:
+            return x, None
+        grid, prefix = self.in_tokens.split(x)
+        if len(self.in_core) == 1:  # tokens into a vector point
+            if self.class_token == "map" and self.in_tokens.prefix:
+                return prefix[:, 0], None  # the class token
+            return grid.mean(dim=(2, 3)), None
+        return grid, (prefix if self.prefix_mode == "map" else None)
+
+    def _strip(self, grid: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """Prefix tokens and a grid side by side as one row of positions, for a map that acts
+        on each position alone: (B, C, 1, prefix + H*W)."""
+        return torch.cat([prefix.transpose(1, 2), grid.flatten(2)], 2).unsqueeze(2)
+
+    def _write(self, y: torch.Tensor) -> torch.Tensor:
+        """The map's output in the receiver's form (tokens where it is a token point)."""
+        if self.out_tokens is None:
+            return y
+        if self.prefix_mode is None:
+            return self.out_tokens.join(y)
+        patches = self.out_tokens.join(y)  # (B, gh*gw, D)
+        if self.prefix_mode == "learned":
+            prefix = self.prefix_tokens.expand(len(y), -1, -1)
+        else:  # mean of the stitched patch tokens
+            prefix = patches.mean(1, keepdim=True).expand(-1, self.out_tokens.prefix, -1)
+        return torch.cat([prefix, patches], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, prefix = self._read(x)
+        if prefix is not None:  # prefix tokens through the same per-position map
+            y = self.map(self._strip(self.adapter(x), prefix))  # (B, C_out, 1, prefix + H*W)
+            return y.squeeze(2).transpose(1, 2)  # (B, T, C_out): prefix first, then patches
         k = self.replication
         if k > 1 and self.pointwise and not isinstance(self.map, PlatoAdapter):
             # A per-position map commutes with repeating positions: map the sender's own grid,
@@ -171,7 +262,7 @@ class Stitch(nn.Module):
             # values (in train mode BatchNorm sees the same batch mean and variance; only its
             # running variance's n/(n-1) correction uses the smaller n).
             return F.interpolate(self.map(x), scale_factor=k, mode="nearest")
-        return self.map(self.adapter(x))
+        return self._write(self.map(self.adapter(x)))
 
     @property
     def pointwise(self) -> bool:
@@ -201,14 +292,15 @@ class Stitch(nn.Module):
         plato = (self.map.up, self.map.conv.kernel_size) if isinstance(self.map, PlatoAdapter) \
             else None
         return (self.in_shape, self.out_shape[1:] if self.spatial else None, self.resize, plato,
-                self.kind == "plato")
+                self.kind == "plato", self.in_tokens, self.out_tokens, self.prefix_mode,
+                self.class_token if self.in_tokens is not None else None)
 
     @property
     def replication(self) -> int:
         """k > 1 when the adapter repeats each sender position in a k x k block (an integer
         `nearest` or `area` upsampling, or the plato adapter's): the design rows are then
         the sender's own rows, each k*k times, and statistics can be formed on its grid."""
-        if not self.spatial or len(self.in_shape) != 3:
+        if not self.spatial or len(self.in_shape) != 3 or self.out_tokens is not None:
             return 1
         if isinstance(self.map, PlatoAdapter):
             return self.map.up
@@ -224,7 +316,11 @@ class Stitch(nn.Module):
 
     def design(self, a: torch.Tensor) -> torch.Tensor:
         """Rows the linear map acts on: (N, d_in) from a sender batch."""
+        a, prefix = self._read(a)
         x = self.adapter(a)
+        if prefix is not None:  # (B, C, 1, prefix + H*W) -> (B*(prefix + H*W), C)
+            strip = self._strip(x, prefix)
+            return strip.flatten(2).transpose(1, 2).reshape(-1, strip.shape[1])
         if not self.spatial:
             return x  # (B, C)
         if self.kind == "plato" and isinstance(self.map, PlatoAdapter):
@@ -239,6 +335,9 @@ class Stitch(nn.Module):
 
     def targets(self, t: torch.Tensor) -> torch.Tensor:
         """The receiver activation in the same row layout: (N, d_out)."""
+        if self.out_tokens is not None:  # prefix tokens where the map makes them, patches
+            rows = t if self.prefix_mode == "map" else t[:, self.out_tokens.prefix:]
+            return rows.reshape(-1, t.shape[2])  # (B, T, D) -> (B*T, D)
         if not self.spatial:
             return t
         return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])  # (B, C, H, W) -> (B*H*W, C)
@@ -290,7 +389,11 @@ class Stitch(nn.Module):
         expects (often large, non-negative) activations; at lr 1e-3 the optimiser needs many
         steps just to shift and scale them.
         """
-        dims = (0, 2, 3) if self.spatial else (0,)
+        if self.out_tokens is not None:  # per channel over the tokens the map makes
+            if self.prefix_mode == "learned":
+                self.prefix_tokens.copy_(t[:, :self.out_tokens.prefix].mean(0, keepdim=True))
+            t = self.targets(t)  # (B*T, D) rows
+        dims = (0, 2, 3) if self.spatial and self.out_tokens is None else (0,)
         mu_r, sd_r = t.mean(dims).double(), t.std(dims).double()
         last = self.map[-1] if isinstance(self.map, nn.Sequential) else self.map
         if isinstance(last, PlatoAdapter):
@@ -302,7 +405,7 @@ class Stitch(nn.Module):
             last.running_mean.copy_(mu_r.to(last.running_mean.dtype))
             last.running_var.copy_((sd_r ** 2).to(last.running_var.dtype))
             return
-        out = self(a)
+        out = self(a) if self.out_tokens is None else self.targets(self(a))
         mu_s, sd_s = out.mean(dims).double(), out.std(dims).double()
         scale = torch.where(sd_s > 1e-12, sd_r / sd_s.clamp_min(1e-12), torch.ones_like(sd_s))
         shape = (-1,) + (1,) * (last.weight.ndim - 1)
@@ -314,9 +417,13 @@ class Stitch(nn.Module):
     @torch.no_grad()
     def init_identity(self) -> None:
         """The identity map (same shape in and out), exact in eval mode."""
-        if self.in_shape != self.out_shape or self.kind in ("mlp",):
+        if self.in_shape != self.out_shape or self.kind in ("mlp",) \
+                or self.in_tokens != self.out_tokens:
             raise PlatoError(f"an identity {self.kind} stitch needs equal shapes and a linear type")
-        c = self.in_shape[0]
+        if self.prefix_mode not in (None, "map"):
+            raise PlatoError(f"an identity stitch carries the class token through its map; with "
+                             f"class_token '{self.class_token}' and {self.kind} it does not")
+        c = self.in_core[0]
         eye = torch.eye(c, dtype=torch.float64)
         zero = torch.zeros(c, dtype=torch.float64)
         if self.kind.startswith("conv") and self.kind != "conv1x1":
@@ -343,6 +450,20 @@ class Stitch(nn.Module):
             return
         target = self.map.conv if isinstance(self.map, PlatoAdapter) else self.map
         _copy_linear(target, eye, zero)
+
+
+def _layout(shape: tuple[int, ...], given: TokenLayout | None) -> TokenLayout | None:
+    """A token point's layout (given, or inferred from its number of tokens); None for
+    conv and vector points. A token point without a grid cannot be stitched."""
+    if len(shape) != 2:
+        return None
+    layout = given or infer_layout(shape[0])
+    if layout is None or layout.tokens != shape[0]:
+        raise NotStitchable(f"a token point of {shape[0]} tokens (dim {shape[1]}) has no patch "
+                            "grid, so it cannot be stitched: give the model "
+                            "`num_prefix_tokens` and `patch_embed.grid_size`, as timm's ViTs "
+                            "have")
+    return layout
 
 
 def _copy_linear(layer: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> None:

@@ -109,7 +109,8 @@ def stitch_grid(
         s_point, r_point = s_graph.point(sp, granularity), r_graph.point(rp, granularity)
         try:
             torch.manual_seed(config.seed)  # the stitch's initialisation, the same as alone
-            layer = Stitch(stitch, s_point.shape, r_point.shape, resize)
+            layer = Stitch(stitch, s_point.shape, r_point.shape, resize, config.class_token,
+                           s_point.tokens, r_point.tokens)
         except NotStitchable as e:
             outcomes.append((e, None))
             continue

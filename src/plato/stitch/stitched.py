@@ -31,6 +31,7 @@ class StitchedModel(nn.Module):
         *,
         granularity: str = "block",
         resize: str = "area",
+        class_token: str = "map",
     ) -> None:
         super().__init__()
         s_graph = sender if isinstance(sender, CutGraph) else CutGraph(sender)
@@ -38,7 +39,8 @@ class StitchedModel(nn.Module):
         self.sender_point = s_graph.point(sender_point, granularity)
         self.receiver_point = r_graph.point(receiver_point, granularity)
         if isinstance(stitch, str):
-            stitch = Stitch(stitch, self.sender_point.shape, self.receiver_point.shape, resize)
+            stitch = Stitch(stitch, self.sender_point.shape, self.receiver_point.shape, resize,
+                            class_token, self.sender_point.tokens, self.receiver_point.tokens)
         self.stitch = stitch
         sender_prefix, sender_suffix = s_graph.split(self.sender_point)
         self.sender_prefix = freeze(sender_prefix)

@@ -133,7 +133,7 @@ def estimate_sweep(spec: SweepSpec, dataset: Dataset, whole: Dataset, run_dir: P
     for s, r in spec.pairs:
         for sp in (p for p in points[s] if p.name in chosen[s]):
             for i, rp in enumerate(points[r]):
-                if rp.name not in chosen[r] or (len(sp.shape) == 1 and len(rp.shape) == 3):
+                if rp.name not in chosen[r] or (len(sp.shape) == 1 and len(rp.shape) > 1):
                     continue
                 share = (len(points[r]) - i) / len(points[r])  # of the receiver, after rp
                 cells += per_cell * step[r] * share
