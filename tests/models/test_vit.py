@@ -108,10 +108,10 @@ def test_a_user_trains_a_vit_and_stitches_it_into_a_resnet(tmp_path, run_cli,
              "--lr", "0.003", "--weight-decay", "0.05", "--epochs", "8", "--quiet",
              "--out", str(vit)])
     out = json.loads(run_cli([
-        "stitch", str(digits_checkpoints["resnet"]), str(vit), "--from", "layer1.0",
-        "--to", "blocks.1", "--fast", "--set", "class_token=learned", "--set", "max_steps=300",
+        "stitch", str(digits_checkpoints["resnet"]), str(vit), "--from", "layer2.0",
+        "--to", "blocks.0", "--fast", "--set", "class_token=mean", "--set", "max_steps=300",
         "--quiet", "--json"]).stdout)
-    assert out["receiver_point"] == "blocks.1" and out["stitched_accuracy"] > 0.3
+    assert out["receiver_point"] == "blocks.0" and out["stitched_accuracy"] > 0.3
     failed = run_cli(["stitch", str(vit), str(vit), "--from", "blocks.0", "--to", "blocks.0",
                       "--set", "class_token=first", "--quiet"], ok=False)
     assert "class_token" in failed.stderr and "Traceback" not in failed.stderr
