@@ -79,7 +79,8 @@ class TrainResult:
         return asdict(self)
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """The optimiser's two groups: decayed weights, and the rest (undecayed)."""
     decay, no_decay = [], []
     # Parameters a model names as not decayed (timm's convention: a ViT's position embedding
     # and class token), then BN weights and biases (1-D).
@@ -122,7 +123,7 @@ def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
                          augment=recipe.augment, seed=recipe.seed)
     steps_per_epoch = len(loader)
     total = recipe.epochs * steps_per_epoch
-    groups = _param_groups(model, recipe.weight_decay)
+    groups = param_groups(model, recipe.weight_decay)
     if recipe.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=recipe.peak_lr, momentum=0.9, nesterov=True)
     else:

@@ -85,28 +85,24 @@ def test_trained_on_digits(digits_vit, digits):
 
 
 def test_position_embedding_and_class_token_are_not_decayed():
-    from plato.train import _param_groups
+    from plato.train import param_groups
 
     model = plato.create_model("vit-tiny", depth=1)
-    decayed = {id(p) for p in _param_groups(model, 0.05)[0]["params"]}
+    decayed = {id(p) for p in param_groups(model, 0.05)[0]["params"]}
     assert id(model.pos_embed) not in decayed and id(model.cls_token) not in decayed
     assert id(model.blocks[0].attn.qkv.weight) in decayed
 
 
-def test_a_user_trains_a_vit_and_stitches_it_into_a_resnet(tmp_path, run_cli,
-                                                          digits_checkpoints):
-    """The command line end to end: `plato models` states the token layout, `plato train`
-    takes the ViT's options and AdamW, `plato stitch` joins its tokens to a conv map with a
-    class-token setting."""
+def test_a_user_stitches_a_vit_checkpoint_into_a_resnet(tmp_path, run_cli, digits_vit,
+                                                        digits_checkpoints):
+    """The command line end to end: `plato stitch` joins a ViT's tokens to a conv map with a
+    class-token setting, a bad setting is one line. (`plato train --option` with a model's own
+    options: tests/models/test_vgg.py; `plato models --json` lists CutPoint.to_dict.)"""
     import json
 
-    listed = json.loads(run_cli(["models", "vit-tiny", "--json"]).stdout)["models"][0]
-    assert listed["cut_points"][1]["tokens"] == {"prefix": 1, "grid": [8, 8]}
-    vit = tmp_path / "vit.ckpt"
-    options = [f"--option={o}" for o in ("patch_size=2", "depth=2", "dim=32", "heads=2")]
-    run_cli(["train", "vit-tiny", "--dataset", "digits", *options, "--optimizer", "adam",
-             "--lr", "0.003", "--weight-decay", "0.05", "--epochs", "8", "--quiet",
-             "--out", str(vit)])
+    from plato.checkpoint import save_checkpoint
+
+    vit = save_checkpoint(tmp_path / "vit.ckpt", digits_vit, dataset="digits").path
     out = json.loads(run_cli([
         "stitch", str(digits_checkpoints["resnet"]), str(vit), "--from", "layer2.0",
         "--to", "blocks.0", "--fast", "--set", "class_token=mean", "--set", "max_steps=300",

@@ -82,7 +82,7 @@ def test_every_type_and_objective_in_every_direction(direction, digits, digits_r
 
 
 def test_cnn_to_vit_and_vit_to_cnn_train_well_above_chance(digits, digits_resnet, digits_vit):
-    config = StitchConfig.converging(max_steps=600, **CPU)
+    config = StitchConfig.converging(max_steps=300, **CPU)
     into_vit, _ = stitch_networks(digits_resnet, digits_vit, "layer1.0", "blocks.0", digits,
                                   config=config)
     from_vit, _ = stitch_networks(digits_vit, digits_resnet, "blocks.0", "layer2.0", digits,
