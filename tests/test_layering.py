@@ -1,7 +1,7 @@
-"""The packages depend one way: data -> models -> (train, similarity) -> stitch -> interpret
--> sweep -> report -> cli. Every import of the package, at module level or inside a
-function, is read from the source; an import against the order, a cycle between packages,
-or another package's private name fails here."""
+"""The packages depend one way: data -> models -> (train, similarity) -> stitch ->
+(interpret, compress) -> sweep -> report -> cli. Every import of the package, at module level
+or inside a function, is read from the source; an import against the order, a cycle between
+packages, or another package's private name fails here."""
 
 import ast
 from pathlib import Path
@@ -20,7 +20,7 @@ LAYERS = [
     {"checkpoint"},
     {"train", "similarity"},
     {"stitch"},
-    {"interpret"},
+    {"interpret", "compress"},
     {"sweep"},
     {"report"},
     {"cli"},
