@@ -105,3 +105,20 @@ def test_channel_pruning_refuses_what_it_cannot_follow():
     vit = plato.create_model("vit-tiny", depth=1, dim=48, heads=3)
     with pytest.raises(PlatoError, match="'channels' cannot prune VisionTransformer"):
         prune_network(vit, PruneConfig("channels", 0.5))
+
+
+def test_fine_tuning_keeps_the_pruned_weights_at_zero(digits, digits_resnet):
+    """Fine-tuned with the usual recipe, a heavily pruned network recovers accuracy while its
+    pruned weights stay zero (the masks hold during training, then are made permanent)."""
+    from plato.train import Recipe
+
+    config = PruneConfig("magnitude-global", 0.9)
+    bare = prune_network(digits_resnet, config)
+    tuned = prune_network(digits_resnet, config, Recipe(epochs=2, batch_size=64, device="cpu"),
+                          digits)
+    assert tuned.sparsity >= 0.9 - 1e-3 and tuned.zero_weights >= bare.zero_weights
+    assert tuned.finetuned_accuracy == pytest.approx(evaluate(tuned.model, digits)["accuracy"])
+    assert tuned.finetuned_accuracy > evaluate(bare.model, digits)["accuracy"]
+    assert not any(n.endswith("_orig") for n, _ in tuned.model.named_parameters())
+    with pytest.raises(PlatoError, match="needs the dataset"):
+        prune_network(digits_resnet, config, Recipe(epochs=1))

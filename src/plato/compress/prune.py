@@ -29,8 +29,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from plato.data.datasets import Dataset
 from plato.errors import PlatoError, SettingError
 from plato.settings import check_choice
+from plato.train import Recipe, train
 
 PRUNE_METHODS = ("magnitude", "magnitude-global", "channels")
 PRUNABLE = (nn.Conv2d, nn.Linear)  # the layers whose weights unstructured pruning zeroes
@@ -58,12 +60,14 @@ class Pruned:
     prunable_weights: int
     parameters: int  # all parameters of the network, zeros included
     original_parameters: int  # the original's (channels: more than `parameters`)
+    finetuned_accuracy: float | None = None  # test accuracy after fine-tuning, if any
 
     def to_dict(self) -> dict:
         return {"method": self.config.method, "amount": self.config.amount,
                 "sparsity": self.sparsity, "zero_weights": self.zero_weights,
                 "prunable_weights": self.prunable_weights, "parameters": self.parameters,
-                "original_parameters": self.original_parameters}
+                "original_parameters": self.original_parameters,
+                "finetuned_accuracy": self.finetuned_accuracy}
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -77,18 +81,25 @@ def sparsity(model: nn.Module) -> tuple[int, int]:
     return zeros, sum(m.weight.numel() for _, m in layers)
 
 
-def prune_network(model: nn.Module, config: PruneConfig) -> Pruned:
-    """A pruned copy of `model` (its plato attributes kept: name, config, cut blocks)."""
+def prune_network(model: nn.Module, config: PruneConfig, finetune: Recipe | None = None,
+                  dataset: Dataset | None = None, progress: bool = False) -> Pruned:
+    """A pruned copy of `model` (its plato attributes kept: name, config, cut blocks), then
+    fine-tuned on `dataset` with the `finetune` recipe where one is given: unstructured
+    pruning keeps its masks while it trains, so pruned weights stay zero."""
+    if finetune is not None and dataset is None:
+        raise PlatoError("fine-tuning a pruned network needs the dataset to train on")
     layers = prunable_layers(model)
     if not layers:
         raise PlatoError(f"prune method '{config.method}': {type(model).__name__} has no conv "
                          "or linear layer to prune")
-    pruned = copy.deepcopy(model)
+    # (a network that was stitched may hold channels-last conv weights, which
+    # torch.nn.utils.prune's global pruning cannot flatten)
+    pruned = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     targets = [(m, "weight") for _, m in prunable_layers(pruned)]
-    if config.method == "channels":
-        if config.amount > 0:
-            _remove_channels(pruned, config.amount)
-    elif config.amount > 0:
+    masked = config.method != "channels" and config.amount > 0
+    if config.method == "channels" and config.amount > 0:
+        _remove_channels(pruned, config.amount)
+    elif masked:
         with torch.no_grad():
             if config.method == "magnitude-global":
                 prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
@@ -96,12 +107,18 @@ def prune_network(model: nn.Module, config: PruneConfig) -> Pruned:
             else:
                 for module, name in targets:
                     prune.l1_unstructured(module, name, amount=config.amount)
-            for module, name in targets:
-                prune.remove(module, name)  # the zeros into the weight; no mask, no hook
+    accuracy = None
+    if finetune is not None:
+        for p in pruned.parameters():  # (a network stitched before has frozen parameters)
+            p.requires_grad_(True)
+        accuracy = train(pruned, dataset, finetune, progress=progress).test_accuracy
+    if masked:
+        for module, name in targets:
+            prune.remove(module, name)  # the zeros into the weight; no mask, no hook
     zeros, total = sparsity(pruned)
-    return Pruned(pruned, config, zeros / total, zeros, total,
+    return Pruned(pruned.eval(), config, zeros / total, zeros, total,
                   sum(p.numel() for p in pruned.parameters()),
-                  sum(p.numel() for p in model.parameters()))
+                  sum(p.numel() for p in model.parameters()), accuracy)
 
 
 def _logits_layer(model: nn.Module) -> nn.Module:
