@@ -155,7 +155,7 @@ def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
                                     "activations at the sender or receiver point)")
             continue
         c.model.stitch.set_affine(w, b, mu, cov)
-        if c.r_name in prefix_sums and c.model.stitch.prefix_mode == "learned":
+        if c.model.stitch.prefix_mode == "learned":
             _, count, total = prefix_sums[c.r_name]
             c.model.stitch.prefix_tokens.copy_(total[None] / count)
         c.history.append({"phase": "lstsq", "loss": mse})
