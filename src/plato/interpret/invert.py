@@ -32,15 +32,19 @@ from plato.data.datasets import Dataset, Split, hold_out
 from plato.data.loader import make_loader
 from plato.errors import PlatoError
 from plato.interpret.config import InvertConfig
-from plato.models.tokens import infer_layout
+from plato.models.tokens import TokenLayout, infer_layout
 
 # ---------------------------------------------------------------------------- the decoder
 
 class PatchGrid(nn.Module):
     """Tokens (B, T, D) -> their patch tokens as a map (B, D, gh, gw) (plato.models.tokens)."""
 
+    def __init__(self, layout: TokenLayout) -> None:
+        super().__init__()
+        self.layout = layout
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return infer_layout(x.shape[1]).split(x)[0]
+        return self.layout.split(x)[0]
 
 
 class Decoder(nn.Module):
@@ -58,16 +62,16 @@ class Decoder(nn.Module):
         super().__init__()
         c_img, h_img, w_img = image_shape
         self.image_size = (h_img, w_img)
+        tokens = infer_layout(activation_shape[0]) if len(activation_shape) == 2 else None
         if len(activation_shape) == 1:
             start = min(4, h_img)
             self.stem = nn.Sequential(nn.Linear(activation_shape[0], width * start * start),
                                       nn.LeakyReLU(0.2),
                                       nn.Unflatten(1, (width, start, start)))
             size = start
-        elif len(activation_shape) == 3 or infer_layout(activation_shape[0]) is not None:
-            grid = activation_shape if len(activation_shape) == 3 else \
-                infer_layout(activation_shape[0]).grid_shape(activation_shape[1])
-            self.stem = nn.Sequential(*([PatchGrid()] if len(activation_shape) == 2 else []),
+        elif len(activation_shape) == 3 or tokens is not None:
+            grid = tokens.grid_shape(activation_shape[1]) if tokens else activation_shape
+            self.stem = nn.Sequential(*([PatchGrid(tokens)] if tokens else []),
                                       nn.Conv2d(grid[0], width, 3, padding=1),
                                       nn.LeakyReLU(0.2))
             size = grid[1]
