@@ -3,6 +3,9 @@
 The metadata records everything needed to rebuild the model (name and config), where it came
 from (dataset, recipe, seed, accuracy, versions) and a SHA-256 of the weights, checked on load:
 a truncated file, altered weights, or metadata that does not fit the weights are refused.
+A network with channels removed (structured pruning) is saved with `narrowed: true`: its
+weights' shapes, not its config, give its layers' widths, and loading cuts the model its
+config builds to them (plato.models.narrow).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
             raise CheckpointError(f"refusing to save: '{k}' holds NaN or infinite values")
     full = {
         "format": FORMAT,
+        **({"narrowed": True} if _narrowed(model, tensors) else {}),
         "model": model.plato_name,
         "config": model.plato_config,
         **meta,
@@ -103,6 +107,20 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
                               f"{fault_message(e)}") from None
     model.plato_recipe = full.get("recipe")  # as load_checkpoint gives it
     return Checkpoint(model, full, path)
+
+
+def _narrowed(model: nn.Module, tensors: dict[str, torch.Tensor]) -> bool:
+    """Whether the weights have other shapes than the model's config builds (built on the
+    meta device: no memory, no initialisation)."""
+    from plato.models import create_model
+    from plato.models.narrow import narrowed_tensors
+
+    try:
+        with torch.device("meta"):
+            built = create_model(model.plato_name, **model.plato_config)
+    except (PlatoError, RuntimeError, NotImplementedError):
+        return False  # (a model from outside the zoo that cannot be built there)
+    return bool(narrowed_tensors(built, {k: tuple(v.shape) for k, v in tensors.items()}))
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -137,6 +155,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     from safetensors.torch import load_file
 
     from plato.models import create_model
+    from plato.models.narrow import narrow_to
 
     path = Path(path)
     meta = read_metadata(path)
@@ -153,6 +172,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         )
     try:
         model = create_model(meta["model"], **meta["config"])
+        if meta.get("narrowed"):
+            narrow_to(model, {k: tuple(v.shape) for k, v in tensors.items()})
         model.load_state_dict(tensors, strict=True)
     except (PlatoError, RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0]

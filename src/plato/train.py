@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -110,20 +111,37 @@ def _lr_factor(recipe: Recipe, total_steps: int, steps_per_epoch: int):
     return {"cosine": cosine, "onecycle": onecycle, "constant": lambda step: 1.0}[recipe.schedule]
 
 
+# (model, images, labels) -> (logits, loss): what a training step minimises.
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
-          progress: bool = True) -> TrainResult:
-    """Train `model` in place on `dataset`; evaluate on its test split after every epoch."""
+          progress: bool = True, objective: Objective | None = None,
+          extra: nn.Module | None = None) -> TrainResult:
+    """Train `model` in place on `dataset`; evaluate on its test split after every epoch.
+
+    `objective` replaces the cross-entropy on the labels (distillation); `extra` holds
+    modules trained beside the model (its optimiser groups, its device, train mode)."""
     from tqdm import tqdm
 
     recipe = recipe or Recipe()
     device = resolve_device(recipe.device)
     torch.manual_seed(recipe.seed)
     model.to(device)
+    if objective is None:
+        def objective(model, x, y):
+            logits = model(x)
+            return logits, F.cross_entropy(logits.float(), y,
+                                           label_smoothing=recipe.label_smoothing)
     loader = make_loader(dataset, "train", recipe.batch_size, device=device, train=True,
                          augment=recipe.augment, seed=recipe.seed)
     steps_per_epoch = len(loader)
     total = recipe.epochs * steps_per_epoch
     groups = param_groups(model, recipe.weight_decay)
+    if extra is not None:
+        extra.to(device).train()
+        for group, more in zip(groups, param_groups(extra, recipe.weight_decay), strict=True):
+            group["params"] += more["params"]
     if recipe.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=recipe.peak_lr, momentum=0.9, nesterov=True)
     else:
@@ -142,8 +160,7 @@ def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
         epoch_start = time.perf_counter()
         for x, y in loader:
             with autocast(device, recipe.precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+                logits, loss = objective(model, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

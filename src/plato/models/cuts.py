@@ -249,6 +249,21 @@ class CutGraph:
         graph.output({name: env[c] for name, c in cuts.items()})
         return fx.GraphModule(self.traced, graph, "Extractor")
 
+    def tapped(self, points: list[str | int | CutPoint],
+               granularity: str = "block") -> fx.GraphModule:
+        """The whole model, returning (its output, {point name: activation}) from one
+        forward pass: to train on activations and output together (it shares the model's
+        parameters)."""
+        chosen = {p.name: self._node(p) for p in (self.point(p, granularity) for p in points)}
+        graph, env = fx.Graph(), {}
+        for node in self.nodes:
+            if node.op == "output":
+                output = fx.map_arg(node.args[0], env.__getitem__)
+                graph.output((output, {name: env[c] for name, c in chosen.items()}))
+            else:
+                env[node] = graph.node_copy(node, env.__getitem__)
+        return fx.GraphModule(self.traced, graph, "Tapped")
+
 
 def cut_points(model: nn.Module, input_shape: tuple[int, ...] | None = None,
                granularity: str = "block") -> list[CutPoint]:

@@ -223,6 +223,11 @@ class HookCutGraph(CutGraph):
                                   HookSuffix(self.model, name, self.input_shape))
         return self._splits[name]
 
+    def tapped(self, points: list[str | int | CutPoint],
+               granularity: str = "block") -> nn.Module:
+        raise ModelError(f"{type(self.model).__name__} cannot be traced by torch.fx "
+                         f"({self.fx_error}): its activations cannot be trained on")
+
     def extract(self, points: list[str | int | CutPoint],
                 granularity: str = "block") -> nn.Module:
         chosen = [self.point(p, granularity) for p in points]

@@ -30,7 +30,13 @@ from plato.device import autocast
 from plato.errors import PlatoError
 from plato.models import CutGraph
 from plato.stitch.config import StitchConfig
-from plato.sweep.networks import architectures, cached_checkpoint, recipe_settings, training_data
+from plato.sweep.networks import (
+    architectures,
+    cached_checkpoint,
+    recipe_settings,
+    student_fields,
+    training_data,
+)
 from plato.sweep.spec import SpecError, SweepSpec
 from plato.train import Recipe
 
@@ -114,12 +120,21 @@ def estimate_sweep(spec: SweepSpec, dataset: Dataset, whole: Dataset, run_dir: P
     archs = archs or architectures(spec, dataset)
     networks = 0.0
     for name, entry in spec.networks.items():
-        if entry.checkpoint is None:
+        if entry.train is not None:
             data = training_data(entry, dataset, whole)
             if not cached_checkpoint(entry, data, run_dir).exists():
                 recipe = Recipe(**recipe_settings(entry.train))
                 step = step_seconds(archs[name], batch, dataset, device)
                 networks += step * recipe.epochs * len(data.train) / batch
+        elif entry.source is not None and not any(
+                (run_dir / "networks").glob(f"{name}-*.ckpt")):  # (its key needs its source)
+            fields = entry.prune["finetune"] if entry.prune else student_fields(entry.distill)
+            if fields is not None:  # fine-tuning or distilling: epochs of training
+                step = step_seconds(archs[name], batch, dataset, device)
+                if entry.distill is not None:  # and the teacher's forward pass, ~1/3 a step
+                    step += step_seconds(archs[entry.source], batch, dataset, device) / 3
+                epochs = Recipe(**recipe_settings(fields) if entry.distill else fields).epochs
+                networks += step * epochs * len(dataset.train) / batch
     step = {name: step_seconds(model, batch, dataset, device, config.precision)
             for name, model in archs.items()}
     graphs = {name: CutGraph(model) for name, model in archs.items()}

@@ -1,6 +1,6 @@
-"""The networks of a sweep: the trained ones (a checkpoint, or a model the sweep trains once
-and caches in the run folder) and their random controls (the same architecture freshly
-initialised from a recorded seed)."""
+"""The networks of a sweep: the trained ones (a checkpoint, or a model the sweep trains,
+prunes or distils once and caches in the run folder) and their random controls (the same
+architecture freshly initialised from a recorded seed)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata
+from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_checkpoint
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
 from plato.models import CutGraph, create_model, model_options
+from plato.models.narrow import narrow_to, tensor_shapes
 from plato.sweep.keys import content_key
 from plato.sweep.spec import NetworkSpec, SpecError, SweepSpec
 from plato.train import Recipe, evaluate, train_and_save
@@ -30,6 +31,7 @@ class Network:
     accuracy: float
     checkpoint: str | None = None
     init_seed: int | None = None
+    compression: dict | None = None  # pruned or distilled: how, from what, at which level
     _graph: CutGraph | None = None
 
     @property
@@ -49,6 +51,7 @@ class Network:
     @classmethod
     def from_payload(cls, payload: dict) -> Network:
         model = create_model(payload["model"], **payload["config"])
+        narrow_to(model, {k: tuple(v.shape) for k, v in payload["state"].items()})
         model.load_state_dict(payload["state"])
         model.plato_recipe = payload["recipe"]
         return cls(payload["name"], payload["role"], model.eval(), payload["identity"],
@@ -62,22 +65,127 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
     the dataset before the spec's subsets, for networks trained with `train_subset`."""
     roles = {role for c in spec.controls for role in c.split("->")}
     nets: dict[tuple[str, str], Network] = {}
+    made = _Made(spec, dataset, whole, run_dir, device, progress)
     for name, entry in spec.networks.items():
-        path = entry.checkpoint or _trained(entry, training_data(entry, dataset, whole),
-                                            run_dir, device, progress)
         try:
-            ckpt = load_checkpoint(path, device=device)
+            ckpt = load_checkpoint(made.path(name), device=device)
             ckpt.check_dataset(dataset)
         except PlatoError as e:
             raise SpecError(f"spec field 'networks.{name}': {e}") from None
+        compression = _compression(entry, ckpt)
         if "trained" in roles:
             acc = evaluate(ckpt.model, dataset, device=device)["accuracy"]
-            nets[(name, "trained")] = Network(name, "trained", ckpt.model, ckpt.content_hash,
-                                              acc, str(path))
+            # A compressed network's identity holds how it was made: at amount 0 it has its
+            # source's weights, but its cells are its own.
+            identity = ckpt.content_hash if compression is None else content_key(
+                [ckpt.content_hash, ckpt.meta.get("made_from")])
+            nets[(name, "trained")] = Network(name, "trained", ckpt.model, identity, acc,
+                                              str(made.path(name)), compression=compression)
         if "random" in roles:
             nets[(name, "random")] = random_control(name, ckpt, spec.random_seed, dataset,
                                                     device)
     return nets
+
+
+def _compression(entry: NetworkSpec, ckpt: Checkpoint) -> dict | None:
+    """The spec's description of a compressed network with what its checkpoint measured
+    (sparsity, parameters, the student's and teacher's accuracy)."""
+    described = entry.compression()
+    if described is None:
+        return None
+    measured = ckpt.meta.get("pruned") or ckpt.meta.get("distilled") or {}
+    return {**described, **{k: v for k, v in measured.items() if k not in described}}
+
+
+class _Made:
+    """Each network's checkpoint, made on first use (a compressed network needs its source
+    first): a given file, or one the sweep trains, prunes or distils once into the run
+    folder's `networks/` and finds there on every later run."""
+
+    def __init__(self, spec: SweepSpec, dataset: Dataset, whole: Dataset | None,
+                 run_dir: Path, device: torch.device, progress: bool) -> None:
+        self.spec, self.dataset, self.whole = spec, dataset, whole
+        self.run_dir, self.device, self.progress = run_dir, device, progress
+        self.paths: dict[str, Path] = {}
+
+    def path(self, name: str) -> Path:
+        if name not in self.paths:
+            entry = self.spec.networks[name]
+            if entry.checkpoint is not None:
+                self.paths[name] = entry.checkpoint
+            elif entry.train is not None:
+                self.paths[name] = _trained(entry, training_data(entry, self.dataset, self.whole),
+                                            self.run_dir, self.device, self.progress)
+            else:
+                self.paths[name] = self._compressed(entry)
+        return self.paths[name]
+
+    def _compressed(self, entry: NetworkSpec) -> Path:
+        from plato.compress import DistillConfig, PruneConfig, distill, prune_network
+
+        where = f"networks.{entry.family or entry.name}." + ("prune" if entry.prune else
+                                                            "distill")
+        try:
+            source = load_checkpoint(self.path(entry.source), device=self.device)
+        except PlatoError as e:
+            raise SpecError(f"spec field '{where}': its source '{entry.source}': {e}") from None
+        settings = entry.prune if entry.prune is not None else entry.distill
+        key = content_key([settings, source.content_hash, self.dataset.fingerprint()])
+        path = self.run_dir / "networks" / f"{entry.name}-{key[:12]}.ckpt"
+        if path.exists():
+            try:
+                if read_metadata(path).get("made_from") == key:
+                    return path
+            except PlatoError:
+                pass
+            print(f"the cached checkpoint {path} is not the network its name says: making it "
+                  "again", file=sys.stderr, flush=True)
+        recipe_of = {**(source.meta.get("recipe") or {})}
+        try:
+            if entry.prune is not None:
+                finetune = entry.prune["finetune"]
+                recipe = None if finetune is None else Recipe(**finetune, device=str(self.device))
+                verb = "pruning" + (" and fine-tuning" if recipe else "")
+                print(f"{verb} network '{entry.name}' from '{entry.source}' "
+                      f"({entry.prune['method']}, amount {entry.prune['amount']:g})",
+                      file=sys.stderr, flush=True)
+                pruned = prune_network(
+                    source.model, PruneConfig(entry.prune["method"], entry.prune["amount"]),
+                    finetune=recipe, dataset=self.dataset, progress=self.progress)
+                model, record = pruned.model, {**pruned.to_dict(), "source": entry.source,
+                                               "source_identity": source.content_hash,
+                                               "source_accuracy": source.test_accuracy}
+                meta = {"pruned": record, "recipe": recipe.to_dict() if recipe else recipe_of}
+            else:
+                d = entry.distill
+                train_fields = student_fields(d)
+                options = _model_options(train_fields)
+                recipe = Recipe(**recipe_settings(train_fields), device=str(self.device))
+                config = DistillConfig(**{k: d[k] for k in DistillConfig.__dataclass_fields__})
+                print(f"distilling network '{entry.name}' ({d['model']}) from "
+                      f"'{entry.source}' (temperature {config.temperature:g}, alpha "
+                      f"{config.alpha:g})", file=sys.stderr, flush=True)
+                torch.manual_seed(recipe.seed)  # as plato train builds its network
+                student = create_model(d["model"], num_classes=self.dataset.num_classes,
+                                       input_shape=self.dataset.input_shape, **options)
+                done = distill(student, source.model, self.dataset, config, recipe,
+                               progress=self.progress)
+                model, record = done.model, {**done.to_dict(), "teacher": entry.source,
+                                             "teacher_identity": source.content_hash,
+                                             "student_parameters": _parameters(done.model),
+                                             "teacher_parameters": _parameters(source.model)}
+                meta = {"distilled": record, "recipe": recipe.to_dict(),
+                        "train_seconds": done.result.seconds}
+        except PlatoError as e:
+            raise SpecError(f"spec field '{where}': {e}") from None
+        accuracy = evaluate(model, self.dataset, device=self.device)["accuracy"]
+        save_checkpoint(path, model, dataset=self.dataset.name, test_accuracy=accuracy,
+                        made_from=key, seed=meta["recipe"].get("seed"), **meta)
+        return path
+
+
+def _parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def random_control(name: str, ckpt: Checkpoint, random_seed: int, dataset: Dataset,
@@ -87,29 +195,51 @@ def random_control(name: str, ckpt: Checkpoint, random_seed: int, dataset: Datas
     init_seed = zlib.crc32(f"{random_seed}:{name}".encode())
     torch.manual_seed(init_seed)
     cfg = ckpt.meta["config"]
-    model = create_model(ckpt.name, **cfg).to(device).eval()
+    model = create_model(ckpt.name, **cfg)
+    if ckpt.meta.get("narrowed"):  # channels removed: the fresh init cut to its widths
+        narrow_to(model, tensor_shapes(ckpt.model))
+    model = model.to(device).eval()
     identity = content_key(["random", ckpt.name, cfg, init_seed])
+    if ckpt.meta.get("narrowed"):  # another architecture than its config's
+        identity = content_key([identity, sorted(tensor_shapes(model).items())])
     acc = evaluate(model, dataset, device=device)["accuracy"]
     return Network(name, "random", model, identity, acc, init_seed=init_seed)
 
 
 def architectures(spec: SweepSpec, dataset: Dataset) -> dict[str, nn.Module]:
     """Each network of the spec built untrained, without training or loading weights: what a
-    sweep can plan from (its cut points) before any work."""
+    sweep can plan from (its cut points) before any work. A pruned network is planned as its
+    source (the same cut points; channel pruning narrows them only)."""
+
+    def build(name: str) -> nn.Module:
+        entry = spec.networks[name]
+        if entry.prune is not None:
+            return build(entry.source)
+        if entry.checkpoint is not None:
+            meta = read_metadata(entry.checkpoint)
+            return create_model(meta["model"], **meta["config"])
+        train = entry.train if entry.train is not None else student_fields(entry.distill)
+        return create_model(train["model"], num_classes=dataset.num_classes,
+                            input_shape=dataset.input_shape, **_model_options(train))
+
     out = {}
     for name, entry in spec.networks.items():
         try:
-            if entry.checkpoint is not None:
-                meta = read_metadata(entry.checkpoint)
-                out[name] = create_model(meta["model"], **meta["config"])
-            else:
-                options = _model_options(entry.train)
-                out[name] = create_model(entry.train["model"], num_classes=dataset.num_classes,
-                                         input_shape=dataset.input_shape, **options)
+            out[name] = build(name)
         except PlatoError as e:
-            where = "checkpoint" if entry.checkpoint is not None else "train"
-            raise SpecError(f"spec field 'networks.{name}.{where}': {e}") from None
+            where = next(k for k in ("checkpoint", "train", "prune", "distill")
+                         if getattr(entry, k) is not None)
+            raise SpecError(f"spec field 'networks.{entry.family or name}.{where}': "
+                            f"{e}") from None
     return out
+
+
+def student_fields(distill: dict) -> dict:
+    """The train fields of a distill entry (the student's model, options and recipe)."""
+    from plato.compress import DistillConfig
+
+    return {k: v for k, v in distill.items()
+            if k not in DistillConfig.__dataclass_fields__ and k != "teacher"}
 
 
 def _model_options(train: dict) -> dict:

@@ -35,8 +35,11 @@ def spec_identity(spec: SweepSpec, dataset: Dataset) -> dict:
             except PlatoError as e:
                 raise SpecError(f"spec field 'networks.{name}': {e}") from None
             networks[name] = {"weights": weights}
-        else:
+        elif entry.train is not None:
             networks[name] = {"train": entry.train}
+        else:  # (its source is in the same mapping, under its name)
+            networks[name] = ({"prune": entry.prune} if entry.prune is not None
+                              else {"distill": entry.distill})
     identity = {
         "dataset": dataset.fingerprint(),  # its examples and their order, wherever it lies
         "networks": networks, "random_seed": spec.random_seed, "stitch": spec.stitch,

@@ -126,7 +126,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                                identity)
             for net in nets.values():
                 store.record_network(spec.name, net.name, net.role, net.model.plato_name,
-                                     net.identity, net.checkpoint, net.init_seed, net.accuracy)
+                                     net.identity, net.checkpoint, net.init_seed, net.accuracy,
+                                     net.compression)
             grids = run_similarities(spec, nets, dataset, store, dev, progress)
             run = _CellRun(store, run_dir, executor_, dev, threads, group_size, retry_failed,
                            progress)
@@ -145,7 +146,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                 for net in nets.values():
                     store.record_network(variant.name, net.name, net.role,
                                          net.model.plato_name, net.identity, net.checkpoint,
-                                         net.init_seed, net.accuracy)
+                                         net.init_seed, net.accuracy, net.compression)
                 run.cells(variant, nets, dataset)
             if spec.interpret.invert is not None:
                 inverted = inversion_networks(spec, nets, dataset, dev)

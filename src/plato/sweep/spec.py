@@ -8,6 +8,19 @@
       cnn: {train: {model: cnn-3, width: 16, epochs: 15, batch_size: 64, seed: 1}}
                                      # train_subset: all | N in a train entry trains on the
                                      # whole training split (or N of it), not the dataset's
+      pruned: {prune: {from: resnet, method: channels, amount: [0.25, 0.5, 0.75],
+                       finetune: {epochs: 2, lr: 0.01}}}
+                                     # magnitude | magnitude-global | channels; finetune:
+                                     # any train recipe field, or absent (no fine-tuning)
+      student: {distill: {teacher: resnet, model: cnn-3, width: 8, temperature: 4,
+                          alpha: 0.9, epochs: 15, features: [[block2, layer3.0]]}}
+                                     # any train field (model options, recipe), hints
+                                     # `features` [student point, teacher point] with `beta`
+                                     # and `adapter` (a stitch type)
+                                     # A list of amounts (or temperatures) is a compression
+                                     # axis: one network per level, named NAME-LEVEL
+                                     # (pruned-0.25, ...); NAME in pairs and points means
+                                     # all of them, and the report plots against the level
     pairs: all                       # all (every ordered pair, self-pairs included), self,
                                      # distinct (ordered, no self-pairs), or [[a, b], ...]
     points: all                      # all, {granularity: layer}, or a list of names/indices,
@@ -48,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plato.compress import DistillConfig, PruneConfig
 from plato.errors import PlatoError, SettingError, SpecError
 from plato.interpret.config import InvertConfig, SaliencyConfig
 from plato.models import model_options
@@ -74,6 +88,28 @@ class NetworkSpec:
     name: str
     checkpoint: Path | None = None
     train: dict[str, Any] | None = None
+    prune: dict[str, Any] | None = None  # from, method, amount (one level), finetune
+    distill: dict[str, Any] | None = None  # teacher, train fields, DistillConfig fields
+    family: str | None = None  # the spec entry whose compression axis made this network
+    axis: str | None = None  # amount | temperature
+    level: float | None = None
+
+    @property
+    def source(self) -> str | None:
+        """The network this one is made from (pruned from, or distilled from)."""
+        if self.prune is not None:
+            return self.prune["from"]
+        return self.distill["teacher"] if self.distill is not None else None
+
+    def compression(self) -> dict | None:
+        """What the spec says this network is, for the store and the report."""
+        if self.prune is None and self.distill is None:
+            return None
+        kind = "prune" if self.prune is not None else "distill"
+        settings = self.prune if self.prune is not None else self.distill
+        return {"kind": kind, "source": self.source, "family": self.family or self.name,
+                "axis": self.axis, "level": self.level,
+                **{k: v for k, v in settings.items() if k not in ("from", "teacher")}}
 
 
 @dataclass
@@ -151,8 +187,9 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
     name = _safe_name(str(raw.get("name", default_name)), "name")
     dataset = _dataset(raw.get("dataset", "digits"), base_dir)
     networks = _networks(raw.get("networks"), base_dir)
-    pairs = _pairs(raw.get("pairs", "all"), list(networks))
-    points, granularity = _points(raw.get("points", "all"), list(networks))
+    families = _families(networks)
+    pairs = _pairs(raw.get("pairs", "all"), list(networks), families)
+    points, granularity = _points(raw.get("points", "all"), list(networks), families)
 
     controls = raw.get("controls", ["trained->trained"])
     controls = [controls] if isinstance(controls, str) else controls
@@ -292,41 +329,179 @@ def _safe_name(name: str, field_name: str) -> str:
 def _networks(value, base_dir: Path) -> dict[str, NetworkSpec]:
     if not value:
         raise _fail("networks", "missing: name at least one network (checkpoint or train)")
-    _expect(value, dict, "networks", "a mapping of name -> {checkpoint: PATH} or {train: {...}}")
-    out = {}
+    _expect(value, dict, "networks", "a mapping of name -> {checkpoint: PATH}, {train: {...}}, "
+            "{prune: {...}} or {distill: {...}}")
+    out: dict[str, NetworkSpec] = {}
     for name, entry in value.items():
-        where = f"networks.{name}"
-        _safe_name(str(name), where)
-        _expect(entry, dict, where, "{checkpoint: PATH} or {train: {model: ..., ...}}")
-        if set(entry) == {"checkpoint"}:
+        name, where = str(name), f"networks.{name}"
+        _safe_name(name, where)
+        _expect(entry, dict, where, "{checkpoint: PATH}, {train: {model: ..., ...}}, "
+                "{prune: {from: ..., ...}} or {distill: {teacher: ..., ...}}")
+        if len(entry) != 1 or next(iter(entry)) not in ("checkpoint", "train", "prune",
+                                                        "distill"):
+            raise _fail(where, "give exactly one of checkpoint, train, prune or distill")
+        kind = next(iter(entry))
+        if kind == "checkpoint":
             path = Path(str(entry["checkpoint"])).expanduser()
-            out[str(name)] = NetworkSpec(str(name), checkpoint=path if path.is_absolute()
-                                         else base_dir / path)
-        elif set(entry) == {"train"}:
-            train = _expect(entry["train"], dict, f"{where}.train", "a mapping")
-            if "model" not in train:
-                raise _fail(f"{where}.train.model", "missing: which model to train")
-            try:
-                options = model_options(str(train["model"]))
-            except PlatoError as e:
-                raise _fail(f"{where}.train.model", str(e)) from None
-            for key in train:
-                if key not in TRAIN_FIELDS and key not in options:
-                    raise _fail(f"{where}.train.{key}",
-                                f"unknown; allowed: {', '.join(TRAIN_FIELDS)}, and the "
-                                f"model's options {', '.join(options) or '(none)'}")
-            subset = train.get("train_subset")
-            if subset is not None and subset != "all" and not (
-                    isinstance(subset, int) and not isinstance(subset, bool) and subset > 0):
-                raise _fail(f"{where}.train.train_subset",
-                            f"'{subset}' is not 'all' or a positive number of images")
-            out[str(name)] = NetworkSpec(str(name), train=dict(train))
+            made = [NetworkSpec(name, checkpoint=path if path.is_absolute() else base_dir / path)]
+        elif kind == "train":
+            made = [NetworkSpec(name, train=_train_entry(entry["train"], f"{where}.train"))]
+        elif kind == "prune":
+            made = _prune_entries(name, entry["prune"], f"{where}.prune")
         else:
-            raise _fail(where, "give exactly one of checkpoint or train")
+            made = _distill_entries(name, entry["distill"], f"{where}.distill")
+        for net in made:
+            if net.name in out:
+                raise _fail(where, f"makes a network named '{net.name}', which is already one")
+            out[net.name] = net
+    for net in out.values():
+        _check_source(net, out)
     return out
 
 
-def _pairs(value, names: list[str]) -> list[tuple[str, str]]:
+def _train_entry(train, where: str, allowed: tuple[str, ...] = TRAIN_FIELDS,
+                 extra: tuple[str, ...] = ()) -> dict:
+    """A train entry's fields checked: a model, its options, recipe fields (`extra`: the
+    other fields the entry may hold)."""
+    train = _expect(train, dict, where, "a mapping")
+    if "model" not in train:
+        raise _fail(f"{where}.model", "missing: which model to train")
+    try:
+        options = model_options(str(train["model"]))
+    except PlatoError as e:
+        raise _fail(f"{where}.model", str(e)) from None
+    for key in train:
+        if key not in allowed and key not in options and key not in extra:
+            raise _fail(f"{where}.{key}",
+                        f"unknown; allowed: {', '.join((*allowed, *extra))}, and the "
+                        f"model's options {', '.join(options) or '(none)'}")
+    subset = train.get("train_subset")
+    if subset is not None and subset != "all" and not (
+            isinstance(subset, int) and not isinstance(subset, bool) and subset > 0):
+        raise _fail(f"{where}.train_subset",
+                    f"'{subset}' is not 'all' or a positive number of images")
+    return dict(train)
+
+
+RECIPE_FIELDS = tuple(f for f in TRAIN_FIELDS if f not in ("model", "train_subset"))
+
+
+def _recipe_fields(value, where: str) -> dict:
+    """A fine-tuning recipe: train recipe fields only, checked by building the Recipe."""
+    from plato.train import Recipe
+
+    value = _expect(value, dict, where, f"a mapping with any of {', '.join(RECIPE_FIELDS)}")
+    for key in value:
+        if key not in RECIPE_FIELDS:
+            raise _fail(f"{where}.{key}", f"unknown; allowed: {', '.join(RECIPE_FIELDS)}")
+    try:
+        Recipe(**value)
+    except (PlatoError, TypeError) as e:
+        raise _fail(where, str(e)) from None
+    return dict(value)
+
+
+def _levels(value, field_name: str) -> tuple[list, bool]:
+    """A setting's value, or its list of levels (a compression axis)."""
+    if isinstance(value, list):
+        if not value or len(set(map(str, value))) != len(value):
+            raise _fail(field_name, f"a list of levels must be non-empty and without repeats, "
+                        f"got {value!r}")
+        return value, True
+    return [value], False
+
+
+def _level_name(name: str, level) -> str:
+    return _safe_name(f"{name}-{level:g}" if isinstance(level, int | float) else
+                      f"{name}-{level}", name)
+
+
+def _prune_entries(name: str, value, where: str) -> list[NetworkSpec]:
+    value = _expect(value, dict, where, "a mapping with from, method, amount, finetune")
+    allowed = ("from", "method", "amount", "finetune")
+    for key in value:
+        if key not in allowed:
+            raise _fail(f"{where}.{key}", f"unknown; allowed: {', '.join(allowed)}")
+    for key in ("from", "amount"):
+        if key not in value:
+            raise _fail(f"{where}.{key}", "missing: " + {
+                "from": "the network to prune", "amount": "the fraction to prune, in [0, 1), "
+                "or a list of them"}[key])
+    finetune = value.get("finetune")
+    finetune = None if finetune is None else _recipe_fields(finetune, f"{where}.finetune")
+    amounts, axis = _levels(value["amount"], f"{where}.amount")
+    made = []
+    for amount in amounts:
+        try:
+            config = PruneConfig(method=value.get("method", "magnitude"), amount=amount)
+        except SettingError as e:
+            raise _fail(f"{where}.{e.setting}", str(e)) from None
+        made.append(NetworkSpec(
+            _level_name(name, amount) if axis else name,
+            prune={"from": str(value["from"]), "method": config.method,
+                   "amount": config.amount, "finetune": finetune},
+            family=name if axis else None, axis="amount" if axis else None,
+            level=amount if axis else None))
+    return made
+
+
+DISTILL_FIELDS = ("teacher", "temperature", "alpha", "features", "beta", "adapter")
+
+
+def _distill_entries(name: str, value, where: str) -> list[NetworkSpec]:
+    value = _expect(value, dict, where, "a mapping with teacher, model, temperature, alpha, "
+                    "train fields")
+    if "teacher" not in value:
+        raise _fail(f"{where}.teacher", "missing: the network to distil from")
+    train = _train_entry(value, where, tuple(f for f in TRAIN_FIELDS if f != "train_subset"),
+                         DISTILL_FIELDS)
+    temperatures, axis = _levels(value.get("temperature", DistillConfig.temperature),
+                                 f"{where}.temperature")
+    made = []
+    for t in temperatures:
+        settings = {k: train[k] for k in DISTILL_FIELDS if k in train and k != "teacher"}
+        try:
+            config = DistillConfig(**{**settings, "temperature": t})
+        except SettingError as e:
+            raise _fail(f"{where}.{e.setting}", str(e)) from None
+        entry = {**{k: v for k, v in train.items() if k not in DISTILL_FIELDS},
+                 **config.to_dict(), "teacher": str(value["teacher"])}
+        made.append(NetworkSpec(_level_name(name, t) if axis else name, distill=entry,
+                                family=name if axis else None,
+                                axis="temperature" if axis else None,
+                                level=t if axis else None))
+    return made
+
+
+def _check_source(net: NetworkSpec, networks: dict[str, NetworkSpec]) -> None:
+    """A compressed network's source is another network of the spec, and no chain of
+    sources comes back to it."""
+    seen, current = {net.name}, net
+    while current.source is not None:
+        field_name = (f"networks.{net.family or net.name}."
+                      f"{'prune.from' if current.prune else 'distill.teacher'}")
+        if current.source not in networks:
+            raise _fail(field_name, f"'{current.source}' is not a network of the spec; "
+                        f"networks: {', '.join(networks)}")
+        if current.source in seen:
+            raise _fail(field_name, f"'{current.source}' is made from '{net.name}' itself")
+        seen.add(current.source)
+        current = networks[current.source]
+
+
+def _families(networks: dict[str, NetworkSpec]) -> dict[str, list[str]]:
+    """Each compression axis's entry name -> its networks, level by level."""
+    families: dict[str, list[str]] = {}
+    for net in networks.values():
+        if net.family is not None:
+            families.setdefault(net.family, []).append(net.name)
+    return families
+
+
+def _pairs(value, names: list[str], families: dict[str, list[str]] | None = None
+           ) -> list[tuple[str, str]]:
+    """`families`: a compression axis's name in a pair stands for each of its networks."""
+    families = families or {}
     if value == "all":
         return [(a, b) for a in names for b in names]
     if value == "self":
@@ -339,15 +514,18 @@ def _pairs(value, names: list[str]) -> list[tuple[str, str]]:
             if not (isinstance(item, list | tuple) and len(item) == 2):
                 raise _fail("pairs", f"each pair is [sender, receiver], got {item!r}")
             for n in item:
-                if n not in names:
+                if n not in names and n not in families:
                     raise _fail("pairs", f"'{n}' is not a network; networks: {', '.join(names)}")
-            pairs.append((str(item[0]), str(item[1])))
+            senders, receivers = (families.get(str(n), [str(n)]) for n in item)
+            pairs += [(a, b) for a in senders for b in receivers if (a, b) not in pairs]
         return pairs
     raise _fail("pairs", f"expected {', '.join(PAIR_MODES)} or a list of [sender, receiver], "
                 f"got {value!r}")
 
 
-def _points(value, names: list[str]) -> tuple[dict[str, Any], str]:
+def _points(value, names: list[str], families: dict[str, list[str]] | None = None
+            ) -> tuple[dict[str, Any], str]:
+    families = families or {}
     granularity = "block"
     if isinstance(value, dict) and set(value) <= {"granularity"}:
         granularity = value.get("granularity", "block")
@@ -360,13 +538,14 @@ def _points(value, names: list[str]) -> tuple[dict[str, Any], str]:
         return {n: list(value) for n in names}, granularity
     if isinstance(value, dict):
         out = {}
+        family_of = {m: f for f, members in families.items() for m in members}
         for n in names:
-            chosen = value.get(n, "all")
+            chosen = value.get(n, value.get(family_of.get(n), "all"))
             if chosen != "all" and not isinstance(chosen, list):
                 raise _fail(f"points.{n}", f"expected all or a list, got {chosen!r}")
             out[n] = chosen
         for n in value:
-            if n not in names:
+            if n not in names and n not in families:
                 raise _fail(f"points.{n}", f"'{n}' is not a network")
         return out, granularity
     raise _fail("points", f"expected all, {{granularity: block|layer}}, a list, or a mapping "

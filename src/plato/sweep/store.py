@@ -34,7 +34,8 @@ ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
                            "deletion_area": "REAL"},
                  "similarities": {"null_mean": "REAL", "calibrated": "REAL", "p_value": "REAL",
                                   "permutations": "INTEGER"},
-                 "sweeps": {"identity": "TEXT"}}  # plato.sweep.provenance
+                 "sweeps": {"identity": "TEXT"},  # plato.sweep.provenance
+                 "networks": {"compression": "TEXT"}}  # JSON: how a compressed one was made
 # A result's fields the job's own columns hold already (the names, points, seed).
 JOB_FIELDS = ("sender", "receiver", "sender_point", "receiver_point", "sender_point_index",
               "receiver_point_index", "seed")
@@ -198,9 +199,13 @@ class Store:
         return json.loads(row[0]) if row and row[0] else None
 
     def record_network(self, spec: str, name: str, role: str, model: str, identity: str,
-                       checkpoint: str | None, init_seed: int | None, accuracy: float) -> None:
-        self.db.execute("INSERT OR REPLACE INTO networks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (spec, name, role, model, identity, checkpoint, init_seed, accuracy))
+                       checkpoint: str | None, init_seed: int | None, accuracy: float,
+                       compression: dict | None = None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO networks (spec, name, role, model, identity, checkpoint, "
+            "init_seed, accuracy, compression) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (spec, name, role, model, identity, checkpoint, init_seed, accuracy,
+             None if compression is None else json.dumps(compression, sort_keys=True)))
 
     def record_cell(self, job, status: str, *, result: dict | None = None,
                     reason: str | None = None, started: float, stitch_file: str | None = None,
