@@ -673,6 +673,9 @@ def table(
                             "over test examples; debiased: paired with the control."),
     latest: bool = typer.Option(False, help="Also the latest stitchable receiver point."),
     threshold: float = typer.Option(0.9, help="Fraction of receiver accuracy for --latest."),
+    level: float = typer.Option(None, help="A compression axis's level (an amount or a "
+                                "temperature): only the tables of the networks at it; a "
+                                "family's name in --pair means its network at it."),
     csv: Path = typer.Option(None, help="Export every aggregated cell (long form) as CSV."),
     parquet: Path = typer.Option(None, help="The same as Parquet."),
     as_json: bool = JSON_OPT,
@@ -684,6 +687,17 @@ def table(
     with Store(store, create=False) as db:
         spec = db.one_spec(spec, all_specs)
         cells = T.load_for_metric(db, spec, metric)
+        networks = db.networks(spec)
+    at_level = None
+    if level is not None:
+        at_level = T.networks_at_level(networks, level)
+        if not at_level:
+            levels = sorted(T.compressed_networks(networks).level.dropna().unique())
+            raise PlatoError(f"no compressed network at level {level:g}: the levels of this "
+                             "store's compression axes are "
+                             f"{', '.join(f'{v:g}' for v in levels) or '(none)'}")
+        if pair:
+            pair = tuple(at_level.get(n, n) for n in pair)
     if csv or parquet:
         long = T.tidy(cells)
         if csv:
@@ -693,7 +707,13 @@ def table(
     if debiased and debiased not in ("diff", "normalized"):
         raise PlatoError(f"--debiased must be diff or normalized, got '{debiased}'")
     out, text = [], [f"spec {spec}" if spec else "every spec of the store, pooled", ""]
-    for s, r, c in T.select_tables(cells, pair, control, bool(debiased)):
+    chosen = T.select_tables(cells, pair, control, bool(debiased))
+    if at_level is not None:
+        chosen = [k for k in chosen if {k[0], k[1]} & set(at_level.values())]
+        if not chosen:
+            raise PlatoError(f"no table of {', '.join(at_level.values())} (level {level:g}) "
+                             f"for control {control}")
+    for s, r, c in chosen:
         if debiased:
             m = T.debiased_table(cells, s, r, metric, control, debiased == "normalized")
             title = f"{s} -> {r}: {metric}, debiased ({debiased}) against {control}"

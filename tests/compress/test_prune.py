@@ -1,14 +1,19 @@
 """Pruned networks: the sparsity reported is the sparsity measured, amount 0 is the original,
 the pruned copy is an ordinary network and the original is never touched."""
 
+import json
+
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 import plato
+from plato.checkpoint import load_checkpoint, read_metadata, save_checkpoint, weights_hash
 from plato.compress import PruneConfig, prune_network, sparsity
-from plato.errors import PlatoError, SettingError
+from plato.errors import CheckpointError, PlatoError, SettingError
 from plato.models import CutGraph
+from plato.models.narrow import narrow_to, tensor_shapes
 from plato.train import evaluate
 
 
@@ -122,3 +127,43 @@ def test_fine_tuning_keeps_the_pruned_weights_at_zero(digits, digits_resnet):
     assert not any(n.endswith("_orig") for n, _ in tuned.model.named_parameters())
     with pytest.raises(PlatoError, match="needs the dataset"):
         prune_network(digits_resnet, config, Recipe(epochs=1))
+
+
+def test_a_channel_pruned_checkpoint_rebuilds_at_its_shapes(tmp_path, digits, digits_resnet):
+    """Saved and loaded, a channel-pruned network is the same network (its widths from its
+    weights, `narrowed` in the metadata); its random control has the pruned shapes too; a
+    network with weights that fit no narrowing of its config is refused."""
+    model = prune_network(digits_resnet, PruneConfig("channels", 0.5)).model
+    saved = save_checkpoint(tmp_path / "p.ckpt", model, dataset="digits")
+    assert saved.meta["narrowed"] is True
+    loaded = load_checkpoint(tmp_path / "p.ckpt").model
+    assert tensor_shapes(loaded) == tensor_shapes(model)
+    assert loaded.layer2[0].conv1.in_channels == model.layer2[0].conv1.in_channels
+    x = torch.randn(3, *digits.input_shape)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    plain = save_checkpoint(tmp_path / "o.ckpt", digits_resnet, dataset="digits")
+    assert "narrowed" not in plain.meta
+    fresh = plato.create_model("resnet-1111", input_shape=digits.input_shape, width=8)
+    narrow_to(fresh, tensor_shapes(model))
+    assert sum(p.numel() for p in fresh.parameters()) == sum(
+        p.numel() for p in model.parameters())
+    with pytest.raises(PlatoError, match="not a narrowing"):
+        narrow_to(fresh, {"fc.weight": (10, 999)})
+    # a file whose metadata does not say its channels were removed
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}
+    meta = read_metadata(tmp_path / "p.ckpt")
+    meta.pop("narrowed")
+    meta["weights_sha256"] = weights_hash(tensors)
+    save_file(tensors, tmp_path / "bad.ckpt", metadata={"plato": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="does not match the weights"):
+        load_checkpoint(tmp_path / "bad.ckpt")
+
+
+def test_a_frozen_network_is_pruned_too(digits, digits_resnet):
+    """A network stitched before has frozen parameters, which torch-pruning would skip."""
+    frozen = prune_network(digits_resnet, PruneConfig(amount=0.0)).model
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    result = prune_network(frozen, PruneConfig("channels", 0.5))
+    assert result.parameters < 0.4 * result.original_parameters

@@ -116,10 +116,10 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, config: Di
     try:
         result = train(student, dataset, recipe, progress=progress, objective=objective,
                        extra=adapters)
+        gaps_after = _hint_gaps(student_net, teacher_net, adapters, hints, dataset, device)
+        teacher_accuracy = evaluate(teacher, dataset, device=device)["accuracy"]
     finally:
-        teacher.train(was_training)
-    gaps_after = _hint_gaps(student_net, teacher_net, adapters, hints, dataset, device)
-    teacher_accuracy = evaluate(teacher, dataset, device=device)["accuracy"]
+        teacher.train(was_training)  # (last: in train mode it would update its BN statistics)
     return Distilled(student.eval(), config, result, teacher_accuracy,
                      {k: (gaps_before[k], gaps_after[k]) for k in gaps_before})
 

@@ -15,8 +15,9 @@
 Unstructured methods keep biases, normalisation layers and embeddings whole, and make the
 pruning permanent (`prune.remove`: the zeros are in the weights, no mask or hook is left), so
 the pruned network is an ordinary module that traces and stitches like its original (a
-channel-pruned one too; saving it needs its new shapes, not yet in checkpoints). The original
-is never changed. `Pruned` reports the sparsity measured on the result, not the one asked for.
+channel-pruned one too; its checkpoint says `narrowed`, and loading rebuilds it at its
+weights' shapes: plato.models.narrow). The original is never changed. `Pruned` reports the
+sparsity measured on the result, not the one asked for.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def prune_network(model: nn.Module, config: PruneConfig, finetune: Recipe | None
     # (a network that was stitched may hold channels-last conv weights, which
     # torch.nn.utils.prune's global pruning cannot flatten)
     pruned = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    for p in pruned.parameters():  # (torch-pruning leaves frozen parameters alone: a network
+        p.requires_grad_(True)      # stitched before has its parameters frozen)
     targets = [(m, "weight") for _, m in prunable_layers(pruned)]
     masked = config.method != "channels" and config.amount > 0
     if config.method == "channels" and config.amount > 0:
@@ -109,8 +112,6 @@ def prune_network(model: nn.Module, config: PruneConfig, finetune: Recipe | None
                     prune.l1_unstructured(module, name, amount=config.amount)
     accuracy = None
     if finetune is not None:
-        for p in pruned.parameters():  # (a network stitched before has frozen parameters)
-            p.requires_grad_(True)
         accuracy = train(pruned, dataset, finetune, progress=progress).test_accuracy
     if masked:
         for module, name in targets:
@@ -141,6 +142,7 @@ def _remove_channels(model: nn.Module, amount: float) -> None:
     if not shape:
         raise PlatoError("prune method 'channels' needs the model's input_shape")
     example = torch.zeros(1, *shape, device=next(model.parameters()).device)
+    before = sum(p.numel() for p in model.parameters())
     was_training = model.training
     model.eval()
     try:
@@ -152,6 +154,9 @@ def _remove_channels(model: nn.Module, amount: float) -> None:
             pruner.step()
         with torch.no_grad():
             model(example)  # the pruned shapes must still fit together
+        if sum(p.numel() for p in model.parameters()) == before:
+            raise PlatoError(f"prune method 'channels' removed no channel at amount {amount:g}"
+                             ": too few channels per layer for that amount")
     except PlatoError:
         raise
     except Exception as e:  # torch-pruning met a layer it cannot follow

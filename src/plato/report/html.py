@@ -17,6 +17,7 @@ import pandas as pd
 
 from plato.errors import PlatoError
 from plato.files import write_file
+from plato.report.compression import compression_section
 from plato.report.heatmaps import heatmap, scatter
 from plato.report.interpret import interpretation_section
 from plato.report.page import figure, html_table, slug
@@ -190,6 +191,7 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
         checks = run_checks(store, spec)
         interpretation = interpretation_section(store, spec, cells, Path(store_path).parent,
                                                 figs)
+        compression = compression_section(cells, sims, networks, figs)
     if spec is not None:
         sweeps = sweeps[sweeps.spec == spec]
     if cells is None and sims is None and not interpretation:
@@ -226,6 +228,7 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
             f"{_dt.datetime.now().isoformat(timespec='seconds')}") + "</p>",
         "<h2>Sanity checks</h2>", _checks_table(checks),
         "<h2>Networks</h2>", html_table(nets),
+        compression,
         *sections,
         interpretation,
     ]

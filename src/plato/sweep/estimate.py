@@ -148,7 +148,8 @@ def estimate_sweep(spec: SweepSpec, dataset: Dataset, whole: Dataset, run_dir: P
     for s, r in spec.pairs:
         for sp in (p for p in points[s] if p.name in chosen[s]):
             for i, rp in enumerate(points[r]):
-                if rp.name not in chosen[r] or (len(sp.shape) == 1 and len(rp.shape) > 1):
+                if rp.name not in chosen[r] or (len(sp.shape) == 1 and len(rp.shape) > 1) \
+                        or (spec.diagonal and rp.name != sp.name):
                     continue
                 share = (len(points[r]) - i) / len(points[r])  # of the receiver, after rp
                 cells += per_cell * step[r] * share

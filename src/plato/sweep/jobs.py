@@ -66,10 +66,11 @@ def planned_cells(spec: SweepSpec, architectures: dict[str, nn.Module]) -> int:
     points = {}
     for name, model in architectures.items():
         chosen = spec.points[name]
-        points[name] = (len(CutGraph(model).points(spec.granularity)) if chosen == "all"
-                        else len(chosen))
-    return sum(len(spec.controls) * len(spec.seeds) * points[s] * points[r]
-               for s, r in spec.pairs)
+        points[name] = ([p.name for p in CutGraph(model).points(spec.granularity)]
+                        if chosen == "all" else [str(p) for p in chosen])
+    per_pair = {(s, r): len(set(points[s]) & set(points[r])) if spec.diagonal
+                else len(points[s]) * len(points[r]) for s, r in spec.pairs}
+    return sum(len(spec.controls) * len(spec.seeds) * n for n in per_pair.values())
 
 
 def spec_tables(spec: SweepSpec, nets: dict[tuple[str, str], Network]) -> list[TableSpec]:
@@ -91,6 +92,8 @@ def build_jobs(spec: SweepSpec, nets: dict[tuple[str, str], Network],
         for seed in spec.seeds:
             for sp in t.sender_points:
                 for rp in t.receiver_points:
+                    if spec.diagonal and rp.name != sp.name:
+                        continue
                     key = cell_key(t.sender.identity, t.receiver.identity, sp.name, rp.name,
                                    spec.stitch, spec.resize, spec.stitch_config, seed,
                                    dataset_fingerprint, saliency)

@@ -39,6 +39,9 @@
                                      # procrustes, cca, svcca, pwcca, linear_cka, ...)
     similarity: {layout: flatten, batch_size: 256, examples: null, collect: 2048,
                  permutations: 0}    # any SimilarityConfig field (permutations: a null)
+    diagonal: false                  # true: each sender point into the receiver's point of
+                                     # the same name only (a compressed network against its
+                                     # original: the same cut points, one cell each)
     keep_stitches: false             # save each stitch (only the stitch) as safetensors
     interpret:                       # what a layer knows (the report's interpretation section)
       invert: {max_steps: 3000}      # reconstruct the input from every point of every network
@@ -150,6 +153,7 @@ class SweepSpec:
     measures: list[str] = field(default_factory=lambda: ["stitch"])
     similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
     keep_stitches: bool = False
+    diagonal: bool = False  # only cells between points of the same name
     interpret: InterpretSpec = field(default_factory=InterpretSpec)
     source: str = ""  # the YAML text, kept in the store and the report
     base_dir: Path = Path(".")
@@ -179,7 +183,7 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
     raw = _expect(raw, dict, "<top level>", "a mapping of fields")
     known = {"name", "dataset", "networks", "pairs", "points", "controls", "seeds", "repeats",
              "random_seed", "stitch", "resize", "objective", "recipe", "measures",
-             "similarity", "keep_stitches", "interpret"}
+             "similarity", "keep_stitches", "interpret", "diagonal"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _fail(unknown[0], f"unknown field; the fields are {', '.join(sorted(known))}")
@@ -234,6 +238,7 @@ def parse_spec(raw: Any, source: str = "", base_dir: Path = Path("."),
         stitch=stitch, resize=resize, stitch_config=stitch_config,
         measures=list(measures), similarity=similarity,
         keep_stitches=bool(raw.get("keep_stitches", False)),
+        diagonal=_expect(raw.get("diagonal", False), bool, "diagonal", "true or false"),
         interpret=_interpret(raw.get("interpret") or {}),
         source=source, base_dir=base_dir,
     )

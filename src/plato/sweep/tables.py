@@ -9,6 +9,7 @@ both are measured on the same test examples (plato.stats).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -266,3 +267,31 @@ def tidy(cells: pd.DataFrame) -> pd.DataFrame:
     agg["high"] = [bounds.get(tuple(k))[1] for k in agg[keys + ["metric"]].itertuples(index=False)]
     return agg.sort_values(keys + ["metric"]).reset_index(drop=True)
 
+
+
+COMPRESSION_COLUMNS = ("name", "kind", "family", "axis", "level", "source", "accuracy")
+
+
+def compressed_networks(networks: pd.DataFrame) -> pd.DataFrame:
+    """The pruned and distilled networks of a store's networks table (trained role): one row
+    each with how it was made (kind, family, axis, level, source, method, ...) and what its
+    checkpoint measured (sparsity, parameters, ...); empty where there are none."""
+    if "compression" not in networks.columns:
+        return pd.DataFrame(columns=COMPRESSION_COLUMNS)
+    rows = []
+    for net in networks[(networks.role == "trained") & networks.compression.notna()
+                        ].itertuples():
+        record = json.loads(net.compression)
+        rows.append({"name": net.name, "accuracy": net.accuracy, "model": net.model,
+                     **record})
+    if not rows:
+        return pd.DataFrame(columns=COMPRESSION_COLUMNS)
+    return pd.DataFrame(rows).drop_duplicates("name", keep="last")
+
+
+def networks_at_level(networks: pd.DataFrame, level: float) -> dict[str, str]:
+    """family -> its network at `level` (a compression axis's level), for every family that
+    has one."""
+    comp = compressed_networks(networks)
+    comp = comp[comp.level.notna() & np.isclose(comp.level.astype(float), level)]
+    return dict(zip(comp.family, comp.name, strict=True))
