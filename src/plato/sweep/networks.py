@@ -121,8 +121,6 @@ class _Made:
         return self.paths[name]
 
     def _compressed(self, entry: NetworkSpec) -> Path:
-        from plato.compress import DistillConfig, PruneConfig, distill, prune_network
-
         where = f"networks.{entry.family or entry.name}." + ("prune" if entry.prune else
                                                             "distill")
         try:
@@ -140,48 +138,54 @@ class _Made:
                 pass
             print(f"the cached checkpoint {path} is not the network its name says: making it "
                   "again", file=sys.stderr, flush=True)
-        recipe_of = {**(source.meta.get("recipe") or {})}
         try:
-            if entry.prune is not None:
-                finetune = entry.prune["finetune"]
-                recipe = None if finetune is None else Recipe(**finetune, device=str(self.device))
-                verb = "pruning" + (" and fine-tuning" if recipe else "")
-                print(f"{verb} network '{entry.name}' from '{entry.source}' "
-                      f"({entry.prune['method']}, amount {entry.prune['amount']:g})",
-                      file=sys.stderr, flush=True)
-                pruned = prune_network(
-                    source.model, PruneConfig(entry.prune["method"], entry.prune["amount"]),
-                    finetune=recipe, dataset=self.dataset, progress=self.progress)
-                model, record = pruned.model, {**pruned.to_dict(), "source": entry.source,
-                                               "source_identity": source.content_hash,
-                                               "source_accuracy": source.test_accuracy}
-                meta = {"pruned": record, "recipe": recipe.to_dict() if recipe else recipe_of}
-            else:
-                d = entry.distill
-                train_fields = student_fields(d)
-                options = _model_options(train_fields)
-                recipe = Recipe(**recipe_settings(train_fields), device=str(self.device))
-                config = DistillConfig(**{k: d[k] for k in DistillConfig.__dataclass_fields__})
-                print(f"distilling network '{entry.name}' ({d['model']}) from "
-                      f"'{entry.source}' (temperature {config.temperature:g}, alpha "
-                      f"{config.alpha:g})", file=sys.stderr, flush=True)
-                torch.manual_seed(recipe.seed)  # as plato train builds its network
-                student = create_model(d["model"], num_classes=self.dataset.num_classes,
-                                       input_shape=self.dataset.input_shape, **options)
-                done = distill(student, source.model, self.dataset, config, recipe,
-                               progress=self.progress)
-                model, record = done.model, {**done.to_dict(), "teacher": entry.source,
-                                             "teacher_identity": source.content_hash,
-                                             "student_parameters": _parameters(done.model),
-                                             "teacher_parameters": _parameters(source.model)}
-                meta = {"distilled": record, "recipe": recipe.to_dict(),
-                        "train_seconds": done.result.seconds}
+            model, meta = (self._prune(entry, source) if entry.prune is not None
+                           else self._distill(entry, source))
         except PlatoError as e:
             raise SpecError(f"spec field '{where}': {e}") from None
         accuracy = evaluate(model, self.dataset, device=self.device)["accuracy"]
         save_checkpoint(path, model, dataset=self.dataset.name, test_accuracy=accuracy,
-                        made_from=key, seed=meta["recipe"].get("seed"), **meta)
+                        made_from=key, seed=(meta["recipe"] or {}).get("seed"), **meta)
         return path
+
+    def _prune(self, entry: NetworkSpec, source: Checkpoint) -> tuple[nn.Module, dict]:
+        from plato.compress import PruneConfig, prune_network
+
+        settings = entry.prune
+        recipe = None if settings["finetune"] is None else Recipe(**settings["finetune"],
+                                                                  device=str(self.device))
+        print(f"pruning{' and fine-tuning' if recipe else ''} network '{entry.name}' from "
+              f"'{entry.source}' ({settings['method']}, amount {settings['amount']:g})",
+              file=sys.stderr, flush=True)
+        pruned = prune_network(source.model, PruneConfig(settings["method"], settings["amount"]),
+                               finetune=recipe, dataset=self.dataset, progress=self.progress)
+        record = {**pruned.to_dict(), "source": entry.source,
+                  "source_identity": source.content_hash,
+                  "source_accuracy": source.test_accuracy}
+        # (not fine-tuned: trained as its source was, whose label smoothing a stitch follows)
+        return pruned.model, {"pruned": record, "recipe": recipe.to_dict() if recipe
+                              else source.meta.get("recipe")}
+
+    def _distill(self, entry: NetworkSpec, source: Checkpoint) -> tuple[nn.Module, dict]:
+        from plato.compress import DistillConfig, distill
+
+        settings, fields = entry.distill, student_fields(entry.distill)
+        recipe = Recipe(**recipe_settings(fields), device=str(self.device))
+        config = DistillConfig(**{k: settings[k] for k in DistillConfig.__dataclass_fields__})
+        print(f"distilling network '{entry.name}' ({fields['model']}) from '{entry.source}' "
+              f"(temperature {config.temperature:g}, alpha {config.alpha:g})",
+              file=sys.stderr, flush=True)
+        torch.manual_seed(recipe.seed)  # as plato train builds its network
+        student = create_model(fields["model"], num_classes=self.dataset.num_classes,
+                               input_shape=self.dataset.input_shape, **_model_options(fields))
+        done = distill(student, source.model, self.dataset, config, recipe,
+                       progress=self.progress)
+        record = {**done.to_dict(), "teacher": entry.source,
+                  "teacher_identity": source.content_hash,
+                  "student_parameters": _parameters(done.model),
+                  "teacher_parameters": _parameters(source.model)}
+        return done.model, {"distilled": record, "recipe": recipe.to_dict(),
+                            "train_seconds": done.result.seconds}
 
 
 def _parameters(model: nn.Module) -> int:
