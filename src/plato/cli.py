@@ -626,9 +626,19 @@ def saliency(
 def sweep(
     spec: Path = typer.Argument(..., help="Sweep spec (YAML)."),
     out: Path = typer.Option(None, help="Run folder (default runs/SPEC_NAME)."),
-    executor: str = typer.Option("local", help="local or ray"),
+    executor: str = typer.Option("local", help="local, ray or slurm"),
     address: str = typer.Option(None, help="Ray cluster address (default: start a local one)."),
-    gpus_per_job: float = typer.Option(0.0, help="GPUs per Ray task (fractional: 0.25)."),
+    gpus_per_job: float = typer.Option(0.0, help="GPUs per Ray task (fractional: 0.25) or "
+                                       "per SLURM task (whole)."),
+    partition: str = typer.Option(None, help="SLURM partition (default: the cluster's)."),
+    time_min: int = typer.Option(60, min=1, help="SLURM: each task's time limit, minutes."),
+    cpus_per_job: int = typer.Option(1, min=1, help="SLURM: CPUs per task (its threads)."),
+    mem_gb: float = typer.Option(None, help="SLURM: memory per task, GB."),
+    account: str = typer.Option(None, help="SLURM account to charge."),
+    array_parallelism: int = typer.Option(64, min=1, help="SLURM: array tasks running at once, "
+                                          "at most."),
+    sbatch: list[str] = typer.Option(None, help="SLURM: another sbatch option, KEY=VALUE "
+                                     "(repeatable: --sbatch qos=low)."),
     retry_failed: bool = typer.Option(False, help="Run failed cells again."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N (local executor)."),
     threads: int = typer.Option(None, help="CPU threads per cell (ray default: 1)."),
@@ -643,12 +653,24 @@ def sweep(
 ) -> None:
     """Run every cell of a sweep spec; resumes where a previous run stopped."""
     from plato.sweep.run import run_sweep
+    from plato.sweep.slurm import SlurmOptions
     from plato.sweep.spec import load_spec
 
+    extra = {}
+    for item in sbatch or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PlatoError(f"--sbatch takes KEY=VALUE (an sbatch option without its dashes, "
+                             f"e.g. qos=low), got '{item}'")
+        extra[key.strip().lstrip("-")] = value
+    if gpus_per_job and executor == "slurm" and gpus_per_job != int(gpus_per_job):
+        raise PlatoError("--gpus-per-job must be a whole number for SLURM tasks")
+    slurm = SlurmOptions(partition, time_min, cpus_per_job, int(gpus_per_job), mem_gb, account,
+                         array_parallelism, extra)
     summary = run_sweep(load_spec(spec), out, executor=executor, address=address,
                         gpus_per_job=gpus_per_job, retry_failed=retry_failed, device=device,
                         threads=threads, group_size=group_size, progress=not quiet,
-                        wait=wait, max_cells=max_cells)
+                        wait=wait, max_cells=max_cells, slurm=slurm)
     _emit(summary.to_dict(), as_json,
           f"sweep {summary.spec}: {summary.cells} cells, {summary.skipped} already stored, "
           f"{summary.done} done, {summary.unstitchable} not stitchable, {summary.failed} "

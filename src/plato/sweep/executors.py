@@ -6,6 +6,8 @@ the frozen networks run once per batch for the whole group.
     local  groups one after another in this process (the default)
     ray    groups as Ray tasks on a cluster (`address`), GPUs per task optional and fractional so
            several stitches share one GPU; networks and data travel through Ray's object store
+    slurm  groups as one SLURM job array (plato.sweep.slurm): inputs and results as files in
+           the run folder, so the driver may leave while the tasks run
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
 from plato.sweep.cells import CellSettings, run_cells
 from plato.sweep.jobs import Job, group_jobs
 from plato.sweep.networks import Network
+from plato.sweep.slurm import SlurmExecutor, SlurmOptions
 
 OnOutcome = Callable[[Job, dict], None]
 
@@ -119,9 +123,14 @@ class RayExecutor:
                     on_outcome(job, outcome)
 
 
-def make_executor(name: str, address: str | None = None, gpus_per_job: float = 0.0):
+def make_executor(name: str, address: str | None = None, gpus_per_job: float = 0.0,
+                  run_dir: Path | None = None, slurm: SlurmOptions | None = None):
     if name == "local":
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(address=address, gpus_per_job=gpus_per_job)
-    raise PlatoError(f"unknown executor '{name}': choose local or ray")
+    if name == "slurm":
+        if run_dir is None:
+            raise PlatoError("the slurm executor needs the run folder")
+        return SlurmExecutor(run_dir, slurm)
+    raise PlatoError(f"unknown executor '{name}': choose local, ray or slurm")

@@ -23,6 +23,7 @@ from plato.sweep.lock import hold_run_folder
 from plato.sweep.networks import Network, architectures, prepare_networks, random_control
 from plato.sweep.provenance import check_same_spec, spec_identity
 from plato.sweep.similarity import run_similarities
+from plato.sweep.slurm import SlurmOptions
 from plato.sweep.spec import InterpretSpec, SpecError, SweepSpec
 from plato.sweep.store import Store
 
@@ -108,12 +109,12 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
               address: str | None = None, gpus_per_job: float = 0.0,
               retry_failed: bool = False, device: str = "auto", threads: int | None = None,
               group_size: int = 64, progress: bool = True, wait: bool = False,
-              max_cells: int = MAX_CELLS) -> SweepSummary:
+              max_cells: int = MAX_CELLS, slurm: SlurmOptions | None = None) -> SweepSummary:
     start = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else Path("runs") / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
     with hold_run_folder(run_dir, wait):  # one sweep per run folder: no work done twice
-        executor_ = make_executor(executor, address, gpus_per_job)
+        executor_ = make_executor(executor, address, gpus_per_job, run_dir, slurm)
         whole = load_dataset(spec.dataset.name, root=spec.dataset.root)
         dataset = sweep_dataset(spec, whole)
         dev = resolve_device(device)  # once: networks, similarity tables and cells all use it
