@@ -678,6 +678,32 @@ def sweep(
 
 
 @app.command()
+def status(
+    run: Path = typer.Argument(..., help="A run folder (plato sweep --out)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Where a sweep stands: its cells in the store and, for --executor slurm, its tasks
+    (queued, running, finished and waiting to be merged) with a rough time left."""
+    from plato.sweep.slurm import task_status
+    from plato.sweep.store import Store
+
+    with Store(run / "results.sqlite", create=False) as db:
+        cells = db.cells()
+    counts = cells.status.value_counts().to_dict() if len(cells) else {}
+    obj = {"cells": {k: int(v) for k, v in counts.items()}}
+    text = ["cells: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none")]
+    if (run / "slurm" / "submitted.json").exists():
+        tasks = task_status(run)
+        obj["slurm"] = tasks
+        left = tasks["seconds_left"]
+        text.append(f"slurm tasks: {tasks['tasks']} submitted; {tasks['queued']} queued, "
+                    f"{tasks['running']} running, {tasks['finished']} finished and not yet "
+                    f"merged (plato sweep merges them), {tasks['merged or ended']} merged or "
+                    "ended" + (f"; about {left / 60:.0f} min left (rough)" if left else ""))
+    _emit(obj, as_json, "\n".join(text))
+
+
+@app.command()
 def table(
     store: Path = typer.Argument(..., help="A sweep's results.sqlite."),
     spec: str = typer.Option(None, help="This spec's cells (needed when the store holds "

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from plato.errors import PlatoError
 from plato.sweep.run import run_sweep
 from plato.sweep.slurm import SlurmOptions
 from plato.sweep.spec import load_spec
@@ -44,13 +45,13 @@ def _cells(db):
 
 def test_the_store_is_the_local_executors_bit_for_bit(tmp_path, digits_checkpoints):
     spec = load_spec(write_spec(tmp_path / "s.yaml", digits_checkpoints,
-                                pairs=[["cnn", "cnn"], ["resnet", "cnn"]],
+                                pairs=[["resnet", "cnn"]],
                                 points={"resnet": ["layer1.0", "layer3.0"]}))
     local = run_sweep(spec, tmp_path / "local", device="cpu", threads=1, group_size=6,
                       progress=False)
     slurm = run_sweep(spec, tmp_path / "slurm", executor="slurm", device="cpu", threads=1,
                       group_size=6, progress=False, slurm=SlurmOptions(time_min=5))
-    assert slurm.cells == local.cells == 2 * (3 * 3 + 2 * 3) and slurm.failed == 0
+    assert slurm.cells == local.cells == 2 * 2 * 3 and slurm.failed == 0  # two tasks
     assert _cells(slurm.store) == _cells(local.store)
     assert not list((tmp_path / "slurm" / "slurm" / "results").glob("*"))  # all merged
 
@@ -92,6 +93,12 @@ def test_a_cancelled_task_and_a_killed_driver_lose_nothing(tmp_path, digits_chec
     reason = sqlite3.connect(db).execute(
         "SELECT reason FROM cells WHERE status = 'failed'").fetchone()[0]
     assert "ended without a result" in reason and "--retry-failed" in reason
+    status = subprocess.run([sys.executable, "-m", "plato", "status", str(out), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    status = json.loads(status.stdout)  # what a user sees with no driver running
+    assert status["cells"]["failed"] == 3 and status["slurm"]["tasks"] == 3
+    assert sum(status["slurm"][k] for k in ("queued", "running", "finished",
+                                            "merged or ended")) == 3
 
     rerun = subprocess.run(cmd + ["--retry-failed"], capture_output=True, text=True,
                            timeout=300)
@@ -105,3 +112,12 @@ def test_a_cancelled_task_and_a_killed_driver_lose_nothing(tmp_path, digits_chec
     after = json.loads((out / "slurm" / "submitted.json").read_text())
     again = [g for g in held if g in after and after[g]["job"] != held[g]["job"]]
     assert len(again) == 1  # only the cancelled group was submitted again
+
+
+def test_a_refused_submission_is_slurms_own_line(tmp_path, digits_checkpoints):
+    spec = load_spec(write_spec(tmp_path / "s.yaml", digits_checkpoints, pairs=[["cnn", "cnn"]],
+                                controls=["trained->trained"]))
+    with pytest.raises(PlatoError, match="SLURM refused the submission: sbatch: error: "
+                       "invalid partition specified: nowhere"):
+        run_sweep(spec, tmp_path / "run", executor="slurm", device="cpu", progress=False,
+                  slurm=SlurmOptions(partition="nowhere"))

@@ -19,8 +19,10 @@ submitit's own folder must (`RUN/slurm/logs/`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -201,11 +203,13 @@ def _scheduler(*args: str) -> str:
 
 def active_jobs(job_ids: list[str]) -> dict[str, str]:
     """job id -> state (PENDING, RUNNING, ...) of those still queued or running."""
+    import getpass
+
     if not job_ids:
         return {}
-    out = _scheduler("squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(sorted(set(
-        j.split("_")[0] for j in job_ids))))
-    states = dict(line.split() for line in out.splitlines() if line.strip())
+    # (all of this user's, not `-j IDS`: squeue refuses ids it has forgotten)
+    out = _scheduler("squeue", "-h", "-r", "-o", "%i %T", "-u", getpass.getuser())
+    states = dict(line.split()[:2] for line in out.splitlines() if line.strip())
     return {j: states[j] for j in job_ids if j in states}
 
 
@@ -221,6 +225,29 @@ def check_shared(run_dir: Path, partition: str | None) -> None:
         raise PlatoError(f"the run folder {run_dir} is on a node-local file system ({where}) "
                          f"and the cluster has {nodes} nodes: put it on a file system the "
                          "compute nodes share (--out)")
+
+
+class _Said:
+    text = ""
+
+
+@contextlib.contextmanager
+def _stderr_kept(path: Path):
+    """What the process (and its children: sbatch) write to stderr, kept in `path` rather
+    than shown: a refusal becomes one line of ours."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    said, saved = _Said(), os.dup(2)
+    sys.stderr.flush()
+    with open(path, "w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said.text = sink.read().decode(errors="replace")
 
 
 class SlurmExecutor:
@@ -280,16 +307,18 @@ class SlurmExecutor:
                 f"plato-{next(iter(groups.values()))[0].spec}"))
             first = [groups[gid][0] for gid in new]
             try:
-                submitted = executor.map_array(
-                    run_task, [str(self.folder)] * len(new), [groups[gid] for gid in new],
-                    [nets[(j.sender, j.sender_role)].identity for j in first],
-                    [nets[(j.receiver, j.receiver_role)].identity for j in first],
-                    [dataset.fingerprint()] * len(new), [settings] * len(new))
+                with _stderr_kept(self.folder / "logs" / "sbatch.err") as said:
+                    submitted = executor.map_array(
+                        run_task, [str(self.folder)] * len(new), [groups[gid] for gid in new],
+                        [nets[(j.sender, j.sender_role)].identity for j in first],
+                        [nets[(j.receiver, j.receiver_role)].identity for j in first],
+                        [dataset.fingerprint()] * len(new), [settings] * len(new))
             except Exception as e:  # sbatch refused: its own message, one line
-                lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-                reason = next((ln for ln in lines if "sbatch: error" in ln), lines[-1]
-                              if lines else type(e).__name__)
-                raise PlatoError(f"SLURM refused the submission: {reason.strip()}") from None
+                lines = [ln.strip() for ln in (said.text + "\n" + str(e)).splitlines()
+                         if ln.strip()]
+                reason = next((ln for ln in lines if "sbatch: error" in ln),
+                              lines[-1] if lines else type(e).__name__)
+                raise PlatoError(f"SLURM refused the submission: {reason}") from None
             state.update({gid: {"job": job.job_id, "submitted": time.time(),
                                 "log": str(job.paths.stdout)}
                           for gid, job in zip(new, submitted, strict=True)})
@@ -337,3 +366,32 @@ class SlurmExecutor:
             if by_key.pop(job.key, None) is not None:
                 on_outcome(job, {"key": job.key, "started": task["submitted"],
                                  "status": "failed", "reason": reason})
+
+
+def task_status(run_dir: Path) -> dict:
+    """The SLURM tasks of a run folder as the scheduler and the folder see them: queued,
+    running, finished (a result file not merged yet: the next `plato sweep` merges it),
+    merged, and ended without a result; with a rough time left from the rate so far."""
+    folder = Path(run_dir) / "slurm"
+    path = folder / "submitted.json"
+    if not path.exists():
+        raise PlatoError(f"{run_dir} has no SLURM tasks (no {path}): run plato sweep "
+                         "--executor slurm --out RUN first")
+    state = json.loads(path.read_text())
+    active = active_jobs([s["job"] for s in state.values()])
+    waiting = {p.stem for p in (folder / "results").glob("*.safetensors")}
+    counts = {"queued": 0, "running": 0, "finished": 0, "merged or ended": 0}
+    for gid, task in state.items():
+        if task["job"] in active:
+            counts["queued" if active[task["job"]] == "PENDING" else "running"] += 1
+        elif gid in waiting:
+            counts["finished"] += 1
+        else:
+            counts["merged or ended"] += 1
+    left = counts["queued"] + counts["running"]
+    out_of_queue = len(state) - left
+    started = min((t["submitted"] for t in state.values()), default=time.time())
+    elapsed = time.time() - started
+    eta = elapsed / out_of_queue * left if out_of_queue and left else (0.0 if not left
+                                                                          else None)
+    return {"tasks": len(state), **counts, "seconds_left": eta}
