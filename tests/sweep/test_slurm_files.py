@@ -51,3 +51,13 @@ def test_options_become_submitits_parameters():
                       "slurm_array_parallelism": 8, "slurm_partition": "gpu", "mem_gb": 16,
                       "slurm_account": "lab", "gpus_per_node": 1,
                       "slurm_additional_parameters": {"qos": "low"}}
+
+
+def test_no_slurm_here_is_one_line(tmp_path, monkeypatch):
+    from plato.sweep.jobs import Job
+
+    pytest.importorskip("submitit", reason="the slurm extra is not installed")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
+    job = Job("k", "s", "a", "b", "trained->trained", 0, "p", 0, "q", 0)
+    with pytest.raises(PlatoError, match="sbatch is not on this machine's PATH"):
+        slurm.SlurmExecutor(tmp_path).run([job], {}, None, None, lambda *a: None)

@@ -10,7 +10,8 @@ outcome recorded once (a cell already in the store is never recorded again), wai
 tasks still queued or running (`squeue`) instead of submitting them again, and submits only
 the groups no task holds. A task that ended without a result file (cancelled, preempted, out
 of time or memory) has its cells recorded failed with the reason and its log's path; `plato
-sweep --retry-failed` submits them again. SQLite stays on one machine, written by one process.
+sweep --retry-failed` submits them again. SQLite stays on one machine, written by one process
+(its locking is not to be trusted on the network file systems clusters share).
 
 The inputs are written once per run under `RUN/slurm/inputs/` (the dataset and each network
 as safetensors), so the run folder must be on a file system the compute nodes share, as
@@ -23,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -289,6 +291,9 @@ class SlurmExecutor:
         except ImportError:
             raise PlatoError("the slurm executor needs submitit: pip install "
                              "'plato-stitch[slurm]'") from None
+        if shutil.which("sbatch") is None:
+            raise PlatoError("the slurm executor needs SLURM's commands (sbatch is not on this "
+                             "machine's PATH): run plato sweep on a SLURM login node")
         by_key = {j.key: j for j in jobs}
         self.merge(by_key, on_outcome)  # what finished while no driver was here
         groups = {group_id(g): g for g in group_jobs(list(by_key.values()), settings.group_size)}
