@@ -639,6 +639,8 @@ def sweep(
                                           "at most."),
     sbatch: list[str] = typer.Option(None, help="SLURM: another sbatch option, KEY=VALUE "
                                      "(repeatable: --sbatch qos=low)."),
+    setup: list[str] = typer.Option(None, help="SLURM: a shell line each task runs first "
+                                    "(repeatable: --setup 'module load cuda')."),
     retry_failed: bool = typer.Option(False, help="Run failed cells again."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N (local executor)."),
     threads: int = typer.Option(None, help="CPU threads per cell (ray default: 1)."),
@@ -666,7 +668,7 @@ def sweep(
     if gpus_per_job and executor == "slurm" and gpus_per_job != int(gpus_per_job):
         raise PlatoError("--gpus-per-job must be a whole number for SLURM tasks")
     slurm = SlurmOptions(partition, time_min, cpus_per_job, int(gpus_per_job), mem_gb, account,
-                         array_parallelism, extra)
+                         array_parallelism, extra, list(setup or []))
     summary = run_sweep(load_spec(spec), out, executor=executor, address=address,
                         gpus_per_job=gpus_per_job, retry_failed=retry_failed, device=device,
                         threads=threads, group_size=group_size, progress=not quiet,

@@ -50,8 +50,10 @@ def test_the_store_is_the_local_executors_bit_for_bit(tmp_path, digits_checkpoin
     local = run_sweep(spec, tmp_path / "local", device="cpu", threads=1, group_size=6,
                       progress=False)
     slurm = run_sweep(spec, tmp_path / "slurm", executor="slurm", device="cpu", threads=1,
-                      group_size=6, progress=False, slurm=SlurmOptions(time_min=5))
+                      group_size=6, progress=False,
+                      slurm=SlurmOptions(time_min=5, setup=[f"touch {tmp_path}/set-up"]))
     assert slurm.cells == local.cells == 2 * 2 * 3 and slurm.failed == 0  # two tasks
+    assert (tmp_path / "set-up").exists()  # each task ran the setup lines first
     assert _cells(slurm.store) == _cells(local.store)
     assert not list((tmp_path / "slurm" / "slurm" / "results").glob("*"))  # all merged
 

@@ -46,11 +46,12 @@ def test_a_node_local_run_folder_is_refused_on_a_cluster(monkeypatch):
 def test_options_become_submitits_parameters():
     params = SlurmOptions(partition="gpu", time_min=30, cpus_per_job=4, gpus_per_job=1,
                           mem_gb=16, account="lab", array_parallelism=8,
-                          extra={"qos": "low"}).parameters("plato-x")
+                          extra={"qos": "low"}, setup=["module load cuda"]).parameters("plato-x")
     assert params == {"name": "plato-x", "timeout_min": 30, "cpus_per_task": 4,
                       "slurm_array_parallelism": 8, "slurm_partition": "gpu", "mem_gb": 16,
                       "slurm_account": "lab", "gpus_per_node": 1,
-                      "slurm_additional_parameters": {"qos": "low"}}
+                      "slurm_additional_parameters": {"qos": "low"},
+                      "slurm_setup": ["module load cuda"]}
 
 
 def test_no_slurm_here_is_one_line(tmp_path, monkeypatch):

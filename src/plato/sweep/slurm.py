@@ -57,6 +57,7 @@ class SlurmOptions:
     account: str | None = None
     array_parallelism: int = 64  # tasks of the array running at once, at most
     extra: dict[str, str] = field(default_factory=dict)  # more sbatch options: {"qos": "low"}
+    setup: list[str] = field(default_factory=list)  # shell lines before each task: module load
 
     def parameters(self, name: str) -> dict:
         params = {"name": name, "timeout_min": self.time_min,
@@ -70,6 +71,8 @@ class SlurmOptions:
             params["gpus_per_node"] = self.gpus_per_job
         if self.extra:
             params["slurm_additional_parameters"] = dict(self.extra)
+        if self.setup:
+            params["slurm_setup"] = list(self.setup)
         return params
 
 
@@ -336,7 +339,7 @@ class SlurmExecutor:
         a row (a slow shared file system may show a file late) fails its cells."""
         from tqdm import tqdm
 
-        open_groups, missing = set(groups), set()
+        open_groups, missing, failed = set(groups), set(), 0
         bar = tqdm(total=len(groups), desc="slurm tasks", unit="task", file=sys.stderr,
                    leave=False, dynamic_ncols=True)
         try:
@@ -352,11 +355,12 @@ class SlurmExecutor:
                 for gid in gone & missing:
                     self._failed(groups[gid], state[gid], by_key, on_outcome)
                     open_groups.discard(gid)
+                    failed += 1
                     bar.update(1)
                 missing = gone - missing
                 queued = sum(1 for s in running.values() if s == "PENDING")
                 bar.set_postfix(queued=queued, running=len(running) - queued,
-                                done=bar.n, refresh=False)
+                                done=bar.n - failed, failed=failed, refresh=False)
                 if open_groups:
                     time.sleep(POLL_SECONDS)
         finally:
