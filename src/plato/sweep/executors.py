@@ -124,7 +124,8 @@ class RayExecutor:
 
 
 def make_executor(name: str, address: str | None = None, gpus_per_job: float = 0.0,
-                  run_dir: Path | None = None, slurm: SlurmOptions | None = None):
+                  run_dir: Path | None = None, slurm: SlurmOptions | None = None,
+                  progress: bool = True):
     if name == "local":
         return LocalExecutor()
     if name == "ray":
@@ -132,5 +133,5 @@ def make_executor(name: str, address: str | None = None, gpus_per_job: float = 0
     if name == "slurm":
         if run_dir is None:
             raise PlatoError("the slurm executor needs the run folder")
-        return SlurmExecutor(run_dir, slurm)
+        return SlurmExecutor(run_dir, slurm, progress)
     raise PlatoError(f"unknown executor '{name}': choose local, ray or slurm")

@@ -114,7 +114,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
     run_dir = Path(out_dir) if out_dir else Path("runs") / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
     with hold_run_folder(run_dir, wait):  # one sweep per run folder: no work done twice
-        executor_ = make_executor(executor, address, gpus_per_job, run_dir, slurm)
+        executor_ = make_executor(executor, address, gpus_per_job, run_dir, slurm, progress)
         whole = load_dataset(spec.dataset.name, root=spec.dataset.root)
         dataset = sweep_dataset(spec, whole)
         dev = resolve_device(device)  # once: networks, similarity tables and cells all use it

@@ -258,9 +258,11 @@ def _stderr_kept(path: Path):
 class SlurmExecutor:
     name = "slurm"
 
-    def __init__(self, run_dir: Path, options: SlurmOptions | None = None) -> None:
+    def __init__(self, run_dir: Path, options: SlurmOptions | None = None,
+                 progress: bool = True) -> None:
         self.folder = Path(run_dir) / "slurm"
         self.options = options or SlurmOptions()
+        self.progress = progress
 
     # state: which group each submitted task holds
     def _state(self) -> dict[str, dict]:
@@ -271,13 +273,17 @@ class SlurmExecutor:
         write_file(self.folder / "submitted.json", json.dumps(state, indent=1))
 
     def merge(self, by_key: dict[str, Job], on_outcome) -> set[str]:
-        """Record every result file's outcomes whose cells are still to do; delete the file.
-        Returns the groups merged."""
+        """Record every result file's outcomes whose cells are still to do, and delete the
+        file; a file none of whose cells this run asks for is left to the run that does (the
+        same run folder's other spec: the autoencoder twins of `interpret: ood`). Returns the
+        groups merged."""
         merged = set()
         for path in sorted((self.folder / "results").glob("*.safetensors")):
             try:
                 outcomes = read_results(path)
             except Exception:  # (a file half-visible on a slow shared file system)
+                continue
+            if not any(o["key"] in by_key for o in outcomes):
                 continue
             for outcome in outcomes:
                 job = by_key.pop(outcome["key"], None)
@@ -300,9 +306,9 @@ class SlurmExecutor:
         by_key = {j.key: j for j in jobs}
         self.merge(by_key, on_outcome)  # what finished while no driver was here
         groups = {group_id(g): g for g in group_jobs(list(by_key.values()), settings.group_size)}
-        state = {gid: s for gid, s in self._state().items() if gid in groups}
-        running = active_jobs([s["job"] for s in state.values()])
-        held = {gid for gid, s in state.items() if s["job"] in running}
+        state = self._state()  # (every spec's tasks in this run folder: kept whole)
+        running = active_jobs([state[g]["job"] for g in groups if g in state])
+        held = {g for g in groups if g in state and state[g]["job"] in running}
         new = [gid for gid in groups if gid not in held]
         if new:
             check_shared(self.folder.parent, self.options.partition)
@@ -341,7 +347,7 @@ class SlurmExecutor:
 
         open_groups, missing, failed = set(groups), set(), 0
         bar = tqdm(total=len(groups), desc="slurm tasks", unit="task", file=sys.stderr,
-                   leave=False, dynamic_ncols=True)
+                   leave=False, dynamic_ncols=True, disable=not self.progress)
         try:
             while open_groups:
                 running = active_jobs([state[g]["job"] for g in open_groups])
