@@ -1,4 +1,6 @@
-"""The `plato` command as a user runs it: a real subprocess, JSON on stdout, clean errors."""
+"""The `plato` command as a user runs it: a real subprocess, JSON on stdout, clean errors
+(the error cases through the same entry point in this process, to spare a Python start
+each)."""
 
 import json
 import subprocess
@@ -11,6 +13,18 @@ def plato(*args, cwd=None):
     proc = subprocess.run([sys.executable, "-m", "plato", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=300)
     return proc
+
+
+def entry_point(args, monkeypatch, capsys) -> tuple[int, str]:
+    """The command's entry point (`plato.cli.main`, what `python -m plato` runs) in this
+    process: (exit code, stderr). For the error cases, to spare a Python start per case; the
+    process boundary itself is tested by the cases that run `plato` as a subprocess."""
+    from plato.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["plato", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    return stop.value.code, capsys.readouterr().err
 
 
 def plato_json(*args, cwd=None):
@@ -65,12 +79,12 @@ def test_demo_is_the_whole_pipeline(tmp_path):
     (("table", "missing.sqlite"), "result store missing.sqlite does not exist"),
     (("report", "missing.sqlite", "--out", "r"), "does not exist"),
 ])
-def test_user_errors_are_one_clean_line(args, message, tmp_path):
-    proc = plato(*args, cwd=tmp_path)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("plato: error")]
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+def test_user_errors_are_one_clean_line(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = entry_point(args, monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("plato: error")]
+    assert len(lines) == 1 and message in lines[0], err
 
 
 def test_corrupt_checkpoint_is_a_clean_error(tmp_path):
@@ -148,11 +162,11 @@ def test_replace_json(two_checkpoints):
     (("--from", "0", "--to", "0", "--set", "learning_rate=1"),
      "unknown stitch setting 'learning_rate'; the settings are objective, epochs"),
 ])
-def test_stitch_user_errors(two_checkpoints, args, message):
+def test_stitch_user_errors(two_checkpoints, args, message, monkeypatch, capsys):
     a, b = two_checkpoints
-    proc = plato("stitch", str(a), str(b), *args, "--quiet")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert message in proc.stderr, proc.stderr
+    code, err = entry_point(("stitch", str(a), str(b), *args, "--quiet"), monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert message in err, err
 
 
 @pytest.mark.parametrize("args, message", [
