@@ -296,7 +296,7 @@ class SlurmExecutor:
     def run(self, jobs: list[Job], nets: dict[tuple[str, str], Network], dataset: Dataset,
             settings: CellSettings, on_outcome) -> None:
         try:
-            import submitit
+            import submitit  # noqa: F401  (used in _submit: refused here, before any work)
         except ImportError:
             raise PlatoError("the slurm executor needs submitit: pip install "
                              "'plato-stitch[slurm]'") from None
@@ -311,33 +311,40 @@ class SlurmExecutor:
         held = {g for g in groups if g in state and state[g]["job"] in running}
         new = [gid for gid in groups if gid not in held]
         if new:
-            check_shared(self.folder.parent, self.options.partition)
-            write_inputs(self.folder, nets, dataset)
-            settings = replace(settings, threads=settings.threads or self.options.cpus_per_job)
-            if self.options.gpus_per_job:
-                settings = replace(settings, config=replace(settings.config, device="cuda"))
-            executor = submitit.AutoExecutor(folder=self.folder / "logs", cluster="slurm")
-            executor.update_parameters(**self.options.parameters(
-                f"plato-{next(iter(groups.values()))[0].spec}"))
-            first = [groups[gid][0] for gid in new]
-            try:
-                with _stderr_kept(self.folder / "logs" / "sbatch.err") as said:
-                    submitted = executor.map_array(
-                        run_task, [str(self.folder)] * len(new), [groups[gid] for gid in new],
-                        [nets[(j.sender, j.sender_role)].identity for j in first],
-                        [nets[(j.receiver, j.receiver_role)].identity for j in first],
-                        [dataset.fingerprint()] * len(new), [settings] * len(new))
-            except Exception as e:  # sbatch refused: its own message, one line
-                lines = [ln.strip() for ln in (said.text + "\n" + str(e)).splitlines()
-                         if ln.strip()]
-                reason = next((ln for ln in lines if "sbatch: error" in ln),
-                              lines[-1] if lines else type(e).__name__)
-                raise PlatoError(f"SLURM refused the submission: {reason}") from None
-            state.update({gid: {"job": job.job_id, "submitted": time.time(),
-                                "log": str(job.paths.stdout)}
-                          for gid, job in zip(new, submitted, strict=True)})
-            self._save_state(state)
+            self._submit({gid: groups[gid] for gid in new}, nets, dataset, settings, state)
         self._wait(groups, state, by_key, on_outcome)
+
+    def _submit(self, groups: dict[str, list[Job]], nets: dict[tuple[str, str], Network],
+                dataset: Dataset, settings: CellSettings, state: dict[str, dict]) -> None:
+        """One job array of these groups; each task's id goes into `state` (and its file)."""
+        import submitit
+
+        check_shared(self.folder.parent, self.options.partition)
+        write_inputs(self.folder, nets, dataset)
+        settings = replace(settings, threads=settings.threads or self.options.cpus_per_job)
+        if self.options.gpus_per_job:
+            settings = replace(settings, config=replace(settings.config, device="cuda"))
+        executor = submitit.AutoExecutor(folder=self.folder / "logs", cluster="slurm")
+        first = [group[0] for group in groups.values()]
+        executor.update_parameters(**self.options.parameters(f"plato-{first[0].spec}"))
+        n = len(groups)
+        try:
+            with _stderr_kept(self.folder / "logs" / "sbatch.err") as said:
+                submitted = executor.map_array(
+                    run_task, [str(self.folder)] * n, list(groups.values()),
+                    [nets[(j.sender, j.sender_role)].identity for j in first],
+                    [nets[(j.receiver, j.receiver_role)].identity for j in first],
+                    [dataset.fingerprint()] * n, [settings] * n)
+        except Exception as e:  # sbatch refused: its own message, one line
+            lines = [ln.strip() for ln in (said.text + "\n" + str(e)).splitlines()
+                     if ln.strip()]
+            reason = next((ln for ln in lines if "sbatch: error" in ln),
+                          lines[-1] if lines else type(e).__name__)
+            raise PlatoError(f"SLURM refused the submission: {reason}") from None
+        state.update({gid: {"job": job.job_id, "submitted": time.time(),
+                            "log": str(job.paths.stdout)}
+                      for gid, job in zip(groups, submitted, strict=True)})
+        self._save_state(state)
 
     def _wait(self, groups: dict[str, list[Job]], state: dict[str, dict],
               by_key: dict[str, Job], on_outcome) -> None:
