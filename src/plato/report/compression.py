@@ -60,19 +60,16 @@ def _number(value) -> bool:
                                                    and math.isnan(value))
 
 
-def _diagonal(cells: pd.DataFrame, sender: str, receiver: str, point: str,
-              metric: str = "stitched_accuracy") -> tuple[float, float, float]:
-    """(mean, low, high) of the cell point -> point of a pair's trained table; NaN absent."""
+def _diagonals(cells: pd.DataFrame, sender: str, receiver: str,
+               metric: str = "stitched_accuracy") -> dict[str, tuple[float, float, float]]:
+    """point -> (mean, low, high) of the cells point -> point of a pair's trained table
+    (empty where the pair has none)."""
     if (sender, receiver, TRAINED) not in table_keys(cells):
-        return math.nan, math.nan, math.nan
-    out = []
-    for stat in ("mean", "low", "high"):
-        try:
-            table = stat_table(cells, sender, receiver, TRAINED, metric, stat)
-            out.append(float(table.loc[point, point]))
-        except KeyError:
-            out.append(math.nan)
-    return tuple(out)
+        return {}
+    mean, low, high = (stat_table(cells, sender, receiver, TRAINED, metric, stat)
+                       for stat in ("mean", "low", "high"))
+    return {p: (float(mean.loc[p, p]), float(low.loc[p, p]), float(high.loc[p, p]))
+            for p in mean.index if p in mean.columns}
 
 
 def _points(cells: pd.DataFrame, source: str, members: list[str]) -> list[str]:
@@ -106,14 +103,16 @@ def axis_figure(cells: pd.DataFrame, sims: pd.DataFrame | None, family: pd.DataF
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     axes = axes[0]
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(points)))
+    absent = (math.nan, math.nan, math.nan)
+    diagonals = {kind: [_diagonals(cells, *((source, m) if kind == "into" else (m, source)))
+                        for m in members] for kind in ("into", "from")}
     for point, colour in zip(points, colours, strict=True):
         for ax, (_, kind) in zip(axes, panels, strict=True):
             if kind == "measure":
                 values = [_similarity(sims, source, m, point, measure) for m in members]
                 ax.plot(xs, values, marker="o", ms=4, color=colour, label=point)
                 continue
-            pairs = [(source, m) if kind == "into" else (m, source) for m in members]
-            stats = np.array([_diagonal(cells, s, r, point) for s, r in pairs])
+            stats = np.array([d.get(point, absent) for d in diagonals[kind]])
             mean, low, high = stats.T
             ax.plot(xs, mean, marker="o", ms=4, color=colour, label=point)
             ax.fill_between(xs, low, high, color=colour, alpha=0.18, lw=0)

@@ -92,8 +92,9 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
             stitched = stat_table(cells, sender, receiver, control, metric).reindex_like(table)
             x, y = table.to_numpy().ravel(), stitched.to_numpy().ravel()
             ok = np.isfinite(x) & np.isfinite(y)
+            # (undefined where either side is constant: a self-pair's diagonal cells only)
             rho = pd.Series(x[ok]).corr(pd.Series(y[ok]), method="spearman") \
-                if ok.sum() > 2 else float("nan")
+                if ok.sum() > 2 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0 else float("nan")
             path = figs / f"{slug(sender, receiver, control, m, 'scatter')}.png"
             scatter(x[ok], y[ok], path, f"{sender} -> {receiver} ({control}): "
                     f"Spearman {rho:.2f}", m, metric)
