@@ -113,14 +113,14 @@ def _narrowed(model: nn.Module, tensors: dict[str, torch.Tensor]) -> bool:
     """Whether the weights have other shapes than the model's config builds (built on the
     meta device: no memory, no initialisation)."""
     from plato.models import create_model
-    from plato.models.narrow import narrowed_tensors
+    from plato.models.narrow import narrowed_tensors, shapes_of
 
     try:
         with torch.device("meta"):
             built = create_model(model.plato_name, **model.plato_config)
     except (PlatoError, RuntimeError, NotImplementedError):
         return False  # (a model from outside the zoo that cannot be built there)
-    return bool(narrowed_tensors(built, {k: tuple(v.shape) for k, v in tensors.items()}))
+    return bool(narrowed_tensors(built, shapes_of(tensors)))
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -155,7 +155,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     from safetensors.torch import load_file
 
     from plato.models import create_model
-    from plato.models.narrow import narrow_to
+    from plato.models.narrow import narrow_to, shapes_of
 
     path = Path(path)
     meta = read_metadata(path)
@@ -173,7 +173,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     try:
         model = create_model(meta["model"], **meta["config"])
         if meta.get("narrowed"):
-            narrow_to(model, {k: tuple(v.shape) for k, v in tensors.items()})
+            narrow_to(model, shapes_of(tensors))
         model.load_state_dict(tensors, strict=True)
     except (PlatoError, RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0]

@@ -12,8 +12,12 @@ from torch.nn.modules.conv import _ConvNd
 from plato.errors import ModelError
 
 
+def shapes_of(tensors: dict) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in tensors.items()}
+
+
 def tensor_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return shapes_of(model.state_dict())
 
 
 def narrowed_tensors(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> list[str]:

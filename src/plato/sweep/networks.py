@@ -16,7 +16,7 @@ from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_ch
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
 from plato.models import CutGraph, create_model, model_options
-from plato.models.narrow import narrow_to, tensor_shapes
+from plato.models.narrow import narrow_to, shapes_of, tensor_shapes
 from plato.sweep.keys import content_key
 from plato.sweep.spec import NetworkSpec, SpecError, SweepSpec
 from plato.train import Recipe, evaluate, train_and_save
@@ -51,7 +51,7 @@ class Network:
     @classmethod
     def from_payload(cls, payload: dict) -> Network:
         model = create_model(payload["model"], **payload["config"])
-        narrow_to(model, {k: tuple(v.shape) for k, v in payload["state"].items()})
+        narrow_to(model, shapes_of(payload["state"]))
         model.load_state_dict(payload["state"])
         model.plato_recipe = payload["recipe"]
         return cls(payload["name"], payload["role"], model.eval(), payload["identity"],

@@ -85,15 +85,12 @@ def group_id(group: list[Job]) -> str:
 def write_inputs(folder: Path, nets: dict[tuple[str, str], Network], dataset: Dataset) -> None:
     """The dataset and every network, once (a file already there is the same content: its
     name holds the identity or fingerprint)."""
-    from safetensors.torch import save_file
-
     inputs = folder / "inputs"
-    inputs.mkdir(parents=True, exist_ok=True)
     data_path = inputs / f"dataset-{dataset.fingerprint()[:16]}.safetensors"
     if not data_path.exists():
         meta = {"name": dataset.name, "classes": dataset.classes, "mean": dataset.mean,
                 "std": dataset.std, "fingerprint": dataset.fingerprint()}
-        _save_whole(save_file, {"train_images": dataset.train.images,
+        _save_whole({"train_images": dataset.train.images,
                                 "train_labels": dataset.train.labels,
                                 "test_images": dataset.test.images,
                                 "test_labels": dataset.test.labels}, data_path, meta)
@@ -102,23 +99,22 @@ def write_inputs(folder: Path, nets: dict[tuple[str, str], Network], dataset: Da
         if not path.exists():
             payload = net.payload()
             state = payload.pop("state")
-            _save_whole(save_file, state, path, payload)
+            _save_whole(state, path, payload)
 
 
-def _save_whole(save_file, tensors: dict, path: Path, meta: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp,
-              metadata={"plato": json.dumps(meta)})
-    tmp.replace(path)
+def _save_whole(tensors: dict, path: Path, meta: dict) -> None:
+    """Tensors and JSON metadata as one safetensors file, written whole or not at all."""
+    from safetensors.torch import save
+
+    write_file(path, save({k: v.contiguous() for k, v in tensors.items()},
+                          metadata={"plato": json.dumps(meta)}))
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     with safe_open(path, framework="pt") as f:
-        meta = json.loads(f.metadata()["plato"])
-    return load_file(path), meta
+        return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["plato"])
 
 
 _TASK_CACHE: dict[str, object] = {}  # a task process builds each input once
@@ -160,8 +156,6 @@ def run_task(folder: str, group: list[Job], sender: str, receiver: str, fingerpr
 def write_results(path: Path, outcomes: list[dict]) -> None:
     """Outcomes as one safetensors file: their tensors (which examples were right, a kept
     stitch, saliency maps) under `i/...`, the rest as JSON."""
-    from safetensors.torch import save_file
-
     tensors, rows = {}, []
     for i, outcome in enumerate(outcomes):
         row = dict(outcome)
@@ -172,8 +166,7 @@ def write_results(path: Path, outcomes: list[dict]) -> None:
             for name, t in (row.pop(kind, None) or {}).items():
                 tensors[f"{i}/{kind}/{name}"] = t
         rows.append(row)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save_whole(save_file, tensors, path, {"outcomes": rows})
+    _save_whole(tensors, path, {"outcomes": rows})
 
 
 def read_results(path: Path) -> list[dict]:
