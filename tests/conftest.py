@@ -66,21 +66,6 @@ def digits_resnet(digits):
     return trained("resnet-1111", 0, digits, width=8)
 
 
-@pytest.fixture
-def run_cli():
-    """The `plato` command as a user runs it (a subprocess); ok=False expects it to fail."""
-    import subprocess
-    import sys
-
-    def run(args, ok=True):
-        proc = subprocess.run([sys.executable, "-m", "plato", *args], capture_output=True,
-                              text=True, timeout=600)
-        assert (proc.returncode == 0) == ok, proc.stderr
-        return proc
-
-    return run
-
-
 VIT_DIGITS = {"patch_size": 2, "depth": 2, "dim": 32, "heads": 2}  # 4 x 4 patches + class
 
 

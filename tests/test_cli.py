@@ -2,35 +2,9 @@
 (the error cases through the same entry point in this process, to spare a Python start
 each)."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-
-def plato(*args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "plato", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
-    return proc
-
-
-def entry_point(args, monkeypatch, capsys) -> tuple[int, str]:
-    """The command's entry point (`plato.cli.main`, what `python -m plato` runs) in this
-    process: (exit code, stderr). For the error cases, to spare a Python start per case; the
-    process boundary itself is tested by the cases that run `plato` as a subprocess."""
-    from plato.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["plato", *args])
-    with pytest.raises(SystemExit) as stop:
-        main()
-    return stop.value.code, capsys.readouterr().err
-
-
-def plato_json(*args, cwd=None):
-    proc = plato(*args, "--json", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+from tests.helpers import entry_point, error_lines, plato_json, run_plato
 
 
 def test_models_json():
@@ -83,14 +57,14 @@ def test_user_errors_are_one_clean_line(args, message, tmp_path, monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     code, err = entry_point(args, monkeypatch, capsys)
     assert code == 1 and "Traceback" not in err
-    lines = [ln for ln in err.strip().splitlines() if ln.startswith("plato: error")]
+    lines = error_lines(err)
     assert len(lines) == 1 and message in lines[0], err
 
 
 def test_corrupt_checkpoint_is_a_clean_error(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    proc = plato("eval", str(bad))
+    proc = run_plato("eval", str(bad))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "corrupt" in proc.stderr
 
@@ -179,15 +153,10 @@ def test_stitch_user_errors(two_checkpoints, args, message, monkeypatch, capsys)
 def test_stitch_setting_errors(args, message, monkeypatch, capsys):
     """The settings are read before anything is loaded: each mistake is one clean line (the
     entry point in this process, to spare a Python start per case)."""
-    from plato.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["plato", "stitch", "a.ckpt", "b.ckpt", "--from", "0",
-                                      "--to", "0", *args])
-    with pytest.raises(SystemExit) as stop:
-        main()
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.strip().splitlines() if ln.startswith("plato: error")]
-    assert stop.value.code == 1 and "Traceback" not in err
+    code, err = entry_point(("stitch", "a.ckpt", "b.ckpt", "--from", "0", "--to", "0", *args),
+                            monkeypatch, capsys)
+    lines = error_lines(err)
+    assert code == 1 and "Traceback" not in err
     assert len(lines) == 1 and message in lines[0], err
 
 
@@ -200,8 +169,8 @@ def test_similarity_json(two_checkpoints):
                                              "layer4.0", "pool"]
     assert all(abs(cka["values"][i][i] - 1) < 1e-9 for i in range(6))
     assert procrustes["examples"] == 200 and abs(procrustes["values"][0][0]) < 1e-5
-    text = plato("similarity", str(a), str(b), "--quiet")
+    text = run_plato("similarity", str(a), str(b), "--quiet")
     assert text.returncode == 0 and "cka on 360 digits test examples" in text.stdout
-    bad = plato("similarity", str(a), str(b), "--measure", "cosine")
+    bad = run_plato("similarity", str(a), str(b), "--measure", "cosine")
     assert bad.returncode == 1 and "unknown similarity measure 'cosine'" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -4,12 +4,11 @@ before the fault is kept: running again resumes."""
 
 import json
 import os
-import resource
-import signal
 import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import one_line_error, run_plato
 
 SPEC = """name: tiny
 dataset: digits
@@ -20,33 +19,15 @@ objective: lstsq
 """
 
 
-def plato(*args, cwd, file_limit=None):
-    def limited():  # a disk that takes `file_limit` bytes per file, then refuses (EFBIG)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-    return subprocess.run([sys.executable, "-m", "plato", *args], cwd=cwd, text=True,
-                          capture_output=True, preexec_fn=limited if file_limit else None)
-
-
-def one_line_error(proc, *words):
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("plato: error: "), proc.stderr
-    for word in words:
-        assert word in last, last
-    return last
-
-
 @pytest.mark.parametrize("width, file_limit, where", [
     (128, 300_000, "networks/cnn-"),  # a 1.2 MB checkpoint; the store fits
     (4, 20_000, "results.sqlite")])  # the store does not fit
 def test_a_full_disk_is_one_line_and_a_rerun_resumes(tmp_path, width, file_limit, where):
     (tmp_path / "spec.yaml").write_text(SPEC.replace("width: 4", f"width: {width}"))
-    proc = plato("sweep", "spec.yaml", "--out", "run", "--quiet", cwd=tmp_path,
+    proc = run_plato("sweep", "spec.yaml", "--out", "run", "--quiet", cwd=tmp_path,
                  file_limit=file_limit)
     one_line_error(proc, where, "free")
-    again = plato("sweep", "spec.yaml", "--out", "run", "--quiet", "--json", cwd=tmp_path)
+    again = run_plato("sweep", "spec.yaml", "--out", "run", "--quiet", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["cells"] == 4 and summary["failed"] == 0
@@ -74,16 +55,15 @@ def read_only(tmp_path):
 
 def test_a_read_only_place_is_one_line(tmp_path, read_only):
     (tmp_path / "spec.yaml").write_text(SPEC)
-    one_line_error(plato("sweep", "spec.yaml", "--out", str(read_only / "run"), "--quiet",
+    one_line_error(run_plato("sweep", "spec.yaml", "--out", str(read_only / "run"), "--quiet",
                          cwd=tmp_path), "cannot write", "read-only")
-    done = plato("sweep", "spec.yaml", "--out", "run", "--quiet", cwd=tmp_path)
+    done = run_plato("sweep", "spec.yaml", "--out", "run", "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    one_line_error(plato("report", "run/results.sqlite", "--out", str(read_only / "report"),
+    one_line_error(run_plato("report", "run/results.sqlite", "--out", str(read_only / "report"),
                          cwd=tmp_path), "cannot write", "read-only")
     env_cache = {**os.environ, "PLATO_CACHE": str(read_only / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "plato", "train", "cnn-2", "--dataset",
-                           "digits", "--epochs", "1", "--out", str(read_only / "net.ckpt")],
-                          cwd=tmp_path, text=True, capture_output=True, env=env_cache)
+    proc = run_plato("train", "cnn-2", "--dataset", "digits", "--epochs", "1", "--out",
+                     str(read_only / "net.ckpt"), cwd=tmp_path, env=env_cache)
     one_line_error(proc, "cannot write", "read-only")
 
 

@@ -2,14 +2,13 @@
 place, and tables that pool different specs are refused or redone, never averaged."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from plato.sweep.run import run_sweep
 from plato.sweep.spec import load_spec
 from plato.sweep.store import Store
+from tests.helpers import run_plato
 from tests.sweep.conftest import write_spec
 
 
@@ -59,9 +58,7 @@ def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpo
     with pytest.raises(PlatoError, match="holds 2 specs \\(tiny, tiny-2\\): choose one with "
                                          "--spec, or pool them with --all-specs"):
         write_report(run / "results.sqlite", tmp_path / "report")
-    proc = subprocess.run([sys.executable, "-m", "plato", "table", str(run / "results.sqlite"),
-                           "--spec", "tiny-2", "--json"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_plato("table", run / "results.sqlite", "--spec", "tiny-2", "--json", ok=True)
     assert {t["spec"] for t in json.loads(proc.stdout)["tables"]} == {"tiny-2"}
     capsys.readouterr()
     # renamed again, unchanged: its cell is not computed twice, and the sweep says where it is

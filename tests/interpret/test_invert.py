@@ -20,6 +20,7 @@ from plato.interpret.invert import (
     pixels,
 )
 from plato.models.cuts import CutGraph
+from tests.helpers import run_plato
 
 QUICK = InvertConfig(max_steps=700, min_steps=200, optimise_steps=60, images=4)
 
@@ -99,13 +100,13 @@ def test_settings_are_checked_by_name():
         InvertConfig(images=0)
 
 
-def test_plato_invert_stores_resumes_and_draws(tmp_path, digits_checkpoints, run_cli):
+def test_plato_invert_stores_resumes_and_draws(tmp_path, digits_checkpoints):
     out = tmp_path / "run"
     args = ["invert", str(digits_checkpoints["cnn"]), "--out", str(out), "--points", "0",
             "--points", "pool", "--set", "max_steps=150", "--set", "min_steps=50",
             "--set", "check_every=50", "--images", "3", "--set", "optimise_steps=20",
             "--quiet", "--json"]
-    first = json.loads(run_cli(args).stdout)
+    first = json.loads(run_plato(*args, ok=True).stdout)
     assert first["computed"] == 4  # two points, trained and random
     rows = {(r["role"], r["point_index"]): r for r in first["points"]}
     assert set(rows) == {(role, i) for role in ("trained", "random") for i in (0, 2)}
@@ -117,13 +118,12 @@ def test_plato_invert_stores_resumes_and_draws(tmp_path, digits_checkpoints, run
                      "reconstructions-cnn-random.png", "inversions-cnn-trained.png",
                      "inversions-cnn-random.png"}
     assert all(Path(f).is_file() and Path(f).parent == out for f in first["figures"])
-    again = json.loads(run_cli(args).stdout)
+    again = json.loads(run_plato(*args, ok=True).stdout)
     assert again["computed"] == 0 and again["points"] == first["points"]
 
 
-def test_plato_invert_refuses_a_cut_point_that_does_not_exist(tmp_path, digits_checkpoints,
-                                                             run_cli):
-    failed = run_cli(["invert", str(digits_checkpoints["cnn"]), "--out", str(tmp_path),
-                      "--points", "layer9", "--quiet"], ok=False)
+def test_plato_invert_refuses_a_cut_point_that_does_not_exist(tmp_path, digits_checkpoints):
+    failed = run_plato("invert", str(digits_checkpoints["cnn"]), "--out", str(tmp_path),
+                       "--points", "layer9", "--quiet", ok=False)
     assert "no cut point named 'layer9'" in failed.stderr
     assert "Traceback" not in failed.stderr

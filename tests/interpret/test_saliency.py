@@ -12,6 +12,7 @@ from plato.errors import PlatoError
 from plato.interpret.config import SaliencyConfig
 from plato.interpret.saliency import deletion_area, deletion_curve, explain_stitch, rank_agreement
 from plato.stitch import StitchedModel
+from tests.helpers import run_plato
 
 QUICK = SaliencyConfig(images=24, shown=4, ig_steps=8, deletion_steps=8)
 
@@ -98,16 +99,16 @@ def test_unknown_methods_are_named():
         "grad_cam", "gradient_x_input")
 
 
-def test_plato_saliency_explains_a_stitch(tmp_path, digits_checkpoints, run_cli):
+def test_plato_saliency_explains_a_stitch(tmp_path, digits_checkpoints):
     ckpt = str(digits_checkpoints["resnet"])
-    out = json.loads(run_cli(["saliency", ckpt, ckpt, "--from", "layer1.0", "--to", "layer2.0",
-                              "--fast", "--images", "12", "--saliency-set", "ig_steps=4",
-                              "--out", str(tmp_path), "--quiet", "--json"]).stdout)
+    out = json.loads(run_plato("saliency", ckpt, ckpt, "--from", "layer1.0", "--to", "layer2.0",
+                               "--fast", "--images", "12", "--saliency-set", "ig_steps=4",
+                               "--out", str(tmp_path), "--quiet", "--json", ok=True).stdout)
     assert out["stitch"]["receiver_point"] == "layer2.0"
     assert set(out["methods"]) == {"integrated_gradients", "gradient_x_input", "grad_cam"}
     assert -1 <= out["methods"]["gradient_x_input"]["agreement_receiver"] <= 1
     assert Path(out["figure"]).is_file() and Path(out["figure"]).parent == tmp_path
-    failed = run_cli(["saliency", ckpt, ckpt, "--from", "layer3.0", "--to", "pool", "--fast",
-                      "--method", "grad_cam", "--out", str(tmp_path), "--quiet"], ok=False)
+    failed = run_plato("saliency", ckpt, ckpt, "--from", "layer3.0", "--to", "pool", "--fast",
+                       "--method", "grad_cam", "--out", str(tmp_path), "--quiet", ok=False)
     assert "grad_cam needs spatial cut points" in failed.stderr
     assert "Traceback" not in failed.stderr

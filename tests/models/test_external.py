@@ -14,6 +14,7 @@ from plato.models import CutGraph, model_options
 from plato.models.external import load_weights
 from plato.stitch import StitchConfig, stitch_networks
 from plato.train import Recipe, train
+from tests.helpers import run_plato
 
 SMALL = "python:tests.models.factories:small_cnn"
 
@@ -109,17 +110,17 @@ def test_weights_of_another_model_name_the_first_mismatch(tmp_path):
         load_weights(plato.create_model(SMALL, width=4), tmp_path / "cnn.safetensors")
 
 
-def test_plato_import_makes_a_checkpoint_of_a_users_weights(tmp_path, run_cli, digits):
+def test_plato_import_makes_a_checkpoint_of_a_users_weights(tmp_path, digits):
     torch.manual_seed(1)
     net = plato.create_model(SMALL, width=8, input_shape=digits.input_shape)
     train(net, digits, Recipe(epochs=20, batch_size=64, device="cpu"), progress=False)
     torch.save(net.state_dict(), tmp_path / "mine.pt")
-    out = json.loads(run_cli(["import", SMALL, "--weights", str(tmp_path / "mine.pt"),
-                              "--option", "width=8", "--dataset", "digits", "--out",
-                              str(tmp_path / "mine.ckpt"), "--json"]).stdout)
+    out = json.loads(run_plato("import", SMALL, "--weights", str(tmp_path / "mine.pt"),
+                               "--option", "width=8", "--dataset", "digits", "--out",
+                               str(tmp_path / "mine.ckpt"), "--json", ok=True).stdout)
     assert out["test_accuracy"] > 0.7
     assert load_checkpoint(tmp_path / "mine.ckpt").meta["model"] == SMALL
-    failed = run_cli(["import", SMALL, "--weights", str(tmp_path / "mine.pt"), "--dataset",
-                      "digits", "--option", "width=4", "--out", str(tmp_path / "x.ckpt")],
-                     ok=False)  # weights of the width-8 network
+    failed = run_plato("import", SMALL, "--weights", str(tmp_path / "mine.pt"), "--dataset",
+                       "digits", "--option", "width=4", "--out", str(tmp_path / "x.ckpt"),
+                       ok=False)  # weights of the width-8 network
     assert "has shape" in failed.stderr and "Traceback" not in failed.stderr

@@ -8,6 +8,7 @@ from plato.errors import ModelError
 from plato.models import CutGraph
 from plato.stitch import StitchConfig, StitchedModel, stitch_networks
 from plato.train import Recipe, train
+from tests.helpers import run_plato
 
 UNTRACEABLE = "python:tests.models.factories:untraceable"
 
@@ -63,11 +64,11 @@ def test_its_identity_self_stitch_reproduces_the_model_and_it_stitches(digits, d
     assert into_resnet.stitched_accuracy > 0.8 and from_resnet.stitched_accuracy > 0.8
 
 
-def test_plato_models_says_which_mechanism(run_cli):
+def test_plato_models_says_which_mechanism():
     import json
 
-    out = json.loads(run_cli(["models", UNTRACEABLE, "--input-shape", "1,8,8",
-                              "--json"]).stdout)
+    out = json.loads(run_plato("models", UNTRACEABLE, "--input-shape", "1,8,8",
+                               "--json", ok=True).stdout)
     assert out["models"][0]["cut_points_by"] == "forward hooks"
-    zoo = json.loads(run_cli(["models", "cnn-2", "--json"]).stdout)
+    zoo = json.loads(run_plato("models", "cnn-2", "--json", ok=True).stdout)
     assert zoo["models"][0]["cut_points_by"] == "torch.fx"

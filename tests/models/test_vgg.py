@@ -9,6 +9,7 @@ import plato
 from plato.errors import ModelError
 from plato.stitch import StitchConfig, stitch_networks
 from plato.train import Recipe, train
+from tests.helpers import run_plato
 
 
 def convs(model):
@@ -65,7 +66,7 @@ def test_a_vgg_trains_and_stitches_like_a_resnet(digits, digits_resnet):
     assert into_resnet.stitched_accuracy > 0.8 and from_resnet.stitched_accuracy > 0.8
 
 
-def test_a_spec_and_the_cli_take_the_models_own_options(tmp_path, run_cli):
+def test_a_spec_and_the_cli_take_the_models_own_options(tmp_path):
     from plato.errors import SpecError
     from plato.sweep.networks import architectures
     from plato.sweep.spec import parse_spec
@@ -80,8 +81,8 @@ def test_a_spec_and_the_cli_take_the_models_own_options(tmp_path, run_cli):
                                         r"hidden, dropout"):
         parse_spec(raw)
     out = tmp_path / "v.ckpt"
-    run_cli(["train", "vgg11", "--dataset", "digits", "--width", "4", "--option", "hidden=16",
-             "--option", "dropout=0", "--epochs", "1", "--out", str(out), "--quiet"])
+    run_plato("train", "vgg11", "--dataset", "digits", "--width", "4", "--option", "hidden=16",
+              "--option", "dropout=0", "--epochs", "1", "--out", str(out), "--quiet", ok=True)
     from plato.checkpoint import load_checkpoint
 
     assert load_checkpoint(out).meta["config"]["hidden"] == 16

@@ -8,6 +8,7 @@ from torch import nn
 import plato
 from plato.errors import ModelError
 from plato.models.tokens import TokenLayout, infer_layout, layout_of
+from tests.helpers import run_plato
 
 
 def test_sizes_and_names_are_timms():
@@ -93,7 +94,7 @@ def test_position_embedding_and_class_token_are_not_decayed():
     assert id(model.blocks[0].attn.qkv.weight) in decayed
 
 
-def test_a_user_stitches_a_vit_checkpoint_into_a_resnet(tmp_path, run_cli, digits_vit,
+def test_a_user_stitches_a_vit_checkpoint_into_a_resnet(tmp_path, digits_vit,
                                                         digits_checkpoints):
     """The command line end to end: `plato stitch` joins a ViT's tokens to a conv map with a
     class-token setting, a bad setting is one line. (`plato train --option` with a model's own
@@ -103,11 +104,11 @@ def test_a_user_stitches_a_vit_checkpoint_into_a_resnet(tmp_path, run_cli, digit
     from plato.checkpoint import save_checkpoint
 
     vit = save_checkpoint(tmp_path / "vit.ckpt", digits_vit, dataset="digits").path
-    out = json.loads(run_cli([
+    out = json.loads(run_plato(
         "stitch", str(digits_checkpoints["resnet"]), str(vit), "--from", "layer2.0",
         "--to", "blocks.0", "--fast", "--set", "class_token=mean", "--set", "max_steps=300",
-        "--quiet", "--json"]).stdout)
+        "--quiet", "--json", ok=True).stdout)
     assert out["receiver_point"] == "blocks.0" and out["stitched_accuracy"] > 0.3
-    failed = run_cli(["stitch", str(vit), str(vit), "--from", "blocks.0", "--to", "blocks.0",
-                      "--set", "class_token=first", "--quiet"], ok=False)
+    failed = run_plato("stitch", str(vit), str(vit), "--from", "blocks.0", "--to", "blocks.0",
+                       "--set", "class_token=first", "--quiet", ok=False)
     assert "class_token" in failed.stderr and "Traceback" not in failed.stderr

@@ -68,13 +68,23 @@ def test_the_receivers_own_activations_are_in_distribution_and_shuffled_ones_are
 
 def test_every_stitch_result_reports_its_distance_and_the_in_distribution_level(
         digits, digits_resnet):
-    config = StitchConfig.converging(device="cpu")
+    # The closed-form self-stitch is the identity up to its ridge (1e-4 of the mean input
+    # variance): it hands the receiver its own activations, so their distance is the
+    # receiver's own, on every CPU and at any thread count.
+    exact, _ = stitch_networks(digits_resnet, digits_resnet, "layer2.0", "layer2.0", digits,
+                               config=StitchConfig(objective="lstsq", device="cpu"))
+    assert exact.receiver_distance == pytest.approx(exact.receiver_own_distance, rel=0.01)
+    assert 0.7 < exact.receiver_own_distance < 1.6
+    assert "receiver_distance" in exact.to_dict()
+    # The converging default then trains the task loss from there, which asks nothing of the
+    # activation: it drifts from the receiver's distribution by an amount that depends on the
+    # CPU's floating-point path (1.00x the own level where this was written, 1.17x at 2
+    # threads and 1.25x at 1 thread on an AMD EPYC). It stays in distribution: under 1.5x,
+    # the margin by which channel-shuffled activations lie outside (the test above).
     result, _ = stitch_networks(digits_resnet, digits_resnet, "layer2.0", "layer2.0", digits,
-                                config=config)
-    # a self-stitch maps the receiver's own activations onto themselves
-    assert result.receiver_distance == pytest.approx(result.receiver_own_distance, rel=0.15)
-    assert 0.7 < result.receiver_own_distance < 1.6
-    assert "receiver_distance" in result.to_dict()
+                                config=StitchConfig.converging(device="cpu"))
+    assert result.receiver_own_distance == exact.receiver_own_distance  # the same receiver
+    assert 0.8 < result.receiver_distance / result.receiver_own_distance < 1.5
 
 
 def test_replace_reports_the_distance_of_match_and_task_stitches(digits, digits_resnet):

@@ -2,8 +2,6 @@
 fails where they are not, and says why where the store cannot answer it."""
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -11,6 +9,7 @@ import pytest
 from plato.sweep.checks import run_checks
 from plato.sweep.jobs import Job
 from plato.sweep.store import Store
+from tests.helpers import run_plato
 
 POINTS = ["p0", "p1", "p2"]
 
@@ -107,8 +106,7 @@ def test_plato_check_and_the_report(tmp_path):
     good, bad = fake_store(tmp_path / "good.sqlite"), fake_store(
         tmp_path / "bad.sqlite", self_diag=0.5)
     for path, code in ((good, 0), (bad, 1)):
-        proc = subprocess.run([sys.executable, "-m", "plato", "check", str(path), "--json"],
-                              capture_output=True, text=True)
+        proc = run_plato("check", path, "--json")
         assert proc.returncode == code, proc.stderr
         out = json.loads(proc.stdout)
         assert out["failed"] == ([] if code == 0 else ["self-pairs"])

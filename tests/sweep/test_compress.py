@@ -15,6 +15,7 @@ from plato.sweep.networks import Network, random_control
 from plato.sweep.run import run_sweep
 from plato.sweep.spec import SpecError, load_spec, parse_spec
 from plato.sweep.store import Store
+from tests.helpers import run_plato
 from tests.sweep.conftest import write_spec
 
 NETWORKS = {
@@ -78,15 +79,15 @@ def test_the_store_holds_what_was_measured_and_a_rerun_makes_nothing(compressed_
     assert "pruning" not in capsys.readouterr().err
 
 
-def test_report_draws_the_axis_and_table_picks_a_level(compressed_run, tmp_path, run_cli):
+def test_report_draws_the_axis_and_table_picks_a_level(compressed_run, tmp_path):
     _, _, run = compressed_run
     page = write_report(run / "results.sqlite", tmp_path / "report").read_text()
     assert "Compressed networks" in page and "magnitude pruning of resnet, amount 0.6" in page
     assert (tmp_path / "report" / "heatmaps" / "compression__pruned.png").is_file()
-    out = run_cli(["table", str(run / "results.sqlite"), "--level", "0.6",
-                   "--pair", "resnet", "pruned"]).stdout
+    out = run_plato("table", str(run / "results.sqlite"), "--level", "0.6",
+                    "--pair", "resnet", "pruned", ok=True).stdout
     assert "resnet -> pruned-0.6" in out and "pruned-0 " not in out
-    wrong = run_cli(["table", str(run / "results.sqlite"), "--level", "0.3"], ok=False)
+    wrong = run_plato("table", str(run / "results.sqlite"), "--level", "0.3", ok=False)
     assert "levels of this store's compression axes are 0, 0.6" in wrong.stderr
 
 

@@ -11,6 +11,7 @@ from plato.sweep.run import run_sweep
 from plato.sweep.spec import load_spec
 from plato.sweep.store import Store
 from plato.sweep.tables import load_cells
+from tests.helpers import run_plato
 from tests.sweep.conftest import write_spec
 
 INTERPRET = {
@@ -127,10 +128,10 @@ def test_adding_saliency_to_a_stored_spec_is_refused(interpreted, digits_checkpo
         run_sweep(changed, folder / "run", progress=False)
 
 
-def test_saliency_agreement_is_a_table_like_any_metric(interpreted, run_cli):
+def test_saliency_agreement_is_a_table_like_any_metric(interpreted):
     folder, _, _, _ = interpreted
-    out = json.loads(run_cli(["table", str(folder / "run" / "results.sqlite"), "--metric",
-                              "saliency_agreement", "--json"]).stdout)
+    out = json.loads(run_plato("table", str(folder / "run" / "results.sqlite"), "--metric",
+                               "saliency_agreement", "--json", ok=True).stdout)
     assert out["tables"] and {t["metric"] for t in out["tables"]} == {"saliency_agreement"}
     values = [v for t in out["tables"] for row in t["values"] for v in row if v is not None]
     assert values and all(-1 <= v <= 1 for v in values)

@@ -9,7 +9,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from plato.errors import PlatoError
 from plato.sweep.run import run_sweep
 from plato.sweep.slurm import SlurmOptions
 from plato.sweep.spec import load_spec
+from tests.helpers import plato_command, run_plato
 from tests.sweep.conftest import write_spec
 
 
@@ -68,9 +68,9 @@ def test_a_cancelled_task_and_a_killed_driver_lose_nothing(tmp_path, digits_chec
     spec_path = write_spec(tmp_path / "s.yaml", digits_checkpoints, name="cancel",
                            pairs=[["cnn", "cnn"]], controls=["trained->trained"])
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "plato", "sweep", str(spec_path), "--out", str(out),
-           "--executor", "slurm", "--device", "cpu", "--threads", "1", "--group-size", "3",
-           "--array-parallelism", "1", "--time-min", "5", "--quiet", "--json"]
+    cmd = plato_command("sweep", spec_path, "--out", out, "--executor", "slurm", "--device",
+                        "cpu", "--threads", "1", "--group-size", "3", "--array-parallelism",
+                        "1", "--time-min", "5", "--quiet", "--json")
     driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline, cancelled = time.time() + 120, None
     while cancelled is None and time.time() < deadline:  # the first task, once it runs
@@ -95,8 +95,7 @@ def test_a_cancelled_task_and_a_killed_driver_lose_nothing(tmp_path, digits_chec
     reason = sqlite3.connect(db).execute(
         "SELECT reason FROM cells WHERE status = 'failed'").fetchone()[0]
     assert "ended without a result" in reason and "--retry-failed" in reason
-    status = subprocess.run([sys.executable, "-m", "plato", "status", str(out), "--json"],
-                            capture_output=True, text=True, timeout=60)
+    status = run_plato("status", out, "--json")
     status = json.loads(status.stdout)  # what a user sees with no driver running
     assert status["cells"]["failed"] == 3 and status["slurm"]["tasks"] == 3
     assert sum(status["slurm"][k] for k in ("queued", "running", "finished",
