@@ -187,7 +187,8 @@ def test_lstsq_stats_solve_matches_numpy_ridge():
     stats = LstsqStats()
     for chunk in range(0, 500, 128):
         stats.update(torch.from_numpy(x[chunk:chunk + 128]), torch.from_numpy(y[chunk:chunk + 128]))
-    w, b, mu, cov, mse = stats.solve(ridge=0.1)
+    fit = stats.solve(ridge=0.1)
+    w, mse = fit.weight, fit.train_mse
     xc = x - x.mean(0)
     lam = 0.1 * np.trace(xc.T @ xc / 500) / 6
     w_np = np.linalg.solve(xc.T @ xc / 500 + lam * np.eye(6), xc.T @ (y - y.mean(0)) / 500)

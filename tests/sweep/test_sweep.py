@@ -5,7 +5,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ from plato.sweep import tables as T
 from plato.sweep.run import run_sweep
 from plato.sweep.spec import load_spec
 from plato.sweep.store import Store
+from tests.helpers import plato_command, run_plato
 from tests.sweep.conftest import write_spec
 
 
@@ -99,8 +99,7 @@ def test_resume_after_sigkill(tmp_path, digits_checkpoints):
                            controls=["trained->trained"],
                            recipe={"epochs": 1, "batch_size": 128})
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "plato", "sweep", str(spec_path), "--out", str(out),
-           "--device", "cpu", "--quiet", "--json"]
+    cmd = plato_command("sweep", spec_path, "--out", out, "--device", "cpu", "--quiet", "--json")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = out / "results.sqlite"
     deadline = time.time() + 120
@@ -203,13 +202,13 @@ def test_report_and_exports(tmp_path, digits_checkpoints):
     page = write_report(summary.store, tmp_path / "report")
     text = page.read_text()
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;" in text
+    stitch = load_spec(spec_path).stitch  # the registry's description of the cells' stitch
+    assert f"stitch {stitch}: BatchNorm, 1x1 conv with bias, BatchNorm" in text
     pngs = list((tmp_path / "report" / "heatmaps").glob("*.png"))
     # 4 pairs x (2 controls + 2 debiased tables)
     assert len(pngs) == 16 and text.count("data:image/png;base64,") == 16
-    proc = subprocess.run([sys.executable, "-m", "plato", "table", summary.store, "--csv",
-                           str(tmp_path / "t.csv"), "--parquet", str(tmp_path / "t.parquet"),
-                           "--pair", "resnet", "cnn", "--latest", "--json"],
-                          capture_output=True, text=True)
+    proc = run_plato("table", summary.store, "--csv", tmp_path / "t.csv", "--parquet",
+                     tmp_path / "t.parquet", "--pair", "resnet", "cnn", "--latest", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)["tables"]
     assert len(out) == 1 and out[0]["rows"][0] == "stem" and out[0]["columns"][-1] == "pool"
@@ -295,9 +294,8 @@ def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
     np.testing.assert_allclose(cka.to_numpy(), direct.values, atol=1e-12)
     page = write_report(summary.store, tmp_path / "report").read_text()
     assert page.count("Spearman rank correlation") == 4 * 2 * 2  # pairs x controls x measures
-    proc = subprocess.run([sys.executable, "-m", "plato", "table", summary.store, "--metric",
-                           "procrustes", "--pair", "cnn", "cnn", "--json"],
-                          capture_output=True, text=True)
+    proc = run_plato("table", summary.store, "--metric", "procrustes", "--pair", "cnn", "cnn",
+                     "--json")
     assert proc.returncode == 0, proc.stderr
     values = np.array(json.loads(proc.stdout)["tables"][0]["values"], dtype=float)
     np.testing.assert_allclose(np.diag(values), 0.0, atol=1e-5)  # self-pair: distance 0
@@ -319,17 +317,15 @@ def test_every_cell_carries_its_interval_and_outcomes(tmp_path, digits_checkpoin
         assert right.mean() == pytest.approx(row["stitched_accuracy"], abs=1e-12)
         assert (row["accuracy_low"], row["accuracy_high"]) == pytest.approx(
             accuracy_interval(int(right.sum()), 360))
-    out = json.loads(subprocess.run(
-        [sys.executable, "-m", "plato", "table", summary.store, "--ci", "--json"],
-        capture_output=True, text=True, check=True).stdout)["tables"][0]
+    out = json.loads(run_plato("table", summary.store, "--ci", "--json",
+                               ok=True).stdout)["tables"][0]
     trained = cells.query("control == 'trained->trained'").set_index(
         ["sender_point", "receiver_point"])
     i, j = out["rows"].index("stem"), out["columns"].index("block1")
     assert out["low"][i][j] == pytest.approx(trained.loc[("stem", "block1")].accuracy_low)
-    debiased = json.loads(subprocess.run(
-        [sys.executable, "-m", "plato", "table", summary.store, "--ci", "--json", "--debiased",
-         "diff", "--control", "random->trained"], capture_output=True, text=True,
-        check=True).stdout)["tables"][0]
+    debiased = json.loads(run_plato("table", summary.store, "--ci", "--json", "--debiased",
+                                    "diff", "--control", "random->trained",
+                                    ok=True).stdout)["tables"][0]
     random = cells.query("control == 'random->trained'").set_index(
         ["sender_point", "receiver_point"])
     expected = paired_interval(T.outcomes(trained.loc[("stem", "block1")]),
@@ -364,8 +360,7 @@ def test_a_store_from_before_intervals_gains_the_columns(tmp_path):
     db.commit()
     assert "accuracy_low" not in {r[1] for r in db.execute("PRAGMA table_info(cells)")}
     db.close()
-    proc = subprocess.run([sys.executable, "-m", "plato", "table", str(path), "--ci"],
-                          capture_output=True, text=True)
+    proc = run_plato("table", path, "--ci")
     assert proc.returncode == 0, proc.stderr
     assert "0.900 [n/a]" in proc.stdout and "[n/a]: no interval" in proc.stdout
     with Store(path) as store:
@@ -391,9 +386,8 @@ def test_similarity_null_in_a_sweep(tmp_path, digits_checkpoints):
     with_null = rows[rows.permutations == 9]
     assert len(with_null) == len(rows) / 2 == 9
     assert with_null.p_value.between(0.1, 1).all() and rows.permutations.isna().sum() == 9
-    proc = subprocess.run([sys.executable, "-m", "plato", "table", str(tmp_path / "run" /
-                           "results.sqlite"), "--metric", "cka_p", "--json"],
-                          capture_output=True, text=True)
+    proc = run_plato("table", tmp_path / "run" / "results.sqlite", "--metric", "cka_p",
+                     "--json")
     assert proc.returncode == 0, proc.stderr
     values = np.array(json.loads(proc.stdout)["tables"][0]["values"], dtype=float)
     np.testing.assert_allclose(np.diag(values), 0.1)  # a layer against itself: p = 1/(k+1)
@@ -419,13 +413,11 @@ def test_converging_cells_say_so_everywhere(tmp_path, digits_checkpoints):
     assert len(cells) == summary.done and cells.converged.isin([0, 1]).all()
     assert (cells.steps <= 25).all() and (cells.examples_seen == 128 * cells.steps).all()
     assert (cells[cells.converged == 0].steps == 25).all()  # not converged: cut off
-    subprocess.run([sys.executable, "-m", "plato", "table", summary.store, "--csv",
-                    str(tmp_path / "t.csv")], check=True, capture_output=True)
+    run_plato("table", summary.store, "--csv", tmp_path / "t.csv", ok=True)
     csv = pd.read_csv(tmp_path / "t.csv")
     share = csv[csv.metric == "converged"]["mean"].dropna()  # unstitchable cells: NaN
     assert len(share) == len(cells) and share.between(0, 1).all()
-    out = json.loads(subprocess.run([sys.executable, "-m", "plato", "check", summary.store,
-                                     "--json"], capture_output=True, text=True).stdout)
+    out = json.loads(run_plato("check", summary.store, "--json").stdout)
     check = next(c for c in out["checks"] if c["name"] == "convergence")
     assert check["value"] == pytest.approx(cells.converged.mean(), abs=1e-4)
     from plato.report import write_report

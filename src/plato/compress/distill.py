@@ -25,7 +25,7 @@ from plato.device import resolve_device
 from plato.errors import PlatoError, SettingError
 from plato.models import CutGraph
 from plato.stitch import Stitch
-from plato.stitch.layers import STITCH_TYPES
+from plato.stitch.registry import resolve_stitch
 from plato.train import Recipe, TrainResult, evaluate, train
 
 
@@ -46,9 +46,10 @@ class DistillConfig:
                 bounds = {"temperature": "a positive number", "alpha": "a number in [0, 1]",
                           "beta": "a number >= 0"}[name]
                 raise SettingError(name, f"distill {name} must be {bounds}, got {value!r}")
-        if self.adapter not in STITCH_TYPES:
-            raise SettingError("adapter", f"distill adapter '{self.adapter}' is not one of "
-                               f"{', '.join(STITCH_TYPES)}")
+        try:
+            resolve_stitch(self.adapter)
+        except PlatoError as e:
+            raise SettingError("adapter", f"distill adapter: {e}") from None
         hints = tuple(tuple(h) if isinstance(h, list | tuple) else h for h in self.features)
         if not all(isinstance(h, tuple) and len(h) == 2 for h in hints):
             raise SettingError("features", "distill features are [student point, teacher "

@@ -21,6 +21,7 @@ from plato.report.compression import compression_section
 from plato.report.heatmaps import heatmap, scatter
 from plato.report.interpret import interpretation_section
 from plato.report.page import figure, html_table, slug
+from plato.stitch.registry import resolve_stitch
 from plato.sweep.checks import Check, run_checks
 from plato.sweep.store import Store
 from plato.sweep.tables import (
@@ -175,6 +176,23 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
     return f'<div class="grid">{"".join(parts)}</div>{latest_html}'
 
 
+def _stitch_line(meta, cells: pd.DataFrame) -> str:
+    """What the cells' stitch is (from the stitch-type registry) and how many parameters it
+    has per cell."""
+    identity = json.loads(meta.identity) if meta is not None and meta.identity else {}
+    name = identity.get("stitch")
+    if not name:
+        return ""
+    try:
+        summary = resolve_stitch(name)[0].summary
+    except PlatoError:  # a type registered where the store was made, not here
+        summary = "a stitch type not registered here"
+    counts = cells.stitch_parameters.dropna() if "stitch_parameters" in cells else []
+    sizes = (f"; {int(counts.min()):,} to {int(counts.max()):,} trainable parameters per cell"
+             if len(counts) else "")
+    return f"<p>{html.escape(f'stitch {name}: {summary}{sizes}')}</p>"
+
+
 def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None = None,
                  metric: str = "stitched_accuracy", threshold: float = 0.9,
                  all_specs: bool = False) -> Path:
@@ -227,6 +245,7 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
             f"cells: " + ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
             + f"; plato {meta.plato_version if meta is not None else '?'}; written "
             f"{_dt.datetime.now().isoformat(timespec='seconds')}") + "</p>",
+        _stitch_line(meta, all_cells),
         "<h2>Sanity checks</h2>", _checks_table(checks),
         "<h2>Networks</h2>", html_table(nets),
         compression,

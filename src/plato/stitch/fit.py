@@ -3,7 +3,7 @@
     task        cross-entropy on the labels through the frozen receiver suffix   (sgd.py)
     match       MSE (or L1) to the receiver's own activation at its cut point: the
                 "autoencoder stitch"                                            (sgd.py)
-    lstsq       closed-form ridge least squares onto the receiver's activation  (closed_form.py)
+    lstsq       closed-form ridge least squares onto the receiver's activation  (statistics.py)
     lstsq+task  the closed form as the starting point, then the task loss
 
 `fit_stitches` fits many stitches at once: the stitches of one sender/receiver pair read their
@@ -26,9 +26,9 @@ from plato.device import memory_format, resolve_device
 from plato.errors import PlatoError
 from plato.stitch.activations import Activations
 from plato.stitch.cell import FitCell
-from plato.stitch.closed_form import fit_lstsq, init_moments
 from plato.stitch.config import StitchConfig
 from plato.stitch.sgd import fit_sgd
+from plato.stitch.statistics import fit_lstsq, init_moments
 from plato.stitch.stitched import StitchedModel
 
 

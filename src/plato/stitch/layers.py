@@ -1,16 +1,8 @@
 """Stitch layers: a fixed shape adapter followed by a small trainable map.
 
-Types (one registry; each reports its parameter count):
-
-    bn-conv1x1-bn   BatchNorm, 1x1 conv with bias, BatchNorm (Bansal, Nakkiran & Barak 2021);
-                    the default for conv -> conv
-    conv1x1         a 1x1 conv with bias: affine per position
-    convKxK         a KxK conv (odd K, same padding), e.g. conv3x3
-    lowrank-R       1x1 conv to R channels, then 1x1 conv with bias: rank <= R
-    mlp             1x1 conv, ReLU, 1x1 conv (hidden width max(C_in, C_out))
-    plato           the original Plato study's adapters: a k x k conv with stride k where the
-                    receiver is k times smaller, nearest upsampling by k then a 1x1 conv where
-                    it is k times larger, a 1x1 conv where sizes agree
+Types: plato.stitch.registry holds them, one module each under plato.stitch.types
+(bn-conv1x1-bn, conv1x1, convKxK, lowrank-R, mlp, plato; `list_stitch_types()`); each says
+there how it is built, its parameter count, its closed form and which points it joins.
 
 On vector cut points the same names mean the Linear equivalents (BatchNorm1d, Linear, ...).
 
@@ -37,14 +29,20 @@ otherwise (what a conv map's average pool gives). The receiver's prefix tokens, 
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from plato.errors import PlatoError
 from plato.models.tokens import TokenLayout, describe, infer_layout
+from plato.stitch.closed_form import LinearFit
+from plato.stitch.registry import (
+    MapShape,
+    ResamplingMap,
+    list_stitch_types,
+    resolve_stitch,
+    stitch_types,
+)
 
 RESIZE_MODES = ("area", "bilinear", "nearest")
 CLASS_TOKEN_POLICIES = ("map", "mean", "learned")
@@ -79,7 +77,9 @@ class Pool(nn.Module):
 
 
 def make_adapter(in_shape: tuple[int, ...], out_shape: tuple[int, ...], resize: str,
-                 kind: str) -> nn.Module:
+                 resamples: bool = False) -> nn.Module:
+    """The fixed part: pool a map into a vector point, resize a map to the receiver's grid
+    (unless the map `resamples` itself), else nothing."""
     if resize not in RESIZE_MODES:
         raise PlatoError(f"resize must be one of {RESIZE_MODES}, got '{resize}'")
     spatial_in, spatial_out = len(in_shape) == 3, len(out_shape) == 3
@@ -90,77 +90,12 @@ def make_adapter(in_shape: tuple[int, ...], out_shape: tuple[int, ...], resize: 
         )
     if spatial_in and not spatial_out:
         return Pool()
-    if spatial_in and in_shape[1:] != out_shape[1:] and kind != "plato":
+    if spatial_in and in_shape[1:] != out_shape[1:] and not resamples:
         return Resize(out_shape[1:], resize)
     return nn.Identity()
 
 
-# --------------------------------------------------------------------------------------------
-# Maps: the trainable part. Each builder gets (c_in, c_out, spatial, in_hw, out_hw, arg).
-# --------------------------------------------------------------------------------------------
-
-def _affine(cin: int, cout: int, spatial: bool, bias: bool = True) -> nn.Module:
-    return nn.Conv2d(cin, cout, 1, bias=bias) if spatial else nn.Linear(cin, cout, bias=bias)
-
-
-def _bn(c: int, spatial: bool) -> nn.Module:
-    return nn.BatchNorm2d(c) if spatial else nn.BatchNorm1d(c)
-
-
-class PlatoAdapter(nn.Module):
-    """The original study's learned resampling: strided k x k conv down, nearest + 1x1 up."""
-
-    def __init__(self, cin: int, cout: int, in_hw: tuple[int, int], out_hw: tuple[int, int]):
-        super().__init__()
-        (hi, wi), (ho, wo) = in_hw, out_hw
-        self.up = 1
-        if (hi, wi) == (ho, wo):
-            self.conv = nn.Conv2d(cin, cout, 1)
-        elif hi % ho == 0 and wi % wo == 0 and hi // ho == wi // wo:
-            k = hi // ho
-            self.conv = nn.Conv2d(cin, cout, k, stride=k)
-        elif ho % hi == 0 and wo % wi == 0 and ho // hi == wo // wi:
-            self.up = ho // hi
-            self.conv = nn.Conv2d(cin, cout, 1)
-        else:
-            raise NotStitchable(f"plato adapters need an integer scale between {in_hw} and "
-                                f"{out_hw}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.up > 1:  # a 1x1 conv commutes with repetition: convolve first, repeat after
-            return F.interpolate(self.conv(x), scale_factor=self.up, mode="nearest")
-        return self.conv(x)
-
-
-def _build_map(kind: str, cin: int, cout: int, spatial: bool, in_hw, out_hw) -> nn.Module:
-    if kind == "bn-conv1x1-bn":
-        return nn.Sequential(_bn(cin, spatial), _affine(cin, cout, spatial), _bn(cout, spatial))
-    if kind == "conv1x1":
-        return _affine(cin, cout, spatial)
-    if kind == "mlp":
-        hidden = max(cin, cout)
-        return nn.Sequential(_affine(cin, hidden, spatial), nn.ReLU(),
-                             _affine(hidden, cout, spatial))
-    if kind == "plato":
-        return PlatoAdapter(cin, cout, in_hw, out_hw) if spatial else _affine(cin, cout, False)
-    m = re.fullmatch(r"lowrank-(\d+)", kind)
-    if m:
-        rank = int(m.group(1))
-        if rank < 1:
-            raise PlatoError(f"{kind}: the rank must be at least 1")
-        return nn.Sequential(_affine(cin, rank, spatial, bias=False),
-                             _affine(rank, cout, spatial))
-    m = re.fullmatch(r"conv(\d+)x(\d+)", kind)
-    if m and m.group(1) == m.group(2) and int(m.group(1)) % 2 == 1:
-        if not spatial:
-            raise NotStitchable(f"{kind} needs spatial cut points; use conv1x1 for vectors")
-        k = int(m.group(1))
-        return nn.Conv2d(cin, cout, k, padding=k // 2)
-    raise PlatoError(f"unknown stitch type '{kind}': choose one of {', '.join(STITCH_TYPES)}")
-
-
-STITCH_TYPES = ("bn-conv1x1-bn", "conv1x1", "convKxK", "lowrank-R", "mlp", "plato")
-LINEAR_TYPES = ("bn-conv1x1-bn", "conv1x1", "lowrank-R", "plato")  # fit by lstsq
+STITCH_TYPES = tuple(list_stitch_types())  # the registered types, for help texts
 
 
 class Stitch(nn.Module):
@@ -179,6 +114,7 @@ class Stitch(nn.Module):
             raise PlatoError(f"class_token must be one of {', '.join(CLASS_TOKEN_POLICIES)}, "
                              f"got '{class_token}'")
         self.kind = kind
+        self.type, self.arg = resolve_stitch(kind)  # plato.stitch.registry
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self.resize = resize
         self.in_tokens = _layout(self.in_shape, in_tokens)
@@ -197,10 +133,14 @@ class Stitch(nn.Module):
             raise NotStitchable(f"a vector {in_shape} cannot feed a token point "
                                 f"({describe(self.out_shape, self.out_tokens)}): vector -> "
                                 "tokens is not stitchable")
-        self.adapter = make_adapter(in_core, out_core, resize, kind)
-        in_hw = in_core[1:] if len(in_core) == 3 else None
-        out_hw = out_core[1:] if self.spatial else None
-        self.map = _build_map(kind, in_core[0], out_core[0], self.spatial, in_hw, out_hw)
+        self.adapter = make_adapter(in_core, out_core, resize, self.type.resamples)
+        shape = MapShape(in_core[0], out_core[0], self.spatial,
+                         in_core[1:] if len(in_core) == 3 else None,
+                         out_core[1:] if self.spatial else None)
+        refused = self.type.why_not(shape, self.arg)
+        if refused:
+            raise NotStitchable(f"{kind} {refused}")
+        self.map = self.type.build(shape, self.arg)
         self.class_token = class_token
         self.prefix_mode = self._prefix_mode(class_token)
         if self.prefix_mode == "learned":  # (1, prefix, dim), set by the fit
@@ -213,9 +153,7 @@ class Stitch(nn.Module):
             return None
         if policy == "map":
             same = self.in_tokens is not None and self.in_tokens.prefix == self.out_tokens.prefix
-            per_position = self.pointwise and not (
-                isinstance(self.map, PlatoAdapter) and self.in_core[1:] != self.out_core[1:])
-            return "map" if same and per_position else "mean"
+            return "map" if same and self.pointwise else "mean"
         return policy
 
     # -- the token policy: a token point as a grid (and prefix), and back --------------------
@@ -256,7 +194,7 @@ class Stitch(nn.Module):
             y = self.map(self._strip(self.adapter(x), prefix))  # (B, C_out, 1, prefix + H*W)
             return y.squeeze(2).transpose(1, 2)  # (B, T, C_out): prefix first, then patches
         k = self.replication
-        if k > 1 and self.pointwise and not isinstance(self.map, PlatoAdapter):
+        if k > 1 and self.pointwise:
             # A per-position map commutes with repeating positions: map the sender's own grid,
             # then repeat the (usually much narrower) output: k*k times less work, the same
             # values (in train mode BatchNorm sees the same batch mean and variance; only its
@@ -266,8 +204,10 @@ class Stitch(nn.Module):
 
     @property
     def pointwise(self) -> bool:
-        """The map acts on each position alone (1x1 convs, BatchNorm, ReLU)."""
-        return not re.fullmatch(r"conv(\d+)x\1", self.kind) or self.kind == "conv1x1"
+        """The map acts on each position alone (1x1 convs, BatchNorm, ReLU; a resampling map
+        only where the grids agree)."""
+        return self.type.pointwise and not (self.type.resamples
+                                            and self.in_core[1:] != self.out_core[1:])
 
     @property
     def num_parameters(self) -> int:
@@ -275,24 +215,22 @@ class Stitch(nn.Module):
 
     @property
     def is_linear(self) -> bool:
-        return self.kind in ("bn-conv1x1-bn", "conv1x1", "plato") or self.kind.startswith(
-            "lowrank-")
+        return self.type.linear
 
     # -- closed form: the map seen as Y = X W + b over rows of a design matrix ---------------
 
     def require_linear(self) -> None:
         if not self.is_linear:
-            raise PlatoError(
-                f"lstsq needs a linear stitch ({', '.join(LINEAR_TYPES)}), not '{self.kind}'"
-            )
+            linear = ", ".join(t.name for t in stitch_types() if t.linear)
+            raise PlatoError(f"lstsq needs a linear stitch ({linear}), not '{self.kind}'")
 
     @property
     def design_key(self) -> tuple:
         """Stitches with equal keys build equal design rows from the same activation."""
-        plato = (self.map.up, self.map.conv.kernel_size) if isinstance(self.map, PlatoAdapter) \
+        resampling = (self.map.up, self.map.patch) if isinstance(self.map, ResamplingMap) \
             else None
-        return (self.in_shape, self.out_shape[1:] if self.spatial else None, self.resize, plato,
-                self.kind == "plato", self.in_tokens, self.out_tokens, self.prefix_mode,
+        return (self.in_shape, self.out_shape[1:] if self.spatial else None, self.resize,
+                resampling, self.type.resamples, self.in_tokens, self.out_tokens, self.prefix_mode,
                 self.class_token if self.in_tokens is not None else None)
 
     @property
@@ -302,7 +240,7 @@ class Stitch(nn.Module):
         the sender's own rows, each k*k times, and statistics can be formed on its grid."""
         if not self.spatial or len(self.in_shape) != 3 or self.out_tokens is not None:
             return 1
-        if isinstance(self.map, PlatoAdapter):
+        if isinstance(self.map, ResamplingMap):
             return self.map.up
         if isinstance(self.adapter, Resize) and self.adapter.mode in ("area", "nearest"):
             (hi, wi), (ho, wo) = self.in_shape[1:], self.out_shape[1:]
@@ -323,14 +261,8 @@ class Stitch(nn.Module):
             return strip.flatten(2).transpose(1, 2).reshape(-1, strip.shape[1])
         if not self.spatial:
             return x  # (B, C)
-        if self.kind == "plato" and isinstance(self.map, PlatoAdapter):
-            conv = self.map.conv
-            if self.map.up > 1:
-                x = F.interpolate(x, scale_factor=self.map.up, mode="nearest")
-            k = conv.kernel_size[0]
-            if k > 1:  # non-overlapping k x k patches: (B, C*k*k, L) -> (B*L, C*k*k)
-                cols = F.unfold(x, k, stride=k)
-                return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        if isinstance(self.map, ResamplingMap):
+            return self.map.design_rows(x)
         return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])  # (B, C, H, W) -> (B*H*W, C)
 
     def targets(self, t: torch.Tensor) -> torch.Tensor:
@@ -342,43 +274,11 @@ class Stitch(nn.Module):
             return t
         return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])  # (B, C, H, W) -> (B*H*W, C)
 
-    @torch.no_grad()
-    def set_affine(self, weight: torch.Tensor, bias: torch.Tensor, x_mean: torch.Tensor,
-                   x_cov: torch.Tensor) -> None:
-        """Make the map compute rows @ weight + bias (weight: (d_in, d_out)).
-
-        `x_mean` and `x_cov` are the design rows' mean and covariance. BatchNorms are set so
-        that the first standardises its input and the second undoes its own normalisation, in
-        train and eval mode alike, so a task phase can start from the closed form.
-        """
+    def set_affine(self, fit: LinearFit) -> None:
+        """Make the map compute design rows @ fit.weight + fit.bias, through its type's closed
+        form (plato.stitch.closed_form)."""
         self.require_linear()
-        w, b = weight.double(), bias.double()
-        mu, cov = x_mean.double(), x_cov.double()
-        mean_y = mu @ w + b  # mean of the fitted values
-        if self.kind == "bn-conv1x1-bn":
-            bn1, lin, bn2 = self.map
-            sd = torch.sqrt(torch.diagonal(cov) + bn1.eps)
-            _set_bn(bn1, mean=mu, var=torch.diagonal(cov), weight=torch.ones_like(sd),
-                    bias=torch.zeros_like(sd))
-            # x @ w + b == ((x - mu) / sd) @ (sd * w) + mean_y
-            _copy_linear(lin, sd[:, None] * w, mean_y)
-            var_y = torch.einsum("io,ij,jo->o", w, cov, w)  # diag(w^T cov w)
-            sd_y = torch.sqrt(var_y + bn2.eps)
-            _set_bn(bn2, mean=mean_y, var=var_y, weight=sd_y, bias=mean_y)
-        elif self.kind.startswith("lowrank-"):
-            first, second = self.map
-            rank = first.out_channels if self.spatial else first.out_features
-            # Reduced-rank regression: project the centred fitted values onto their top-R
-            # principal axes V: y = x w V V^T + (mean_y - mu w V V^T).
-            axes = torch.linalg.eigh(w.T @ cov @ w).eigenvectors.flip(1)[:, :rank]  # (d_out, R)
-            if axes.shape[1] < rank:  # more rank than outputs: the extra units stay silent
-                axes = torch.cat([axes, axes.new_zeros(axes.shape[0], rank - axes.shape[1])], 1)
-            _copy_linear(first, w @ axes, None)
-            _copy_linear(second, axes.T, mean_y - (mu @ w @ axes) @ axes.T)
-        elif isinstance(self.map, PlatoAdapter):
-            _copy_linear(self.map.conv, w, b)
-        else:
-            _copy_linear(self.map, w, b)
+        self.type.closed_form(self.map, fit)
 
     @torch.no_grad()
     def match_output_moments(self, a: torch.Tensor, t: torch.Tensor) -> None:
@@ -395,9 +295,11 @@ class Stitch(nn.Module):
             t = self.targets(t)  # (B*T, D) rows
         dims = (0, 2, 3) if self.spatial and self.out_tokens is None else (0,)
         mu_r, sd_r = t.mean(dims).double(), t.std(dims).double()
-        last = self.map[-1] if isinstance(self.map, nn.Sequential) else self.map
-        if isinstance(last, PlatoAdapter):
-            last = last.conv
+        layers = [m for m in self.map.modules()  # the last of them makes the output
+                  if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.Linear | nn.Conv2d)]
+        if not layers:  # a map of another kind (a registered type's own) starts as built
+            return
+        last = layers[-1]
         if isinstance(last, nn.BatchNorm1d | nn.BatchNorm2d):
             # In train mode the BN outputs weight * (standardised) + bias.
             last.weight.copy_(sd_r.to(last.weight.dtype))
@@ -417,39 +319,13 @@ class Stitch(nn.Module):
     @torch.no_grad()
     def init_identity(self) -> None:
         """The identity map (same shape in and out), exact in eval mode."""
-        if self.in_shape != self.out_shape or self.kind in ("mlp",) \
+        if self.in_shape != self.out_shape or self.type.identity is None \
                 or self.in_tokens != self.out_tokens:
             raise PlatoError(f"an identity {self.kind} stitch needs equal shapes and a linear type")
         if self.prefix_mode not in (None, "map"):
             raise PlatoError(f"an identity stitch carries the class token through its map; with "
                              f"class_token '{self.class_token}' and {self.kind} it does not")
-        c = self.in_core[0]
-        eye = torch.eye(c, dtype=torch.float64)
-        zero = torch.zeros(c, dtype=torch.float64)
-        if self.kind.startswith("conv") and self.kind != "conv1x1":
-            conv = self.map
-            conv.weight.zero_()
-            k = conv.kernel_size[0]
-            conv.weight[:, :, k // 2, k // 2] = torch.eye(c)
-            conv.bias.zero_()
-            return
-        if self.kind.startswith("lowrank-"):
-            first, second = self.map
-            rank = first.out_channels if self.spatial else first.out_features
-            if rank < c:
-                raise PlatoError(f"{self.kind} has rank {rank} < {c}: it cannot be the identity")
-            _copy_linear(first, torch.eye(c, rank, dtype=torch.float64), None)
-            _copy_linear(second, torch.eye(rank, c, dtype=torch.float64), zero)
-            return
-        if self.kind == "bn-conv1x1-bn":
-            bn1, lin, bn2 = self.map
-            for bn in (bn1, bn2):  # (x - 0) / sqrt((1 - eps) + eps) * 1 + 0 == x exactly
-                _set_bn(bn, mean=zero, var=torch.full((c,), 1 - bn.eps, dtype=torch.float64),
-                        weight=torch.ones(c, dtype=torch.float64), bias=zero)
-            _copy_linear(lin, eye, zero)
-            return
-        target = self.map.conv if isinstance(self.map, PlatoAdapter) else self.map
-        _copy_linear(target, eye, zero)
+        self.type.identity(self.map, self.in_core[0])
 
 
 def _layout(shape: tuple[int, ...], given: TokenLayout | None) -> TokenLayout | None:
@@ -464,20 +340,3 @@ def _layout(shape: tuple[int, ...], given: TokenLayout | None) -> TokenLayout | 
                             "`num_prefix_tokens` and `patch_embed.grid_size`, as timm's ViTs "
                             "have")
     return layout
-
-
-def _copy_linear(layer: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> None:
-    """Set a Linear or conv layer to rows @ w + b; w is (d_in, d_out) in design-row order."""
-    weight = w.T.to(layer.weight.dtype)  # (d_out, d_in)
-    layer.weight.copy_(weight.reshape(layer.weight.shape))
-    if layer.bias is not None:
-        layer.bias.copy_(b.to(layer.bias.dtype) if b is not None else 0)
-
-
-def _set_bn(bn: nn.Module, mean, var, weight, bias) -> None:
-    bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
-    bn.running_var.copy_(var.to(bn.running_var.dtype))
-    bn.weight.copy_(weight.to(bn.weight.dtype))
-    bn.bias.copy_(bias.to(bn.bias.dtype))
-
-

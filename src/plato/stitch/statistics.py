@@ -2,8 +2,8 @@
 
     fit_lstsq     the closed form of `lstsq` (and the start of `lstsq+task`): ridge least
                   squares onto the receiver's activation, from float64 sufficient statistics
-                  streamed over the training split (after the resize); reduced-rank regression
-                  for `lowrank-R`
+                  streamed over the training split (after the resize), written into each
+                  stitch by its type's closed form (plato.stitch.closed_form)
     init_moments  the start of `task` and `match`: each stitch's output gets the receiver's
                   per-channel mean and standard deviation on the first training examples
 
@@ -23,69 +23,8 @@ from plato.data.loader import make_loader
 from plato.errors import PlatoError, TrainingError
 from plato.stitch.activations import Activations
 from plato.stitch.cell import FitCell, alive
+from plato.stitch.closed_form import LstsqStats, columns
 from plato.stitch.config import StitchConfig
-
-
-def _columns(rows: torch.Tensor) -> torch.Tensor:
-    """(N, d) rows -> (d, N) float64 columns, one copy. Products of the column layout run
-    several times faster than the same products of tall (N, d) rows."""
-    return torch.empty(rows.shape[1], rows.shape[0], dtype=torch.float64,
-                       device=rows.device).copy_(rows.T)
-
-
-class LstsqStats:
-    """Streaming float64 sufficient statistics of design rows X and targets Y."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.sx = self.sy = self.sxx = self.sxy = None
-        self.syy = 0.0
-
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Add rows x (N, d_in) and targets y (N, d_out)."""
-        xt, yt = _columns(x), _columns(y)
-        self.add_x(xt)
-        self.add_y(yt)
-        self.add_cross(xt, yt)
-
-    def add_x(self, xt: torch.Tensor) -> None:
-        sx, sxx = xt.sum(1), xt @ xt.T
-        self.sx, self.sxx = (sx, sxx) if self.sx is None else (self.sx + sx, self.sxx + sxx)
-        self.n += xt.shape[1]
-
-    def add_y(self, yt: torch.Tensor) -> None:
-        flat = yt.reshape(-1)
-        sy, syy = yt.sum(1), flat @ flat
-        self.sy, self.syy = (sy, syy) if self.sy is None else (self.sy + sy, self.syy + syy)
-
-    def add_cross(self, xt: torch.Tensor, yt: torch.Tensor) -> None:
-        sxy = xt @ yt.T
-        self.sxy = sxy if self.sxy is None else self.sxy + sxy
-
-    def with_parts(self, x_part: LstsqStats, y_part: LstsqStats,
-                   repeat: int = 1) -> LstsqStats:
-        """This cross term completed by shared X statistics (of rows each repeated `repeat`
-        times) and shared Y statistics."""
-        self.n, self.sx, self.sxx = x_part.n * repeat, x_part.sx * repeat, x_part.sxx * repeat
-        self.sy, self.syy = y_part.sy, y_part.syy
-        return self
-
-    def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                            torch.Tensor, float]:
-        """(W, b, x_mean, x_cov, train_mse) of the ridge regression Y ~ X W + b."""
-        n = self.n
-        mu, mu_y = self.sx / n, self.sy / n
-        cov = self.sxx / n - torch.outer(mu, mu)
-        cross = self.sxy / n - torch.outer(mu, mu_y)
-        d = len(mu)
-        lam = ridge * torch.trace(cov) / d
-        w = torch.linalg.solve(cov + lam * torch.eye(d, dtype=cov.dtype, device=cov.device),
-                               cross)
-        b = mu_y - mu @ w
-        # Train MSE from the statistics: tr(Cyy) - 2 tr(W^T Cxy) + tr(W^T Cxx W), per output.
-        tr_cyy = self.syy / n - mu_y @ mu_y
-        mse = (tr_cyy - 2 * (w * cross).sum() + (w * (cov @ w)).sum()) / len(mu_y)
-        return w, b, mu, cov, float(mse)
 
 
 def _block_sums(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -134,31 +73,31 @@ def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
             if dkey not in xs:
                 rows = stitch.coarse_design(a[c.s_name]) if k > 1 else stitch.design(
                     a[c.s_name])
-                xs[dkey] = _columns(rows)
+                xs[dkey] = columns(rows)
                 x_parts.setdefault(dkey, LstsqStats()).add_x(xs[dkey])
             if (c.r_name, 1) not in ys:
-                ys[(c.r_name, 1)] = _columns(stitch.targets(t[c.r_name]))
+                ys[(c.r_name, 1)] = columns(stitch.targets(t[c.r_name]))
                 y_parts.setdefault(c.r_name, LstsqStats()).add_y(ys[(c.r_name, 1)])
             if (c.r_name, k) not in ys:
-                ys[(c.r_name, k)] = _columns(stitch.targets(_block_sums(t[c.r_name], k)))
+                ys[(c.r_name, k)] = columns(stitch.targets(_block_sums(t[c.r_name], k)))
             st.add_cross(xs[dkey], ys[(c.r_name, k)])
     stats = [st.with_parts(x_parts[dkey], y_parts[c.r_name], repeat=k * k)
              for c, (dkey, k), st in zip(live, plans, cross, strict=True)]
     for c, st in zip(live, stats, strict=True):
         try:
-            w, b, mu, cov, mse = st.solve(config.ridge)
+            fit = st.solve(config.ridge)
         except RuntimeError as e:  # a singular system: this cell fails, the others go on
             c.error = PlatoError(f"the least-squares system could not be solved: {e}")
             continue
-        if not math.isfinite(mse) or not bool(torch.isfinite(w).all()):
+        if not math.isfinite(fit.train_mse) or not bool(torch.isfinite(fit.weight).all()):
             c.error = TrainingError("the least-squares fit is non-finite (non-finite "
                                     "activations at the sender or receiver point)")
             continue
-        c.model.stitch.set_affine(w, b, mu, cov)
+        c.model.stitch.set_affine(fit)
         if c.model.stitch.prefix_mode == "learned":
             _, count, total = prefix_sums[c.r_name]
             c.model.stitch.prefix_tokens.copy_(total[None] / count)
-        c.history.append({"phase": "lstsq", "loss": mse})
+        c.history.append({"phase": "lstsq", "loss": fit.train_mse})
 
 
 @torch.no_grad()

@@ -70,8 +70,9 @@ from plato.interpret.config import InvertConfig, SaliencyConfig
 from plato.models import model_options
 from plato.similarity import MEASURES as SIMILARITY
 from plato.similarity import SimilarityConfig
-from plato.stitch import OBJECTIVES, Stitch, StitchConfig
+from plato.stitch import OBJECTIVES, StitchConfig
 from plato.stitch.layers import RESIZE_MODES
+from plato.stitch.registry import resolve_stitch
 from plato.sweep.spec_yaml import read_spec_yaml
 
 CONTROLS = ("trained->trained", "random->trained", "trained->random", "random->random")
@@ -295,7 +296,7 @@ def _interpret(value) -> InterpretSpec:
 
 def _check_stitch_type(kind: str) -> None:
     try:  # the stitch registry is the one judge of what a type name means
-        Stitch(kind, (4, 4, 4), (4, 4, 4))
+        resolve_stitch(kind)
     except PlatoError as e:
         raise _fail("stitch", str(e)) from None
 

@@ -1,0 +1,168 @@
+"""The closed forms: least squares from sufficient statistics, and how each linear stitch type
+takes the fitted map.
+
+    LstsqStats            float64 sums of design rows X and targets Y, streamed
+    LstsqStats.solve      ridge least squares Y ~ X W + b -> LinearFit
+    affine                a single linear layer (conv1x1, plato) set to X W + b
+    standardised_affine   BatchNorm, linear, BatchNorm (bn-conv1x1-bn) computing X W + b
+    reduced_rank          two linear layers through R units (lowrank-R): reduced-rank
+                          regression onto the top-R principal axes of the fitted values
+
+A stitch type names its closed form in its registration (plato.stitch.registry); the pass
+over the data that gathers the statistics is plato.stitch.statistics. Weights are written in
+float64 arithmetic and cast once, into the layers' own dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from plato.errors import PlatoError
+
+
+@dataclass
+class LinearFit:
+    """The ridge least-squares fit Y ~ X W + b and the moments it was solved from, on design
+    rows X (N, d_in) and targets Y (N, d_out); float64."""
+
+    weight: torch.Tensor  # (d_in, d_out)
+    bias: torch.Tensor  # (d_out,)
+    x_mean: torch.Tensor  # (d_in,)
+    x_cov: torch.Tensor  # (d_in, d_in)
+    cross_cov: torch.Tensor  # (d_in, d_out): Cov(X, Y)
+    y_mean: torch.Tensor  # (d_out,)
+    train_mse: float  # per output, on the rows the statistics hold
+
+
+def columns(rows: torch.Tensor) -> torch.Tensor:
+    """(N, d) rows -> (d, N) float64 columns, one copy. Products of the column layout run
+    several times faster than the same products of tall (N, d) rows."""
+    return torch.empty(rows.shape[1], rows.shape[0], dtype=torch.float64,
+                       device=rows.device).copy_(rows.T)
+
+
+class LstsqStats:
+    """Streaming float64 sufficient statistics of design rows X and targets Y."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sx = self.sy = self.sxx = self.sxy = None
+        self.syy = 0.0
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add rows x (N, d_in) and targets y (N, d_out)."""
+        xt, yt = columns(x), columns(y)
+        self.add_x(xt)
+        self.add_y(yt)
+        self.add_cross(xt, yt)
+
+    def add_x(self, xt: torch.Tensor) -> None:
+        sx, sxx = xt.sum(1), xt @ xt.T
+        self.sx, self.sxx = (sx, sxx) if self.sx is None else (self.sx + sx, self.sxx + sxx)
+        self.n += xt.shape[1]
+
+    def add_y(self, yt: torch.Tensor) -> None:
+        flat = yt.reshape(-1)
+        sy, syy = yt.sum(1), flat @ flat
+        self.sy, self.syy = (sy, syy) if self.sy is None else (self.sy + sy, self.syy + syy)
+
+    def add_cross(self, xt: torch.Tensor, yt: torch.Tensor) -> None:
+        sxy = xt @ yt.T
+        self.sxy = sxy if self.sxy is None else self.sxy + sxy
+
+    def with_parts(self, x_part: LstsqStats, y_part: LstsqStats,
+                   repeat: int = 1) -> LstsqStats:
+        """This cross term completed by shared X statistics (of rows each repeated `repeat`
+        times) and shared Y statistics."""
+        self.n, self.sx, self.sxx = x_part.n * repeat, x_part.sx * repeat, x_part.sxx * repeat
+        self.sy, self.syy = y_part.sy, y_part.syy
+        return self
+
+    def solve(self, ridge: float) -> LinearFit:
+        """The ridge regression Y ~ X W + b, the ridge `ridge` times the mean input variance."""
+        n = self.n
+        mu, mu_y = self.sx / n, self.sy / n
+        cov = self.sxx / n - torch.outer(mu, mu)
+        cross = self.sxy / n - torch.outer(mu, mu_y)
+        d = len(mu)
+        lam = ridge * torch.trace(cov) / d
+        w = torch.linalg.solve(cov + lam * torch.eye(d, dtype=cov.dtype, device=cov.device),
+                               cross)
+        b = mu_y - mu @ w
+        # Train MSE from the statistics: tr(Cyy) - 2 tr(W^T Cxy) + tr(W^T Cxx W), per output.
+        tr_cyy = self.syy / n - mu_y @ mu_y
+        mse = (tr_cyy - 2 * (w * cross).sum() + (w * (cov @ w)).sum()) / len(mu_y)
+        return LinearFit(w, b, mu, cov, cross, mu_y, float(mse))
+
+
+# ---------------------------------------------------------------- writing weights
+
+@torch.no_grad()
+def write_linear(layer: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> None:
+    """Set a Linear or conv layer to rows @ w + b; w is (d_in, d_out) in design-row order."""
+    weight = w.T.to(layer.weight.dtype)  # (d_out, d_in)
+    layer.weight.copy_(weight.reshape(layer.weight.shape))
+    if layer.bias is not None:
+        layer.bias.copy_(b.to(layer.bias.dtype) if b is not None else 0)
+
+
+@torch.no_grad()
+def write_batchnorm(bn: nn.Module, mean, var, weight, bias) -> None:
+    bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+    bn.running_var.copy_(var.to(bn.running_var.dtype))
+    bn.weight.copy_(weight.to(bn.weight.dtype))
+    bn.bias.copy_(bias.to(bn.bias.dtype))
+
+
+def linear_layers(stitch_map: nn.Module) -> list[nn.Module]:
+    """The map's Linear and conv layers, in order."""
+    return [m for m in stitch_map.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+
+# ---------------------------------------------------------------- the closed forms
+
+def affine(stitch_map: nn.Module, fit: LinearFit) -> None:
+    """A map of one linear layer computes X W + b."""
+    layers = linear_layers(stitch_map)
+    if len(layers) != 1:
+        raise PlatoError(f"the affine closed form needs a map of one linear layer, not "
+                         f"{len(layers)}")
+    write_linear(layers[0], fit.weight.double(), fit.bias.double())
+
+
+@torch.no_grad()
+def standardised_affine(stitch_map: nn.Module, fit: LinearFit) -> None:
+    """BatchNorm, linear, BatchNorm computing X W + b. The BatchNorms are set so that the
+    first standardises its input and the second undoes its own normalisation, in train and
+    eval mode alike, so a task phase can start from the closed form."""
+    bn1, lin, bn2 = stitch_map
+    w, b = fit.weight.double(), fit.bias.double()
+    mu, cov = fit.x_mean.double(), fit.x_cov.double()
+    mean_y = mu @ w + b  # mean of the fitted values
+    sd = torch.sqrt(torch.diagonal(cov) + bn1.eps)
+    write_batchnorm(bn1, mean=mu, var=torch.diagonal(cov), weight=torch.ones_like(sd),
+                    bias=torch.zeros_like(sd))
+    # x @ w + b == ((x - mu) / sd) @ (sd * w) + mean_y
+    write_linear(lin, sd[:, None] * w, mean_y)
+    var_y = torch.einsum("io,ij,jo->o", w, cov, w)  # diag(w^T cov w)
+    sd_y = torch.sqrt(var_y + bn2.eps)
+    write_batchnorm(bn2, mean=mean_y, var=var_y, weight=sd_y, bias=mean_y)
+
+
+@torch.no_grad()
+def reduced_rank(stitch_map: nn.Module, fit: LinearFit) -> None:
+    """Two linear layers through R units: project the centred fitted values onto their top-R
+    principal axes V, y = x w V V^T + (mean_y - mu w V V^T) (reduced-rank regression)."""
+    first, second = linear_layers(stitch_map)
+    w, b = fit.weight.double(), fit.bias.double()
+    mu, cov = fit.x_mean.double(), fit.x_cov.double()
+    mean_y = mu @ w + b
+    rank = first.weight.shape[0]
+    axes = torch.linalg.eigh(w.T @ cov @ w).eigenvectors.flip(1)[:, :rank]  # (d_out, R)
+    if axes.shape[1] < rank:  # more rank than outputs: the extra units stay silent
+        axes = torch.cat([axes, axes.new_zeros(axes.shape[0], rank - axes.shape[1])], 1)
+    write_linear(first, w @ axes, None)
+    write_linear(second, axes.T, mean_y - (mu @ w @ axes) @ axes.T)
