@@ -49,6 +49,22 @@ def test_closed_form_self_stitch_keeps_the_accuracy(digits, digits_vit):
         assert abs(outcome.stitched_accuracy - base) <= 0.005, outcome.sender_point
 
 
+def test_a_grid_into_one_token_point_from_points_with_and_without_a_class_token(
+        digits, digits_vit):
+    """Into one receiver point, patch_embed (no class token: the receiver's is the mean of
+    the stitched patches) and blocks.0 (its class token through the map) take different
+    target rows; in one grid each cell gets the closed form it gets alone (a regression: the
+    grid once shared the first cell's target rows, and every cell of the pair failed)."""
+    pairs = [("patch_embed", "blocks.1"), ("blocks.0", "blocks.1")]
+    config = StitchConfig(objective="lstsq", lstsq_examples=512, **CPU)
+    grid = stitch_grid(digits_vit, digits_vit, pairs, digits, config=config)
+    for (outcome, _), pair in zip(grid, pairs, strict=True):
+        assert not isinstance(outcome, Exception), outcome
+        alone, _ = stitch_networks(digits_vit, digits_vit, *pair, digits, config=config)
+        assert outcome.stitched_accuracy == alone.stitched_accuracy, pair
+        assert outcome.stitch_loss == pytest.approx(alone.stitch_loss, rel=1e-9), pair
+
+
 DIRECTIONS = {  # sender (network, point) -> receiver (network, point)
     "cnn->cnn": (("cnn", "layer1.0"), ("cnn", "layer2.0")),
     "cnn->vit": (("cnn", "layer1.0"), ("vit", "blocks.0")),

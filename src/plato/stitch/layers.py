@@ -234,6 +234,12 @@ class Stitch(nn.Module):
                 self.class_token if self.in_tokens is not None else None)
 
     @property
+    def targets_key(self) -> bool:
+        """Stitches into one receiver point with equal keys take the same target rows (a
+        token point's rows hold its prefix tokens where the map makes them)."""
+        return self.out_tokens is not None and self.prefix_mode == "map"
+
+    @property
     def replication(self) -> int:
         """k > 1 when the adapter repeats each sender position in a k x k block (an integer
         `nearest` or `area` upsampling, or the plato adapter's): the design rows are then

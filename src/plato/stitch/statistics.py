@@ -7,8 +7,9 @@
     init_moments  the start of `task` and `match`: each stitch's output gets the receiver's
                   per-channel mean and standard deviation on the first training examples
 
-The cells of a grid share statistics: X'X per sender point and design, Y's per receiver point;
-only the cross products X'Y are per cell.
+The cells of a grid share statistics: X'X per sender point and design, Y's per receiver point
+and target layout (a token receiver's rows with or without its prefix tokens); only the cross
+products X'Y are per cell.
 """
 
 from __future__ import annotations
@@ -75,13 +76,15 @@ def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
                     a[c.s_name])
                 xs[dkey] = columns(rows)
                 x_parts.setdefault(dkey, LstsqStats()).add_x(xs[dkey])
-            if (c.r_name, 1) not in ys:
-                ys[(c.r_name, 1)] = columns(stitch.targets(t[c.r_name]))
-                y_parts.setdefault(c.r_name, LstsqStats()).add_y(ys[(c.r_name, 1)])
-            if (c.r_name, k) not in ys:
-                ys[(c.r_name, k)] = columns(stitch.targets(_block_sums(t[c.r_name], k)))
-            st.add_cross(xs[dkey], ys[(c.r_name, k)])
-    stats = [st.with_parts(x_parts[dkey], y_parts[c.r_name], repeat=k * k)
+            ykey = (c.r_name, stitch.targets_key)
+            if (ykey, 1) not in ys:
+                ys[(ykey, 1)] = columns(stitch.targets(t[c.r_name]))
+                y_parts.setdefault(ykey, LstsqStats()).add_y(ys[(ykey, 1)])
+            if (ykey, k) not in ys:
+                ys[(ykey, k)] = columns(stitch.targets(_block_sums(t[c.r_name], k)))
+            st.add_cross(xs[dkey], ys[(ykey, k)])
+    stats = [st.with_parts(x_parts[dkey], y_parts[(c.r_name, c.model.stitch.targets_key)],
+                           repeat=k * k)
              for c, (dkey, k), st in zip(live, plans, cross, strict=True)]
     for c, st in zip(live, stats, strict=True):
         try:
