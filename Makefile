@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Both cores: independent tests run in two worker processes (pytest-xdist).
+WORKERS ?= 2
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +18,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/plato demo
 
+# Everything CI runs: lint, then every test (the slow ones and those needing Ray or SLURM
+# included; a service that is not running skips its tests with the reason).
 test: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --durations=15
+
+# What to run while working: the unit tests, without the slow ones or services (< 3 minutes).
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -n $(WORKERS) -m "not slow and not service"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench

@@ -25,7 +25,7 @@ import torch
 from common import cifar10, grid_networks
 from plato.data.loader import make_loader
 from plato.device import autocast, layout_of
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch.activations import Activations, CachedActivations
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     args = p.parse_args()
     ds = cifar10(train=args.train, test=100)
     net = grid_networks(args.out)[0].model.eval()
-    graph = CutGraph(net)
+    graph = cut_graph(net)
     source = Activations.of(graph, graph.points()).to("cpu", torch.channels_last)
     loader = make_loader(ds, "train", args.batch_size, device="cpu", train=True,
                          augment="none", seed=0, channels_last=True)

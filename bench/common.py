@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import plato
 from plato.checkpoint import Checkpoint, load_checkpoint
 from plato.data import Dataset
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import Stitch
 from plato.stitch.stitched import freeze
 from plato.train import Recipe, train_and_save
@@ -102,7 +102,7 @@ def naive_cell(sender, receiver, sp, rp, ds, args, timings: dict | None = None) 
     `naive_seed`, `device`). Returns the test accuracy; `timings` gets train and test seconds."""
     device = torch.device(args.device)
     s_net, r_net = copy.deepcopy(sender).to(device), copy.deepcopy(receiver).to(device)
-    s_graph, r_graph = CutGraph(s_net), CutGraph(r_net)
+    s_graph, r_graph = cut_graph(s_net), cut_graph(r_net)
     prefix = freeze(s_graph.split(sp)[0])
     suffix = freeze(r_graph.split(rp)[1])
     torch.manual_seed(getattr(args, "naive_seed", 0))  # the stitch's init and the data order

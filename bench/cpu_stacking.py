@@ -19,7 +19,7 @@ from pathlib import Path
 
 import plato.stitch.fit as fit_module
 from common import cifar10, grid_networks
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import StitchConfig, stitch_grid
 
 
@@ -48,8 +48,8 @@ def main() -> None:
         for pair in ((a, b), (b, a)):
             for mode in order if r % 2 == 0 else order[::-1]:
                 s, t = pair
-                cells = [(sp.name, rp.name) for sp in CutGraph(s).points()
-                         for rp in CutGraph(t).points()]
+                cells = [(sp.name, rp.name) for sp in cut_graph(s).points()
+                         for rp in cut_graph(t).points()]
                 start = time.perf_counter()
                 config = StitchConfig.fast(device="cpu", stacking=mode == "stacked")
                 out = stitch_grid(s, t, cells, ds, config=config, accuracies=(0.7, 0.7))

@@ -22,7 +22,7 @@ import time
 import torch
 
 import plato
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import StitchConfig, stitch_grid
 from plato.train import Recipe, train
 
@@ -40,7 +40,7 @@ def main() -> None:
         train(net, ds, Recipe(epochs=3, batch_size=64, seed=seed, device="cpu"), progress=False)
         nets.append(net.eval())
     a, b = nets
-    cells = [(sp.name, rp.name) for sp in CutGraph(a).points() for rp in CutGraph(b).points()]
+    cells = [(sp.name, rp.name) for sp in cut_graph(a).points() for rp in cut_graph(b).points()]
     row = {"plato": plato.__file__, "cells": len(cells), "threads": args.threads,
            "torch": torch.__version__, "machine": platform.processor() or platform.machine()}
     for name, config in (("fast_6_epochs", StitchConfig.fast(device="cpu", epochs=6)),

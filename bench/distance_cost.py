@@ -19,7 +19,7 @@ import torch
 from common import cifar10, log, machine
 from plato.checkpoint import load_checkpoint
 from plato.data.loader import make_loader
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import Activations
 from plato.stitch.distance import DistanceSums, receiver_gaussians
 
@@ -32,7 +32,7 @@ def main() -> None:
     torch.set_num_threads(2)
     ds = cifar10(train=10000, test=2000)
     net = load_checkpoint(args.checkpoint).model.eval()
-    graph = CutGraph(net)
+    graph = cut_graph(net)
     points = graph.points()
     names = [p.name for p in points]
     receivers = Activations.of(graph, points)

@@ -32,7 +32,7 @@ import torch
 import plato
 from common import log as print_line
 from common import naive_cell
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import NotStitchable, Stitch, StitchConfig, stitch_grid
 
 NETWORKS = ["resnet-" + "".join(b) for b in itertools.product("12", repeat=4)]
@@ -63,7 +63,7 @@ def log(obj: dict) -> None:
 
 def timed_grid(s, r, ds, config: StitchConfig) -> tuple[float, int, int, float]:
     """(seconds, cells run, cells that failed, peak GiB) of one pair's whole block grid."""
-    pairs = [(sp.name, rp.name) for sp in CutGraph(s).points() for rp in CutGraph(r).points()]
+    pairs = [(sp.name, rp.name) for sp in cut_graph(s).points() for rp in cut_graph(r).points()]
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -85,7 +85,7 @@ def compile_check(nets, ds, device: str) -> dict:
     from plato.stitch.stitched import StitchedModel
 
     net = nets["resnet-2222"]
-    graph = CutGraph(net)
+    graph = cut_graph(net)
     sp, rp = graph.point("stem"), graph.point("layer1.0")
     out = {}
     for mode in ("eager", "default", "reduce-overhead"):  # the last: CUDA graphs (launches)
@@ -150,7 +150,7 @@ def main() -> None:
         torch.manual_seed(i)
         nets[name] = plato.create_model(name, num_classes=10, input_shape=ds.input_shape,
                                         width=16).to(dev).eval()
-    points = {n: CutGraph(m).points() for n, m in nets.items()}
+    points = {n: cut_graph(m).points() for n, m in nets.items()}
     joinable = {}  # (sender shape, receiver shape) -> can a stitch join them
 
     def stitchable(sp, rp) -> bool:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from common import cifar10, grid_networks
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import StitchConfig, stitch_grid
 from plato.stitch.config import CACHE_TIERS
 
@@ -40,7 +40,7 @@ def main() -> None:
     a, b = (c.model for c in grid_networks(args.out))
     before = peak_mib()
     start = time.perf_counter()
-    cells = [(sp.name, rp.name) for sp in CutGraph(a).points() for rp in CutGraph(b).points()]
+    cells = [(sp.name, rp.name) for sp in cut_graph(a).points() for rp in cut_graph(b).points()]
     config = StitchConfig.fast(device="cpu", activation_cache=args.cache)
     stitch_grid(a, b, cells, ds, config=config, accuracies=(0.7, 0.7))
     print(json.dumps({"train_images": args.train, "cells": len(cells), "cache": args.cache,

@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from common import cifar10, grid_networks, log, machine
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import StitchConfig, stitch_grid
 from plato.stitch import fit as fit_module
 from plato.stitch import run as run_module
@@ -66,8 +66,8 @@ def main() -> None:
     a, b = grid_networks(args.out, 15, 10000, "cpu")
     accuracies = tuple(evaluate(n.model, ds, device="cpu")["accuracy"] for n in (a, b))
     log({"networks": dict(zip((a.name, b.name), accuracies, strict=True)), **machine()})
-    todo = [(sp.name, rp.name) for sp in CutGraph(a.model).points()
-            for rp in CutGraph(b.model).points()]
+    todo = [(sp.name, rp.name) for sp in cut_graph(a.model).points()
+            for rp in cut_graph(b.model).points()]
     reference = None
     for text in args.configs:
         SECONDS.clear()

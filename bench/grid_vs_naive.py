@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 
 from common import cifar10, grid_networks, log, machine, naive_cell
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import NotStitchable, StitchConfig, stitch_grid
 from plato.train import evaluate
 
@@ -105,7 +105,7 @@ def main() -> None:
     log({"networks": {c.name: acc[id(c)] for c in (a, b)}})
     pairs = [(a, b), (b, a)][:1 if args.one_pair else 2]
     cells = [(s, r, sp.name, rp.name) for s, r in pairs
-             for sp in CutGraph(s.model).points() for rp in CutGraph(r.model).points()]
+             for sp in cut_graph(s.model).points() for rp in cut_graph(r.model).points()]
 
     # Plato's grid, every cell, for each configuration asked for
     plato_runs = []

@@ -27,7 +27,7 @@ from common import cifar10, machine
 
 def setup(images: int, device: str):
     import plato
-    from plato.models import CutGraph
+    from plato.models import cut_graph
 
     ds = cifar10(test=images)
     nets = []
@@ -35,7 +35,7 @@ def setup(images: int, device: str):
         torch.manual_seed(seed)
         nets.append(plato.create_model(name, num_classes=10, input_shape=ds.input_shape)
                     .to(device).eval())
-    return ds, nets, [CutGraph(n) for n in nets]
+    return ds, nets, [cut_graph(n) for n in nets]
 
 
 def peak_mib() -> float:

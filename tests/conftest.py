@@ -14,9 +14,16 @@ MNIST_PNG = SHARED_DATA / "mnist-png.tar.gz"
 CIFAR10_JPEG = SHARED_DATA / "cifar10-jpeg-q75.tar.gz"
 
 
+# Torch threads per test: 2 (this machine's cores) in one process; 1 per worker where
+# pytest-xdist runs several (make test, make test-fast). PLATO_TEST_THREADS overrides: the suite
+# holds at 1 and at 2.
+THREADS = int(os.environ.get("PLATO_TEST_THREADS", 0)) or (
+    1 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)) > 1 else 2)
+
+
 @pytest.fixture(autouse=True)
 def _small_threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

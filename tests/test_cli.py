@@ -16,6 +16,7 @@ def test_models_json():
     assert first[-1]["name"] == "pool" and first[-1]["shape"] == [512]
 
 
+@pytest.mark.slow
 def test_train_then_eval(tmp_path):
     ckpt = tmp_path / "net.ckpt"
     out = plato_json("train", "cnn-3", "--dataset", "digits", "--epochs", "4", "--width", "16",
@@ -26,6 +27,7 @@ def test_train_then_eval(tmp_path):
     assert ev["dataset"] == "digits" and ev["test_accuracy"] == out["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_demo_is_the_whole_pipeline(tmp_path):
     out = plato_json("demo", "--out", str(tmp_path / "demo"), "--quiet")
     # resnet-1111 (6 points) and cnn-3 (4 points): (6 + 4)^2 cells per control, 2 controls.
@@ -81,6 +83,7 @@ def two_checkpoints(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 def test_stitch_json(two_checkpoints):
     a, b = two_checkpoints
     out = plato_json("stitch", str(a), str(b), "--from", "layer2.0", "--to", "1",
@@ -93,6 +96,7 @@ def test_stitch_json(two_checkpoints):
     assert out["stitch_parameters"] > 0 and out["seconds"] > 0
 
 
+@pytest.mark.slow
 def test_stitch_reaches_every_setting(two_checkpoints):
     """`--fast` starts from StitchConfig.fast(); `--set FIELD=VALUE` reaches any field, typed
     as it reads; the options override neither silently."""
@@ -119,6 +123,7 @@ def test_stitch_reaches_every_setting(two_checkpoints):
     assert default["steps"] <= 20 and isinstance(default["converged"], bool)
 
 
+@pytest.mark.slow
 def test_replace_json(two_checkpoints):
     a, _ = two_checkpoints
     out = plato_json("replace", str(a), "--from", "0", "--to", "layer1.0", "--epochs", "1",
@@ -127,6 +132,7 @@ def test_replace_json(two_checkpoints):
     assert out["from"] == "stem" and out["to"] == "layer1.0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (("--from", "pool", "--to", "0"), "not stitchable"),
     (("--from", "99", "--to", "0"), "out of range"),
@@ -160,6 +166,7 @@ def test_stitch_setting_errors(args, message, monkeypatch, capsys):
     assert len(lines) == 1 and message in lines[0], err
 
 
+@pytest.mark.slow
 def test_similarity_json(two_checkpoints):
     a, b = two_checkpoints
     out = plato_json("similarity", str(a), str(a), "--measure", "cka", "--measure",

@@ -13,8 +13,8 @@ SRC = ROOT / "src" / "plato"
 
 # Each unit may import the units of lower layers only (and itself).
 LAYERS = [
-    {"errors", "files"},
-    {"device", "settings", "stats"},
+    {"errors", "files", "jsonable"},
+    {"device", "settings", "stats", "stopping"},
     {"data"},
     {"models"},
     {"checkpoint"},
@@ -105,6 +105,40 @@ def test_no_cycle_between_packages():
     for unit in sorted(graph):
         if unit not in state:
             visit(unit, [])
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each module's imports of other modules (a name imported from a package that is one of
+    its modules counts as that module; a package's facade, its __init__, is not followed)."""
+    paths = {module_of(p): p for p in SRC.rglob("*.py")}
+    facades = {module_of(p) for p in SRC.rglob("__init__.py")}
+    graph = {}
+    for module, path in paths.items():
+        targets = set()
+        for imported, names, _ in imports(path):
+            targets |= {f"{imported}.{n}" for n in names if f"{imported}.{n}" in paths}
+            targets.add(imported)
+        graph[module] = {t for t in targets if t in paths and t not in facades and t != module}
+    return graph
+
+
+def test_no_cycle_between_modules():
+    """Within a package too, modules import one way (a lazy import inside a function counts:
+    cuts and hooks once imported each other that way)."""
+    graph, state = module_imports(), {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for nxt in sorted(graph[module]):
+            if state.get(nxt) == "open":
+                pytest.fail("import cycle: " + " -> ".join(path + [module, nxt]))
+            if nxt not in state:
+                visit(nxt, path + [module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
 
 
 @pytest.mark.parametrize("folder", ["src", "tests", "bench"])

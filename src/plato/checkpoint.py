@@ -10,11 +10,9 @@ config builds to them (plato.models.narrow).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 
 from plato.errors import CheckpointError, PlatoError, fault_message
+from plato.files import write_safetensors
 
 FORMAT = "plato-checkpoint/1"
 
@@ -73,7 +72,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
     Refuses non-finite weights: a NaN model is never saved.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import save_file
 
     from plato import __version__
 
@@ -95,14 +93,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
         "weights_sha256": weights_hash(tensors),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        save_file(tensors, tmp, metadata={"plato": json.dumps(full, sort_keys=True)})
-        tmp.replace(path)  # atomic: a crash never leaves half a checkpoint under the real name
+    try:  # whole or not at all: a crash never leaves half a checkpoint under the real name
+        write_safetensors(path, tensors, {"plato": json.dumps(full, sort_keys=True)})
     except (SafetensorError, OSError) as e:
-        with contextlib.suppress(OSError):  # a read-only place refuses the unlink too
-            tmp.unlink(missing_ok=True)
         raise CheckpointError(f"cannot save the checkpoint {path}: "
                               f"{fault_message(e)}") from None
     model.plato_recipe = full.get("recipe")  # as load_checkpoint gives it
@@ -184,3 +177,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     model.to(device).eval()
     model.plato_recipe = meta.get("recipe")  # how it was trained: a stitch's loss follows it
     return Checkpoint(model, meta, path)
+
+
+def dataset_for(checkpoints: list[Checkpoint], name: str | None = None,
+                root: str | Path | None = None):
+    """The dataset named, else the first checkpoint's own; every checkpoint must take it."""
+    from plato.data import load_dataset
+
+    name = name or checkpoints[0].meta.get("dataset")
+    if not name:
+        raise PlatoError(f"{checkpoints[0].path} records no dataset: pass --dataset")
+    ds = load_dataset(name, root=root)
+    for ckpt in checkpoints:
+        ckpt.check_dataset(ds)
+    return ds

@@ -12,7 +12,7 @@ import plato
 from plato.checkpoint import load_checkpoint, read_metadata, save_checkpoint, weights_hash
 from plato.compress import PruneConfig, prune_network, sparsity
 from plato.errors import CheckpointError, PlatoError, SettingError
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.models.narrow import narrow_to, tensor_shapes
 from plato.train import evaluate
 
@@ -57,7 +57,7 @@ def test_global_pruning_takes_the_smallest_weights_anywhere(digits_resnet):
 def test_a_pruned_network_is_an_ordinary_network(digits, digits_resnet):
     """It traces, splits exactly and classifies; lightly pruned, nearly as well."""
     result = prune_network(digits_resnet, PruneConfig(amount=0.3))
-    graph = CutGraph(result.model)
+    graph = cut_graph(result.model)
     x = torch.randn(4, *digits.input_shape)
     prefix, suffix = graph.split("layer2.0")
     with torch.no_grad():
@@ -90,12 +90,12 @@ def test_channel_pruning_removes_channels_and_stitches_adapt(digits, digits_resn
     model = result.model
     assert result.parameters == sum(p.numel() for p in model.parameters())
     assert result.parameters < 0.4 * result.original_parameters  # about (1 - 0.5)^2 of convs
-    before = {p.name: p.shape for p in CutGraph(digits_resnet).points()}
-    after = {p.name: p.shape for p in CutGraph(model).points()}
+    before = {p.name: p.shape for p in cut_graph(digits_resnet).points()}
+    after = {p.name: p.shape for p in cut_graph(model).points()}
     assert after["layer2.0"] == (before["layer2.0"][0] // 2, *before["layer2.0"][1:])
     assert model.fc.out_features == 10  # the classes are never pruned
     x = torch.randn(4, *digits.input_shape)
-    prefix, suffix = CutGraph(model).split("layer3.0")
+    prefix, suffix = cut_graph(model).split("layer3.0")
     with torch.no_grad():
         assert torch.equal(suffix(prefix(x)), model.eval()(x))
     config = StitchConfig(objective="lstsq", device="cpu")

@@ -12,6 +12,7 @@ from plato.sweep.spec import load_spec
 from tests.sweep.conftest import write_spec
 
 
+@pytest.mark.slow
 def test_one_sweep_per_run_folder(tmp_path, digits_checkpoints):
     """A second sweep into a run folder that a live sweep holds is refused (naming the
     holder) before any work, or waits for it with `wait`; a holder killed with SIGKILL leaves

@@ -19,6 +19,7 @@ objective: lstsq
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width, file_limit, where", [
     (128, 300_000, "networks/cnn-"),  # a 1.2 MB checkpoint; the store fits
     (4, 20_000, "results.sqlite")])  # the store does not fit
@@ -53,6 +54,7 @@ def read_only(tmp_path):
     subprocess.run(["umount", str(folder)], check=True)
 
 
+@pytest.mark.slow
 def test_a_read_only_place_is_one_line(tmp_path, read_only):
     (tmp_path / "spec.yaml").write_text(SPEC)
     one_line_error(run_plato("sweep", "spec.yaml", "--out", str(read_only / "run"), "--quiet",

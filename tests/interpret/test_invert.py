@@ -8,23 +8,23 @@ import pytest
 import torch
 from torch import nn
 
+from plato.data.images import as_uint8, pixels
 from plato.errors import PlatoError
 from plato.interpret.config import InvertConfig
 from plato.interpret.invert import (
     Decoder,
-    as_uint8,
     fit_decoder,
     image_quality,
     invert_point,
     measure_decoder,
-    pixels,
 )
-from plato.models.cuts import CutGraph
+from plato.models import cut_graph
 from tests.helpers import run_plato
 
 QUICK = InvertConfig(max_steps=700, min_steps=200, optimise_steps=60, images=4)
 
 
+@pytest.mark.slow
 def test_the_decoder_reconstructs_the_input_itself_almost_perfectly(digits):
     result = invert_point(nn.Identity(), digits, QUICK)
     assert result.psnr > 35 and result.ssim > 0.99
@@ -32,8 +32,9 @@ def test_the_decoder_reconstructs_the_input_itself_almost_perfectly(digits):
     assert result.optimised is not None and result.optimised_psnr > 20
 
 
+@pytest.mark.slow
 def test_reconstruction_quality_falls_through_the_pooling_stages(digits, digits_resnet):
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     psnr = {p: invert_point(graph.split(p)[0], digits, replace(QUICK, optimise_steps=0)).psnr
             for p in ("stem", "layer2.0", "layer4.0")}
     assert psnr["stem"] > psnr["layer2.0"] + 3 > psnr["layer4.0"] + 6, psnr
@@ -49,10 +50,11 @@ def test_the_decoder_is_sized_from_the_activation_and_the_image():
         Decoder((35, 5), (1, 8, 8))  # 35 tokens: no patch grid
 
 
+@pytest.mark.slow
 def test_a_vits_tokens_are_decoded_from_their_patch_grid(digits, digits_vit):
     """The decoder reads the patch tokens as a map (the class token left out): from a ViT's
     first block, the digits come back recognisably (a blank guess is ~12 dB)."""
-    prefix = CutGraph(digits_vit).split("blocks.0")[0]
+    prefix = cut_graph(digits_vit).split("blocks.0")[0]
     result = invert_point(prefix, digits, replace(QUICK, optimise_steps=0))
     assert result.psnr > 18, result.psnr
 
@@ -75,6 +77,14 @@ def test_the_test_pass_is_streamed_the_same_at_any_batch_size(digits):
     assert small["ssim"] == pytest.approx(large["ssim"], rel=1e-6)
     assert small["test_examples"] == len(digits.test)
     assert fit["steps"] == 100 and fit["converged"] is False  # cut off, and says so
+
+
+def test_a_decoder_whose_loss_turns_non_finite_says_so(digits):
+    """The non-finite check runs at the looks (no host sync per step) and names the first bad
+    step."""
+    with pytest.raises(PlatoError, match="non-finite at step 1: lower the invert setting lr"):
+        fit_decoder(nn.Identity(), digits,
+                    InvertConfig(lr=1e30, max_steps=100, min_steps=50, check_every=50))
 
 
 def test_pixels_undo_the_normalisation(digits):
@@ -100,6 +110,7 @@ def test_settings_are_checked_by_name():
         InvertConfig(images=0)
 
 
+@pytest.mark.slow
 def test_plato_invert_stores_resumes_and_draws(tmp_path, digits_checkpoints):
     out = tmp_path / "run"
     args = ["invert", str(digits_checkpoints["cnn"]), "--out", str(out), "--points", "0",
@@ -122,6 +133,7 @@ def test_plato_invert_stores_resumes_and_draws(tmp_path, digits_checkpoints):
     assert again["computed"] == 0 and again["points"] == first["points"]
 
 
+@pytest.mark.slow
 def test_plato_invert_refuses_a_cut_point_that_does_not_exist(tmp_path, digits_checkpoints):
     failed = run_plato("invert", str(digits_checkpoints["cnn"]), "--out", str(tmp_path),
                        "--points", "layer9", "--quiet", ok=False)

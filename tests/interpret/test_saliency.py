@@ -99,6 +99,7 @@ def test_unknown_methods_are_named():
         "grad_cam", "gradient_x_input")
 
 
+@pytest.mark.slow
 def test_plato_saliency_explains_a_stitch(tmp_path, digits_checkpoints):
     ckpt = str(digits_checkpoints["resnet"])
     out = json.loads(run_plato("saliency", ckpt, ckpt, "--from", "layer1.0", "--to", "layer2.0",

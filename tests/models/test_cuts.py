@@ -6,11 +6,21 @@ from torch import nn
 
 import plato
 from plato.errors import ModelError
-from plato.models import CutGraph
+from plato.models import cut_graph
 
 # Small widths keep the layer-level sweep over every model fast; structure is unchanged.
 SMALL = {"resnet50": 8, "resnet18": 8, "resnet34": 8, "resnet9": 8, "vgg11": 8, "vgg13": 8,
          "vgg16": 8, "vgg19": 8}
+
+
+# Tracing the deepest models at layer granularity takes seconds each: they are in the slow lane.
+DEEP = ("resnet44", "resnet56", "resnet110", "vit-small")
+
+
+def every_model() -> list:
+    """Every zoo model, as parameters of a test; the deepest marked slow."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n
+            for n in plato.list_models()]
 
 
 def build(name, **kw):
@@ -25,10 +35,10 @@ def build(name, **kw):
     return model.eval()
 
 
-@pytest.mark.parametrize("name", plato.list_models())
+@pytest.mark.parametrize("name", every_model())
 def test_split_is_exact_at_every_point(name):
     model = build(name)
-    graph = CutGraph(model)
+    graph = cut_graph(model)
     x = torch.randn(2, *model.input_shape)
     with torch.no_grad():
         expected = model(x)
@@ -86,7 +96,7 @@ def test_split_shares_parameters():
 
 def test_point_lookup():
     model = build("resnet-1111")
-    graph = CutGraph(model)
+    graph = cut_graph(model)
     assert graph.point(0).name == "stem" and graph.point(-1).name == "pool"
     assert graph.point("3").name == graph.point(3).name
     assert graph.point("layer1.0.add").shape == (64, 32, 32)  # layer names work in any mode
@@ -106,7 +116,7 @@ def test_extract_matches_prefixes():
     """One pass returns each point's activation by name, the prefix's bit for bit; a point
     given twice (by name and by index) is one entry."""
     model = build("resnet20")
-    graph = CutGraph(model)
+    graph = cut_graph(model)
     x = torch.randn(2, 3, 32, 32)
     outs = graph.extract(["layer3.2", "stem", "layer2.0", 0])(x)
     assert list(outs) == ["layer3.2", "stem", "layer2.0"]
@@ -131,7 +141,7 @@ class UserNet(nn.Module):
 
 def test_any_traceable_module():
     model = UserNet().eval()
-    graph = CutGraph(model, input_shape=(3, 8, 8))
+    graph = cut_graph(model, input_shape=(3, 8, 8))
     names = [p.name for p in graph.points("layer")]
     assert "body.0" not in names  # inside the skip connection
     x = torch.randn(2, 3, 8, 8)
@@ -139,4 +149,4 @@ def test_any_traceable_module():
         prefix, suffix = graph.split(p, "layer")
         assert torch.equal(suffix(prefix(x)), model(x))
     with pytest.raises(ModelError, match="input_shape"):
-        CutGraph(UserNet())
+        cut_graph(UserNet())

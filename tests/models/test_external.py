@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 import plato
 from plato.checkpoint import load_checkpoint, save_checkpoint
 from plato.errors import ModelError
-from plato.models import CutGraph, model_options
+from plato.models import cut_graph, model_options
 from plato.models.external import load_weights
 from plato.stitch import StitchConfig, stitch_networks
 from plato.train import Recipe, train
@@ -23,7 +23,7 @@ def test_a_python_factory_is_a_model_like_any_other(digits, digits_resnet):
     assert model_options(SMALL) == ["width"]
     torch.manual_seed(0)
     net = plato.create_model(SMALL, width=8, num_classes=10, input_shape=digits.input_shape)
-    assert [p.name for p in CutGraph(net).points()] == ["conv1", "conv2", "pool"]
+    assert [p.name for p in cut_graph(net).points()] == ["conv1", "conv2", "pool"]
     result = train(net, digits, Recipe(epochs=20, batch_size=64, device="cpu"), progress=False)
     assert result.test_accuracy > 0.8
     stitched, _ = stitch_networks(net.eval(), digits_resnet, "conv2", "layer2.0", digits,
@@ -110,6 +110,7 @@ def test_weights_of_another_model_name_the_first_mismatch(tmp_path):
         load_weights(plato.create_model(SMALL, width=4), tmp_path / "cnn.safetensors")
 
 
+@pytest.mark.slow
 def test_plato_import_makes_a_checkpoint_of_a_users_weights(tmp_path, digits):
     torch.manual_seed(1)
     net = plato.create_model(SMALL, width=8, input_shape=digits.input_shape)

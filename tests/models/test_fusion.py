@@ -4,17 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-import plato
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.models.fusion import fold_batchnorm
-from tests.models.test_cuts import build
+from tests.models.test_cuts import build, every_model
 
 
 def _norms(module: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) for m in module.modules())
 
 
-@pytest.mark.parametrize("name", plato.list_models())
+@pytest.mark.parametrize("name", every_model())
 def test_folded_suffix_computes_the_same_and_leaves_the_network_alone(name):
     model = build(name)
     with torch.no_grad():  # non-trivial affine parameters too
@@ -23,7 +22,7 @@ def test_folded_suffix_computes_the_same_and_leaves_the_network_alone(name):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    graph = CutGraph(model)
+    graph = cut_graph(model)
     x = torch.randn(4, *model.input_shape)
     with torch.no_grad():
         for point in graph.points():
@@ -72,7 +71,7 @@ def test_suffixes_of_one_network_share_their_layers():
     """No copies: unfused layers are the network's own, fused ones are shared between the
     suffixes given the same cache (memory of one network, not one per cut point)."""
     model = build("resnet-1111")
-    graph = CutGraph(model)
+    graph = cut_graph(model)
     cache = {}
     early = fold_batchnorm(graph.split("layer1.0")[1], cache)
     late = fold_batchnorm(graph.split("layer3.0")[1], cache)
@@ -87,7 +86,7 @@ def test_fused_layers_in_bf16_compute_what_bf16_autocast_computes():
     """Under bf16 autocast, fused layers stored in bf16 skip the per-call weight casts: the same
     outputs and input gradients, bit for bit, as the fp32 fused layers cast by autocast."""
     model = build("resnet-1111")
-    prefix, suffix = CutGraph(model).split("layer1.0")
+    prefix, suffix = cut_graph(model).split("layer1.0")
     act = prefix(torch.randn(4, *model.input_shape))
     results = []
     for dtype in (None, torch.bfloat16):

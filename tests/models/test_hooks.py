@@ -5,7 +5,7 @@ import torch
 
 import plato
 from plato.errors import ModelError
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import StitchConfig, StitchedModel, stitch_networks
 from plato.train import Recipe, train
 from tests.helpers import run_plato
@@ -20,7 +20,7 @@ def model(width=4, **kw):
 
 def test_a_model_fx_refuses_gets_verified_hook_points():
     net = model()
-    graph = CutGraph(net)
+    graph = cut_graph(net)
     assert graph.mechanism == "forward hooks" and "control flow" in graph.fx_error
     assert [p.name for p in graph.points()] == ["conv1", "conv3", "pool"]
     # conv2 has a skip connection around it: its output is not the whole state
@@ -43,7 +43,7 @@ def test_a_module_that_is_no_cut_point_is_refused_with_the_reason():
     with pytest.raises(ModelError, match="'conv2' is not a cut point of this model: the "
                                          "model's output does not depend on the input through "
                                          "it alone"):
-        CutGraph(net)
+        cut_graph(net)
 
 
 def test_its_identity_self_stitch_reproduces_the_model_and_it_stitches(digits, digits_resnet):
@@ -64,6 +64,7 @@ def test_its_identity_self_stitch_reproduces_the_model_and_it_stitches(digits, d
     assert into_resnet.stitched_accuracy > 0.8 and from_resnet.stitched_accuracy > 0.8
 
 
+@pytest.mark.slow
 def test_plato_models_says_which_mechanism():
     import json
 

@@ -66,6 +66,7 @@ def test_a_vgg_trains_and_stitches_like_a_resnet(digits, digits_resnet):
     assert into_resnet.stitched_accuracy > 0.8 and from_resnet.stitched_accuracy > 0.8
 
 
+@pytest.mark.slow
 def test_a_spec_and_the_cli_take_the_models_own_options(tmp_path):
     from plato.errors import SpecError
     from plato.sweep.networks import architectures

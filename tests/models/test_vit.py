@@ -94,6 +94,7 @@ def test_position_embedding_and_class_token_are_not_decayed():
     assert id(model.blocks[0].attn.qkv.weight) in decayed
 
 
+@pytest.mark.slow
 def test_a_user_stitches_a_vit_checkpoint_into_a_resnet(tmp_path, digits_vit,
                                                         digits_checkpoints):
     """The command line end to end: `plato stitch` joins a ViT's tokens to a conv map with a

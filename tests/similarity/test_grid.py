@@ -8,7 +8,7 @@ import torch
 
 import plato
 from plato.data.loader import make_loader
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.similarity import MEASURES, SimilarityConfig, minibatch_cka, similarity_grid
 
 
@@ -28,7 +28,7 @@ def two_nets(digits):
 
 def activations(net, digits, batch_size):
     """Each cut point's activations on the test split, the naive way: one prefix per point."""
-    graph = CutGraph(net)
+    graph = cut_graph(net)
     out = {}
     for p in graph.points():
         prefix, _ = graph.split(p)
@@ -38,6 +38,7 @@ def activations(net, digits, batch_size):
     return out
 
 
+@pytest.mark.slow
 def test_grid_equals_pairwise_calls(digits, two_nets):
     a, b = two_nets
     names = ["cka", "linear_cka", "linear_cka_debiased", "procrustes", "svcca", "pwcca",

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from plato.models.cuts import CutGraph
+from plato.models import cut_graph
 from plato.stitch import Activations, StitchConfig, replace_span, stitch_networks
 from plato.stitch.distance import SHRINKAGE, ChannelGaussian, receiver_gaussians
 
@@ -48,7 +48,7 @@ def test_a_dead_channel_does_not_explode_the_distance():
 
 def test_the_receivers_own_activations_are_in_distribution_and_shuffled_ones_are_not(
         digits, digits_resnet):
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     points = [p.name for p in graph.points()]
     gaussians = receiver_gaussians(Activations.of(graph, graph.points()), digits, points)
     x = torch.cat([digits.test.images.float()]) / 255.0

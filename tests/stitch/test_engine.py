@@ -14,7 +14,7 @@ import plato
 import plato.stitch.sgd as sgd_module
 import plato.stitch.threads as threads_module
 from plato.errors import PlatoError, TrainingError
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import (
     NotStitchable,
     Stitch,
@@ -79,7 +79,7 @@ def stitched_alone(s_graph, sp, r_graph, rp, seed):
 
 def test_identity_self_stitch_is_the_network(digits, digits_resnet):
     """Through an identity stitch a network stitched into itself *is* the network."""
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     x = digits.test.images[:64].float() / 255
     expected = digits_resnet(x)
     base = evaluate(digits_resnet, digits)["accuracy"]
@@ -94,7 +94,7 @@ def test_identity_self_stitch_is_the_network(digits, digits_resnet):
 
 def test_lstsq_self_stitch_recovers_base_accuracy(digits, digits_resnet):
     base = evaluate(digits_resnet, digits)["accuracy"]
-    for point in CutGraph(digits_resnet).points():
+    for point in cut_graph(digits_resnet).points():
         result, _ = stitch_networks(digits_resnet, digits_resnet, point.name, point.name,
                                     digits, config=StitchConfig(objective="lstsq", **CPU))
         assert abs(result.stitched_accuracy - base) <= 0.005, point.name
@@ -135,7 +135,7 @@ def _affine_of(stitch, d_in):
     ("conv1x1", "layer2.0", "layer1.0", "bilinear"),  # not a repetition: the plain rows
 ])
 def test_lstsq_equals_numpy(digits, digits_resnet, kind, sender, receiver, resize):
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     a, b = graph.point(sender), graph.point(receiver)
     model = StitchedModel(graph, a, Stitch(kind, a.shape, b.shape, resize), graph, b).eval()
     fit_stitch(model, digits, StitchConfig(objective="lstsq", ridge=0.0, **CPU))
@@ -149,7 +149,7 @@ def test_lstsq_equals_numpy(digits, digits_resnet, kind, sender, receiver, resiz
 def test_lstsq_examples_fits_the_closed_form_on_a_random_subset(digits, digits_resnet):
     """`lstsq_examples=n`: the statistics of n random training examples (the dataset's seeded
     subset, all classes), the same map as fitting on that subset; 0 means every example."""
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     a, b = graph.point("layer1.0"), graph.point("layer2.0")
     maps = {}
     for name, data, n in (("subset", digits, 300), ("on the subset", digits.subset(train=300,
@@ -167,7 +167,7 @@ def test_lstsq_examples_fits_the_closed_form_on_a_random_subset(digits, digits_r
 
 
 def test_lowrank_is_reduced_rank_regression(digits, digits_resnet):
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     a, b = graph.point("layer1.0"), graph.point("layer2.0")
     model = StitchedModel(graph, a, Stitch("lowrank-3", a.shape, b.shape), graph, b).eval()
     fit_stitch(model, digits, StitchConfig(objective="lstsq", ridge=0.0, **CPU))
@@ -203,7 +203,7 @@ def test_frozen_parts_stay_bit_identical(digits, digits_resnet):
     before = {k: v.clone() for k, v in {**{"s." + k: v for k, v in sender.state_dict().items()},
                                          **{"r." + k: v for k, v in
                                             receiver.state_dict().items()}}.items()}
-    graph_s, graph_r = CutGraph(sender), CutGraph(receiver)
+    graph_s, graph_r = cut_graph(sender), cut_graph(receiver)
     p = graph_s.point("layer2.0")
     model = StitchedModel(graph_s, p, "bn-conv1x1-bn", graph_r, graph_r.point("layer2.0"))
     stitch_before = copy.deepcopy(model.stitch.state_dict())
@@ -281,7 +281,7 @@ def test_grid_gives_each_cell_its_result_alone(digits, digits_resnet, objective,
     grid = stitch_grid(digits_resnet, receiver, pairs, digits,
                        config=replace(config, stacking=stacking, cell_threads=2))
     assert len(grid) == len(pairs)
-    s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
+    s_graph, r_graph = cut_graph(digits_resnet), cut_graph(receiver)
     exact_checked = stacked_checked = 0
     for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
         if sp == "pool" and rp != "pool":  # a vector cannot feed a conv point
@@ -328,7 +328,7 @@ def test_stacked_suffix_gives_each_cell_its_own_gradient(digits, digits_resnet, 
     from plato.stitch.cell import FitCell
     from plato.stitch.sgd import cell_losses
 
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     r_point = graph.point("layer2.0")
     models = []
     for i, sp in enumerate(["stem", "layer1.0", "layer2.0"]):
@@ -401,7 +401,7 @@ def test_measurement_does_not_depend_on_the_suffix_chunk(digits, digits_resnet, 
     the same example by example, the loss and activation MSE the same up to rounding."""
     from plato.stitch.metrics import SUFFIX_CHUNK
 
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     sp, rp = graph.point("layer1.0"), graph.point("layer2.0")
     torch.manual_seed(0)
     stitch = Stitch("bn-conv1x1-bn", sp.shape, rp.shape)
@@ -422,7 +422,7 @@ def test_measured_cka_is_the_float64_linear_cka(digits, digits_resnet, channels_
     from plato.data.loader import make_loader
     from plato.similarity import linear_cka
 
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     for sp, rp in (("stem", "layer1.0"), ("layer2.0", "layer3.0"), ("layer3.0", "pool")):
         sp, rp = graph.point(sp), graph.point(rp)
         torch.manual_seed(0)
@@ -443,7 +443,7 @@ def test_auto_precision_is_bf16_exactly_where_the_device_computes_it(digits, dig
     params, accuracy = {}, {}
     for precision in ("auto", resolved, "fp32"):
         model = copy.deepcopy(digits_resnet)
-        graph = CutGraph(model)
+        graph = cut_graph(model)
         sp, rp = graph.point("layer1.0"), graph.point("layer2.0")
         torch.manual_seed(0)
         stitched = StitchedModel(graph, sp, Stitch("bn-conv1x1-bn", sp.shape, rp.shape), graph,
@@ -473,7 +473,7 @@ def test_more_epochs_go_to_the_cells_still_improving_each_as_alone(digits, digit
                           optimizer="sgd", lr=0.05, batch_size=256, seed=3, **CPU)
     grid = stitch_grid(digits_resnet, receiver, pairs, digits,
                        config=replace(config, stacking=False, cell_threads=2))
-    s_graph, r_graph = CutGraph(digits_resnet), CutGraph(receiver)
+    s_graph, r_graph = cut_graph(digits_resnet), cut_graph(receiver)
     epochs = []
     for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
         alone = stitched_alone(s_graph, sp, r_graph, rp, config.seed)
@@ -606,7 +606,7 @@ def converged_grid_and_alone(digits, sender, pairs, config):
     receiver = plato.create_model("cnn-2", width=8, input_shape=digits.input_shape).eval()
     grid = stitch_grid(sender, receiver, pairs, digits,
                        config=replace(config, stacking=False, cell_threads=2))
-    s_graph, r_graph = CutGraph(sender), CutGraph(receiver)
+    s_graph, r_graph = cut_graph(sender), cut_graph(receiver)
     for (sp, rp), (result, model) in zip(pairs, grid, strict=True):
         alone = stitched_alone(s_graph, sp, r_graph, rp, config.seed)
         fit = fit_stitch(alone, digits, config)
@@ -748,9 +748,9 @@ def test_the_task_loss_follows_the_receivers_label_smoothing(tmp_path, digits, d
     assert not same(by_receiver, plain)
     assert by_receiver[0][0][0][1] > plain[0][0][0][1]  # the start: smoothing costs a sure net
     assert same(fit(digits_resnet, "receiver"), plain)  # unknown training: no smoothing
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     models = [StitchedModel(graph, 2, "bn-conv1x1-bn", receiver, 2)
-              for receiver in (graph, CutGraph(smoothed.model))]
+              for receiver in (graph, cut_graph(smoothed.model))]
     with pytest.raises(PlatoError, match="different smoothing"):
         fit_stitches(models, digits, config)
     for bad in ("sender", 1.0, -0.1, True):
@@ -765,7 +765,7 @@ def test_converging_budget_is_validated(digits, digits_resnet):
                          ("max_steps", 0), ("budget", "forever")):
         with pytest.raises(PlatoError, match=field if field != "max_steps" else "steps"):
             StitchConfig(**{"budget": "converge", field: value})
-    graph = CutGraph(digits_resnet)
+    graph = cut_graph(digits_resnet)
     model = StitchedModel(graph, 1, "bn-conv1x1-bn", graph, 1)
     with pytest.raises(PlatoError, match="cannot hold out 5000 of 1437 training examples"):
         fit_stitch(model, digits, StitchConfig(budget="converge", holdout=5000, **CPU))

@@ -6,7 +6,7 @@ import torch
 
 import plato
 from plato.errors import PlatoError
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.models.tokens import TokenLayout
 from plato.stitch import StitchConfig, stitch_grid, stitch_networks
 from plato.stitch.layers import NotStitchable, Stitch
@@ -27,7 +27,7 @@ def images(digits, n=64):
 def test_identity_self_stitch_of_a_vit_is_the_vit(digits, digits_vit):
     """Through an identity stitch (class token through the map) a ViT stitched into itself
     at any point *is* the ViT, and keeps its accuracy."""
-    graph = CutGraph(digits_vit)
+    graph = cut_graph(digits_vit)
     x = images(digits)
     expected = digits_vit(x)
     base = evaluate(digits_vit, digits)["accuracy"]
@@ -43,7 +43,7 @@ def test_identity_self_stitch_of_a_vit_is_the_vit(digits, digits_vit):
 
 def test_closed_form_self_stitch_keeps_the_accuracy(digits, digits_vit):
     base = evaluate(digits_vit, digits)["accuracy"]
-    pairs = [(p.name, p.name) for p in CutGraph(digits_vit).points()]
+    pairs = [(p.name, p.name) for p in cut_graph(digits_vit).points()]
     for outcome, _ in stitch_grid(digits_vit, digits_vit, pairs, digits,
                                   config=StitchConfig(objective="lstsq", **CPU)):
         assert abs(outcome.stitched_accuracy - base) <= 0.005, outcome.sender_point
@@ -80,7 +80,7 @@ def test_every_type_and_objective_in_every_direction(direction, digits, digits_r
     `lstsq+task` once each) and the stitched network classifies: a number in [0, 1], the
     stitch's output of the receiver's shape."""
     nets = {"cnn": digits_resnet, "vit": digits_vit}
-    graphs = {name: CutGraph(net) for name, net in nets.items()}
+    graphs = {name: cut_graph(net) for name, net in nets.items()}
     (s_net, s_point), (r_net, r_point) = DIRECTIONS[direction]
     r_shape = graphs[r_net].point(r_point).shape
     short = {"max_steps": 20, "min_steps": 10, "check_every": 10, "lstsq_examples": 512, **CPU}
@@ -97,6 +97,7 @@ def test_every_type_and_objective_in_every_direction(direction, digits, digits_r
         assert tuple(out.shape[1:]) == r_shape, (kind, objective)
 
 
+@pytest.mark.slow
 def test_cnn_to_vit_and_vit_to_cnn_train_well_above_chance(digits, digits_resnet, digits_vit):
     config = StitchConfig.converging(max_steps=300, **CPU)
     into_vit, _ = stitch_networks(digits_resnet, digits_vit, "layer1.0", "blocks.0", digits,
@@ -111,7 +112,7 @@ def test_differing_grids_are_resized(digits, digits_vit):
     torch.manual_seed(1)
     coarse = plato.create_model("vit-tiny", input_shape=digits.input_shape, patch_size=4,
                                 depth=2, dim=16, heads=2).eval()
-    point = CutGraph(coarse).point("blocks.0")
+    point = cut_graph(coarse).point("blocks.0")
     assert point.tokens == TokenLayout(1, (2, 2))
     result, model = stitch_networks(digits_vit, coarse, "blocks.0", "blocks.0", digits,
                                     config=StitchConfig(objective="lstsq", **CPU))
@@ -222,7 +223,7 @@ def test_register_tokens_travel_with_the_class_token(digits):
     torch.manual_seed(0)
     regs = plato.create_model("vit-tiny", input_shape=digits.input_shape, patch_size=2,
                               depth=2, dim=16, heads=2, reg_tokens=4).eval()
-    graph = CutGraph(regs)
+    graph = cut_graph(regs)
     point = graph.point("blocks.0")
     assert point.tokens == TokenLayout(5, (4, 4))
     stitch = Stitch("bn-conv1x1-bn", point.shape, point.shape, in_tokens=point.tokens,

@@ -100,6 +100,7 @@ def test_what_a_store_cannot_answer_is_null_with_a_reason(tmp_path):
     assert checks["layer identification (stitching)"].passed is None
 
 
+@pytest.mark.slow
 def test_plato_check_and_the_report(tmp_path):
     from plato.report import write_report
 

@@ -79,6 +79,7 @@ def test_the_store_holds_what_was_measured_and_a_rerun_makes_nothing(compressed_
     assert "pruning" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_draws_the_axis_and_table_picks_a_level(compressed_run, tmp_path):
     _, _, run = compressed_run
     page = write_report(run / "results.sqlite", tmp_path / "report").read_text()

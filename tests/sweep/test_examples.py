@@ -4,6 +4,7 @@ and ViT trained by the spec, stitched both ways, CKA beside."""
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from plato.data import archives
@@ -15,6 +16,7 @@ from tests.data.test_archives import make_cifar100, md5
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cnn_vit_cifar100_cpu.yaml"
 
 
+@pytest.mark.slow
 def test_cifar100_example_sweeps_a_resnet_against_a_vit(tmp_path, monkeypatch):
     archive = tmp_path / "data" / archives.CIFAR100_FILE.filename
     make_cifar100(archive, n_train=300, n_test=100)

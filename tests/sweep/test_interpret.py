@@ -36,6 +36,7 @@ def interpreted(tmp_path_factory, digits_checkpoints):
     return folder, spec, first, again
 
 
+@pytest.mark.slow
 def test_every_cell_has_its_saliency_and_its_distance(interpreted):
     folder, _, first, _ = interpreted
     with Store(folder / "run" / "results.sqlite") as store:
@@ -93,6 +94,7 @@ def test_a_rerun_computes_nothing_again(interpreted):
         assert len(store.interpretations("invert", "why")) == 10
 
 
+@pytest.mark.slow
 def test_the_report_has_the_interpretation_section(interpreted):
     folder, _, _, _ = interpreted
     page = write_report(folder / "run" / "results.sqlite", folder / "report").read_text()

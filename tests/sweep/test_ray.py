@@ -9,6 +9,7 @@ from plato.sweep.store import Store
 from tests.sweep.conftest import write_spec
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+pytestmark = pytest.mark.service  # a real Ray cluster
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,10 @@ def _slurm_up() -> bool:
     return "UP" in ping.stdout
 
 
-pytestmark = pytest.mark.skipif(not _slurm_up(), reason="no SLURM cluster here: .ci/slurm-start "
-                                "starts a single-node one (Debian's slurm-wlm and munge)")
+pytestmark = [pytest.mark.service,  # a real SLURM cluster
+              pytest.mark.skipif(not _slurm_up(), reason="no SLURM cluster here: "
+                                 ".ci/slurm-start starts a single-node one (Debian's slurm-wlm "
+                                 "and munge)")]
 pytest.importorskip("submitit", reason="the slurm extra is not installed")
 
 

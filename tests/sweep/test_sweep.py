@@ -94,6 +94,7 @@ def test_non_finite_cell_is_recorded_and_the_sweep_goes_on(tmp_path, digits_chec
     assert retried.done == 3 and retried.failed == 0
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path, digits_checkpoints):
     spec_path = write_spec(tmp_path / "s.yaml", digits_checkpoints, objective="task",
                            controls=["trained->trained"],
@@ -189,6 +190,7 @@ def test_orientation_and_heatmap_labels(tmp_path):
                        for j, v in enumerate(row) if v}
 
 
+@pytest.mark.slow
 def test_report_and_exports(tmp_path, digits_checkpoints):
     spec_path = write_spec(tmp_path / "s.yaml", digits_checkpoints, name="tiny")
     summary = run_sweep(load_spec(spec_path), tmp_path / "run", device="cpu", progress=False)
@@ -266,6 +268,7 @@ def test_networks_can_train_on_more_than_the_stitches_see(tmp_path):
         assert store.sweeps()["dataset"].tolist() == ["digits[train=300,test=200,seed=0]"]
 
 
+@pytest.mark.slow
 def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
     """cka and procrustes in a spec: stored once per (pair, control), oriented like the
     stitching tables, equal to a direct grid, in the report with a scatter against stitching."""
@@ -301,6 +304,7 @@ def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
     np.testing.assert_allclose(np.diag(values), 0.0, atol=1e-5)  # self-pair: distance 0
 
 
+@pytest.mark.slow
 def test_every_cell_carries_its_interval_and_outcomes(tmp_path, digits_checkpoints):
     """A cell stores its test examples, Wilson's interval of its accuracy and which examples
     it got right; `plato table --ci` prints the interval, and the debiased table the paired
@@ -398,6 +402,7 @@ def test_similarity_null_in_a_sweep(tmp_path, digits_checkpoints):
     assert f"Circled ({circled}): p &gt; 0.05 against the permutation null" in page
 
 
+@pytest.mark.slow
 def test_converging_cells_say_so_everywhere(tmp_path, digits_checkpoints):
     """With `budget: converge` every fitted cell stores whether it converged, its steps and
     examples; `plato table --csv` carries them, `plato check` counts them, the report crosses

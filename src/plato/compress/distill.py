@@ -23,7 +23,7 @@ from plato.data.datasets import Dataset
 from plato.data.loader import Augment, DeviceLoader
 from plato.device import resolve_device
 from plato.errors import PlatoError, SettingError
-from plato.models import CutGraph
+from plato.models import cut_graph
 from plato.stitch import Stitch
 from plato.stitch.registry import resolve_stitch
 from plato.train import Recipe, TrainResult, evaluate, train
@@ -133,7 +133,7 @@ def _hinted(student: nn.Module, teacher: nn.Module, config: DistillConfig
             ) -> tuple[nn.Module, nn.Module, nn.ModuleDict]:
     """Both networks returning (logits, {point: activation}) from one forward pass, and one
     adapter per hint from the student's point to the teacher's shape."""
-    s_graph, t_graph = CutGraph(student), CutGraph(teacher)
+    s_graph, t_graph = cut_graph(student), cut_graph(teacher)
     adapters = nn.ModuleDict()
     for student_point, teacher_point in config.features:
         try:

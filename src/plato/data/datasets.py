@@ -7,7 +7,6 @@ Names: `digits` (bundled with scikit-learn, the offline default), `mnist`, `cifa
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -23,6 +22,7 @@ import torch
 
 from plato.data import archives
 from plato.errors import DatasetError, fault_message
+from plato.files import write_safetensors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 # What one image of an image folder may cost, checked before it is read or decoded: a few
@@ -363,7 +363,6 @@ def _decode_imagefolder(path: Path) -> tuple[dict[str, Split], list[str]]:
 
 def load_imagefolder(path: Path) -> Dataset:
     from safetensors import SafetensorError, safe_open
-    from safetensors.torch import save_file
 
     if not path.exists():
         raise DatasetError(
@@ -386,15 +385,10 @@ def load_imagefolder(path: Path) -> Dataset:
             "train_images": splits["train"].images, "train_labels": splits["train"].labels,
             "test_images": splits["test"].images, "test_labels": splits["test"].labels,
         }
-        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            save_file(tensors, tmp, metadata={"classes": json.dumps(classes),
-                                              "source": str(path)})
-            tmp.replace(cached)  # atomic: readers never see half a cache
+        try:  # whole or not at all: readers never see half a cache
+            write_safetensors(cached, tensors, {"classes": json.dumps(classes),
+                                                "source": str(path)})
         except (SafetensorError, OSError) as e:  # the data is decoded: go on without a cache
-            with contextlib.suppress(OSError):  # a read-only place refuses the unlink too
-                tmp.unlink(missing_ok=True)
             print(f"plato: warning: cannot cache the decoded images in {cached.parent}: "
                   f"{fault_message(e)}; they will be decoded again next time",
                   file=sys.stderr)

@@ -29,10 +29,12 @@ from torchmetrics.functional.image import (
 from tqdm.auto import tqdm
 
 from plato.data.datasets import Dataset, Split, hold_out
+from plato.data.images import as_uint8, normalised, pixels, shown_images, to_channels
 from plato.data.loader import make_loader
 from plato.errors import PlatoError
 from plato.interpret.config import InvertConfig
 from plato.models.tokens import TokenLayout, infer_layout
+from plato.stopping import Fitting, StoppingRule
 
 # ---------------------------------------------------------------------------- the decoder
 
@@ -104,18 +106,6 @@ class Decoder(nn.Module):
 
 # ---------------------------------------------------------------------------- image quality
 
-def _mean_std(dataset: Dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dataset's per-channel normalisation, shaped (1, C, 1, 1) for images."""
-    return (torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1),
-            torch.tensor(dataset.std, device=device).view(1, -1, 1, 1))
-
-
-def pixels(x: torch.Tensor, dataset: Dataset) -> torch.Tensor:
-    """Normalised images -> pixel values in [0, 1] (clamped: a reconstruction may overshoot)."""
-    mean, std = _mean_std(dataset, x.device)
-    return (x.float() * std + mean).clamp(0.0, 1.0)
-
-
 def image_quality(reconstructed: torch.Tensor, original: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per image (B,): PSNR (dB) and SSIM of reconstructions against originals, both images
     with pixel values in [0, 1] (torchmetrics; SSIM with a Gaussian window of 11, or 7 on
@@ -125,7 +115,7 @@ def image_quality(reconstructed: torch.Tensor, original: torch.Tensor) -> dict[s
         if low < -1e-6 or high > 1 + 1e-6:
             raise PlatoError(f"PSNR/SSIM need images with pixel values in [0, 1]; the {name} "
                              f"lie in [{low:.3g}, {high:.3g}]: map both to [0, 1] first "
-                             "(plato.interpret.invert.pixels undoes the dataset's "
+                             "(plato.data.images.pixels undoes the dataset's "
                              "normalisation)")
     if reconstructed.shape != original.shape:
         raise PlatoError(f"reconstructions of shape {tuple(reconstructed.shape)} against "
@@ -137,23 +127,6 @@ def image_quality(reconstructed: torch.Tensor, original: torch.Tensor) -> dict[s
                                                reduction="none", kernel_size=7 if small else 11,
                                                sigma=1.0 if small else 1.5)
     return {"psnr": psnr, "ssim": ssim}
-
-
-def shown_images(dataset: Dataset, n: int) -> torch.Tensor:
-    """Which test images the pictures show: the first of each class, then the next ones, in
-    the split's order (the same for every network and cut point)."""
-    labels = dataset.test.labels
-    firsts = [int((labels == c).nonzero()[0]) for c in range(dataset.num_classes)
-              if bool((labels == c).any())]
-    rest = [i for i in range(len(labels)) if i not in set(firsts)]
-    return torch.tensor((firsts + rest)[:n])
-
-
-def normalised(split: Split, dataset: Dataset, device: torch.device) -> torch.Tensor:
-    """A split's uint8 images as the network's normalised float input."""
-    x = split.images.to(device).float() / 255.0
-    mean, std = _mean_std(dataset, device)
-    return (x - mean) / std
 
 
 # ---------------------------------------------------------------------------- fitting
@@ -185,11 +158,10 @@ def fit_decoder(encoder: nn.Module, dataset: Dataset, config: InvertConfig | Non
                 device: torch.device | str = "cpu", progress: bool = False,
                 desc: str = "decoder") -> tuple[Decoder, dict]:
     """A decoder from `encoder`'s output (a frozen network prefix) back to its input, fitted
-    on the training split with Adam and a pixel MSE; a held-out slice of the training split
-    (never the test split) decides when it stops: every `check_every` steps its held-out MSE
-    is measured; after `patience` looks that did not beat the best by `tolerance` (past
-    `min_steps`) its learning rate drops tenfold (`decays` times), and at the next such
-    plateau it stops with its best state."""
+    on the training split with Adam and a pixel MSE until a held-out slice of the training
+    split (never the test split) says it has stopped improving: the stitches' converging rule
+    (plato.stopping) looks at its held-out MSE every `check_every` steps, drops its learning
+    rate tenfold at its first `decays` plateaus, and stops it with its best state."""
     config = config or InvertConfig()
     device = torch.device(device)
     encoder = encoder.to(device).eval()
@@ -202,50 +174,43 @@ def fit_decoder(encoder: nn.Module, dataset: Dataset, config: InvertConfig | Non
     torch.manual_seed(config.seed)
     decoder = Decoder(tuple(held_a.shape[1:]), dataset.input_shape, config.width).to(device)
     optimiser = torch.optim.Adam(decoder.parameters(), lr=config.lr)
-    best, best_state, reference, waits = math.inf, None, math.inf, 0
-    steps, decays, converged = 0, 0, False
+
+    def decay(_) -> None:  # a plateau: go on at a tenth of the rate
+        for group in optimiser.param_groups:
+            group["lr"] /= 10
+
+    fit, rule = Fitting(decoder), StoppingRule(config, decay)
+    first_bad = torch.tensor(-1, device=device)  # the first non-finite step, read at looks
+    steps, epoch, live = 0, 0, [fit]
     bar = tqdm(total=config.max_steps, desc=desc, unit="step", disable=not progress,
                leave=False, dynamic_ncols=True)
-    epoch = 0
-    while steps < config.max_steps and not converged:
+    while live:
         loader = make_loader(train, "train", config.batch_size, device=device, train=True,
                              augment="none", seed=config.seed + epoch)
         for x, _ in loader:
             with torch.no_grad():
                 a = encoder(x)
             loss = F.mse_loss(decoder(a), x)
-            if not torch.isfinite(loss):
-                raise PlatoError(f"the decoder's loss turned non-finite at step {steps}: "
-                                 "lower the invert setting lr")
+            first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), steps, first_bad)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             steps += 1
             bar.update(1)
-            if steps % config.check_every == 0 or steps == config.max_steps:
+            last = steps >= config.max_steps
+            if steps % config.check_every == 0 or last:
+                if int(first_bad) >= 0:
+                    raise PlatoError(f"the decoder's loss turned non-finite at step "
+                                     f"{int(first_bad)}: lower the invert setting lr")
                 look = _heldout_mse(encoder, decoder, held_x, config.batch_size)
                 bar.set_postfix(heldout=f"{look:.4f}")
-                if look < best:
-                    best = look
-                    best_state = {k: v.detach().clone() for k, v in decoder.state_dict().items()}
-                if look < reference * (1 - config.tolerance):
-                    reference, waits = look, 0
-                else:
-                    waits += 1
-                if steps >= config.min_steps and waits >= config.patience:
-                    if decays < config.decays:  # a plateau: go on at a tenth of the rate
-                        decays, waits = decays + 1, 0
-                        for group in optimiser.param_groups:
-                            group["lr"] /= 10
-                    else:
-                        converged = True
-            if converged or steps >= config.max_steps:
+                live = rule.look(live, [look], steps, last)
+            if not live:
                 break
         epoch += 1
     bar.close()
-    if best_state is not None:
-        decoder.load_state_dict(best_state)
-    return decoder.eval(), {"steps": steps, "converged": converged, "heldout_mse": best}
+    return decoder.eval(), {"steps": steps, "converged": fit.converged,
+                            "heldout_mse": rule.lowest(fit)}
 
 
 @torch.no_grad()
@@ -279,10 +244,6 @@ def measure_decoder(encoder: nn.Module, decoder: nn.Module, dataset: Dataset,
     return out
 
 
-def as_uint8(x: torch.Tensor, dataset: Dataset) -> torch.Tensor:
-    return (pixels(x, dataset) * 255).round().to(torch.uint8).cpu().contiguous()
-
-
 # ---------------------------------------------------------------------------- optimisation
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -300,7 +261,7 @@ def optimise_inversion(encoder: nn.Module, targets: torch.Tensor, dataset: Datas
     pixels kept in the valid range. Returns normalised images (B, c, H, W)."""
     config = config or InvertConfig()
     device = targets.device
-    mean, std = _mean_std(dataset, device)
+    mean, std = to_channels(dataset.mean, device), to_channels(dataset.std, device)
     low, high = -mean / std, (1 - mean) / std  # pixel 0 and 1, normalised
     g = torch.Generator(device="cpu").manual_seed(config.seed)
     x = (0.1 * torch.randn(len(targets), *dataset.input_shape, generator=g)).to(device)

@@ -36,9 +36,9 @@ from scipy.stats import rankdata
 from torch import nn
 
 from plato.data.datasets import Dataset, Split
+from plato.data.images import normalised, shown_images
 from plato.errors import PlatoError
 from plato.interpret.config import METHODS, SaliencyConfig
-from plato.interpret.invert import normalised, shown_images
 from plato.models.tokens import infer_layout
 
 NUMBERS = ("agreement_receiver", "agreement_sender", "agreement_sender_receiver",

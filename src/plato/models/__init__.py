@@ -1,7 +1,8 @@
 """The model zoo and the cut-point mechanism."""
 
 from plato.models import cnn, mlp, resnet, vgg, vit  # noqa: F401  (registers the zoo)
-from plato.models.cuts import CutGraph, CutPoint, cut_points, split
+from plato.models.cuts import CutGraph, CutPoint
+from plato.models.graph import cut_graph, cut_points, split
 from plato.models.registry import (
     create_model,
     list_models,
@@ -11,6 +12,7 @@ from plato.models.registry import (
 )
 
 __all__ = [
-    "CutGraph", "CutPoint", "create_model", "cut_points", "list_models", "model_options",
+    "CutGraph", "CutPoint", "create_model", "cut_graph", "cut_points", "list_models",
+    "model_options",
     "register_family", "register_model", "split",
 ]

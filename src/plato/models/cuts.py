@@ -1,11 +1,10 @@
-"""Cut points: where a network can be cut into prefix and suffix with one tensor between them.
+"""Cut points: where a network can be cut into prefix and suffix with one tensor between them,
+and the interface every mechanism that finds them gives (a `CutGraph`).
 
-The mechanism is general: the model is traced with torch.fx, and a node of the graph is a cut
-point when its value is a tensor and nothing computed before it is used after it (inside a
-residual block two tensors are live, so the block's inside is not a cut point; without skip
-connections every layer is). A zoo model only adds names: its `cut_blocks` lists the module
-paths whose outputs are the block-level points (stem, blocks, pooled features). Any module
-that torch.fx can trace gets the same treatment.
+Two mechanisms, chosen by plato.models.graph.cut_graph: torch.fx (plato.models.traced), for any
+model it can trace, and forward hooks (plato.models.hooks) for the others. A zoo model only adds
+names: its `cut_blocks` lists the module paths whose outputs are the block-level points (stem,
+blocks, pooled features).
 
 Conventions: index 0 is the stem's output and the last point is the pre-logit feature vector.
 `granularity="layer"` adds every cut point between those two (after each conv, BN,
@@ -16,12 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch import nn
 
 from plato.errors import ModelError
-from plato.models.tokens import TokenLayout, layout_of
+from plato.models.tokens import TokenLayout
 
 GRANULARITIES = ("block", "layer")
 
@@ -49,131 +46,21 @@ class CutPoint:
         return out
 
 
-def _scope(node: fx.Node) -> str:
-    """The path of the module a node runs in ('' at top level)."""
-    if node.op == "call_module":
-        return str(node.target)
-    stack = node.meta.get("nn_module_stack") or {}
-    return next(reversed(stack)) if stack else ""
-
-
-def _op_name(node: fx.Node) -> str:
-    if node.op == "call_module":
-        return str(node.target)
-    fn = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "op")
-    scope = _scope(node)
-    return f"{scope}.{fn}" if scope else str(fn)
-
-
 class CutGraph:
-    """A model traced once, with its cut points and exact splits at any of them.
+    """A model's cut points and exact splits at any of them: what every mechanism gives. Build
+    one with plato.models.cut_graph (it chooses the mechanism).
 
     The prefix and suffix modules share the model's parameters and buffers (no copies).
     """
 
-    mechanism = "torch.fx"
-
-    def __new__(cls, model: nn.Module, input_shape: tuple[int, ...] | None = None):
-        """A model torch.fx cannot trace gets the forward-hook fallback
-        (plato.models.hooks.HookCutGraph), with the same interface."""
-        if cls is CutGraph:
-            try:
-                traced = fx.symbolic_trace(model)
-            except Exception as e:  # fx raises many kinds on data-dependent control flow
-                from plato.models.hooks import HookCutGraph
-
-                graph = super().__new__(HookCutGraph)
-                graph.fx_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"
-                return graph
-            graph = super().__new__(cls)
-            graph.traced = traced
-            return graph
-        return super().__new__(cls)
+    mechanism = ""  # how the points were found: "torch.fx" or "forward hooks"
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None) -> None:
         self.model = model
         self.input_shape = tuple(input_shape or getattr(model, "input_shape", ()) or ())
         if not self.input_shape:
             raise ModelError("this model has no input_shape: pass input_shape=(C, H, W)")
-        self.nodes = list(self.traced.graph.nodes)
-        self.position = {n: i for i, n in enumerate(self.nodes)}
-        self._propagate_shapes()
-        self._valid = self._single_tensor_cuts()
-        self._points = {g: self._make_points(g) for g in GRANULARITIES}
-        # Splits are reused (a grid builds one model per cell); they share the parameters.
-        self._splits: dict[str, tuple[fx.GraphModule, fx.GraphModule]] = {}
-
-    # -- analysis ---------------------------------------------------------------------------
-
-    def _propagate_shapes(self) -> None:
-        was_training = self.model.training
-        self.model.eval()  # BatchNorm in train mode cannot run a batch of one
-        try:
-            device = next(self.model.parameters(), torch.empty(0)).device
-            with torch.no_grad():
-                ShapeProp(self.traced).propagate(torch.zeros(1, *self.input_shape, device=device))
-        except Exception as e:
-            raise ModelError(
-                f"{type(self.model).__name__} cannot run on input shape {self.input_shape}: {e}"
-            ) from None
-        finally:
-            self.model.train(was_training)
-
-    def _single_tensor_cuts(self) -> set[fx.Node]:
-        """Nodes whose value alone carries the whole state of the computation."""
-        last_use = {
-            n: max((self.position[u] for u in n.users), default=self.position[n])
-            for n in self.nodes
-        }
-        valid, live_until = set(), -1  # the furthest use of anything before position k
-        for k, node in enumerate(self.nodes):
-            meta = node.meta.get("tensor_meta")
-            if (node.op in ("call_module", "call_function", "call_method")
-                    and isinstance(meta, torch.fx.passes.shape_prop.TensorMetadata)
-                    and live_until <= k):
-                valid.add(node)
-            if node.op != "get_attr":  # constants can be fetched again by the suffix
-                live_until = max(live_until, last_use[node])
-        return valid
-
-    def _block_output(self, block: str) -> fx.Node:
-        inside = [n for n in self.nodes if _scope(n) == block or _scope(n).startswith(block + ".")]
-        if not inside:
-            raise ModelError(f"cut block '{block}' is not a module of {type(self.model).__name__}")
-        return inside[-1]
-
-    def _make_points(self, granularity: str) -> list[CutPoint]:
-        blocks = getattr(self.model, "cut_blocks", None)
-        if blocks:
-            named = {self._block_output(b): b for b in blocks}
-        else:  # a user model: the outputs of its top-level children, classifier excluded
-            tops = {}
-            for n in self.nodes:
-                if n in self._valid and _scope(n):
-                    tops[_scope(n).split(".")[0]] = n
-            named = {n: name for name, n in tops.items() if n.users and
-                     not any(u.op == "output" for u in n.users)}
-        for node, name in named.items():
-            if node not in self._valid:
-                raise ModelError(f"'{name}' is not a single-tensor cut point of this model")
-        block_nodes = sorted(named, key=self.position.__getitem__)
-        if granularity == "block":
-            chosen = block_nodes
-        else:
-            first, last = self.position[block_nodes[0]], self.position[block_nodes[-1]]
-            chosen = [n for n in self.nodes if n in self._valid
-                      and first <= self.position[n] <= last]
-        points, seen = [], {}
-        for i, node in enumerate(chosen):
-            name = named.get(node) or _op_name(node)
-            if name in seen:  # a module called twice: number the later calls
-                seen[name] += 1
-                name = f"{name}:{seen[name]}"
-            else:
-                seen[name] = 0
-            shape = tuple(node.meta["tensor_meta"].shape[1:])
-            points.append(CutPoint(name, i, shape, node.name, layout_of(self.model, shape)))
-        return points
+        self._points: dict[str, list[CutPoint]] = {}  # by granularity, set by the mechanism
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -202,77 +89,20 @@ class CutGraph:
         names = ", ".join(p.name for p in pts)
         raise ModelError(f"no cut point named '{point}': the {granularity} points are {names}")
 
-    # -- surgery ----------------------------------------------------------------------------
-
-    def _node(self, point: CutPoint) -> fx.Node:
-        return next(n for n in self.nodes if n.name == point.node)
+    # -- surgery: each mechanism's own -------------------------------------------------------
 
     def split(self, point: str | int | CutPoint,
-              granularity: str = "block") -> tuple[fx.GraphModule, fx.GraphModule]:
-        """(prefix, suffix) with suffix(prefix(x)) == model(x), bit for bit.
-
-        The same point gives the same two modules each time (they hold no state of their own).
-        """
-        cut = self._node(self.point(point, granularity))
-        if cut.name not in self._splits:
-            self._splits[cut.name] = self._split(cut)
-        return self._splits[cut.name]
-
-    def _split(self, cut: fx.Node) -> tuple[fx.GraphModule, fx.GraphModule]:
-        k = self.position[cut]
-
-        prefix_graph, env = fx.Graph(), {}
-        for node in self.nodes[: k + 1]:
-            env[node] = prefix_graph.node_copy(node, env.__getitem__)
-        prefix_graph.output(env[cut])
-
-        suffix_graph, env = fx.Graph(), {}
-        env[cut] = suffix_graph.placeholder("activation")
-        for node in self.nodes[k + 1 :]:
-            for arg in node.all_input_nodes:  # constants from before the cut, fetched again
-                if arg not in env and arg.op == "get_attr":
-                    env[arg] = suffix_graph.node_copy(arg, env.__getitem__)
-            env[node] = suffix_graph.node_copy(node, env.__getitem__)
-        return (fx.GraphModule(self.traced, prefix_graph, "Prefix"),
-                fx.GraphModule(self.traced, suffix_graph, "Suffix"))
+              granularity: str = "block") -> tuple[nn.Module, nn.Module]:
+        """(prefix, suffix) with suffix(prefix(x)) == model(x), bit for bit; the same point
+        gives the same two modules each time."""
+        raise NotImplementedError
 
     def extract(self, points: list[str | int | CutPoint],
-                granularity: str = "block") -> fx.GraphModule:
-        """A module returning {point name: activation} for several points from one forward
-        pass (the graph stops at the deepest of them)."""
-        chosen = {p.name: p for p in (self.point(p, granularity) for p in points)}
-        cuts = {name: self._node(p) for name, p in chosen.items()}
-        last = max(self.position[c] for c in cuts.values())
-        graph, env = fx.Graph(), {}
-        for node in self.nodes[: last + 1]:
-            env[node] = graph.node_copy(node, env.__getitem__)
-        graph.output({name: env[c] for name, c in cuts.items()})
-        return fx.GraphModule(self.traced, graph, "Extractor")
+                granularity: str = "block") -> nn.Module:
+        """A module returning {point name: activation} for several points from one pass."""
+        raise NotImplementedError
 
     def tapped(self, points: list[str | int | CutPoint],
-               granularity: str = "block") -> fx.GraphModule:
-        """The whole model, returning (its output, {point name: activation}) from one
-        forward pass: to train on activations and output together (it shares the model's
-        parameters)."""
-        chosen = {p.name: self._node(p) for p in (self.point(p, granularity) for p in points)}
-        graph, env = fx.Graph(), {}
-        for node in self.nodes:
-            if node.op == "output":
-                output = fx.map_arg(node.args[0], env.__getitem__)
-                graph.output((output, {name: env[c] for name, c in chosen.items()}))
-            else:
-                env[node] = graph.node_copy(node, env.__getitem__)
-        return fx.GraphModule(self.traced, graph, "Tapped")
-
-
-def cut_points(model: nn.Module, input_shape: tuple[int, ...] | None = None,
-               granularity: str = "block") -> list[CutPoint]:
-    """The ordered cut points of a model for an input shape (C, H, W)."""
-    return CutGraph(model, input_shape).points(granularity)
-
-
-def split(model: nn.Module, point: str | int | CutPoint,
-          input_shape: tuple[int, ...] | None = None,
-          granularity: str = "block") -> tuple[fx.GraphModule, fx.GraphModule]:
-    """(prefix, suffix) modules with suffix(prefix(x)) == model(x)."""
-    return CutGraph(model, input_shape).split(point, granularity)
+               granularity: str = "block") -> nn.Module:
+        """The whole model, returning (its output, {point name: activation}) from one pass."""
+        raise NotImplementedError

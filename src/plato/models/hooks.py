@@ -1,5 +1,6 @@
 """Cut points of models torch.fx cannot trace (data-dependent control flow, some timm and
-DINO ViTs), through forward hooks on their modules.
+DINO ViTs), through forward hooks on their modules (plato.models.graph.cut_graph chooses them
+where tracing fails).
 
 How the candidates are chosen: one forward pass of a probe input records, in the order they
 run, the modules whose output is one tensor with the batch dimension and which run exactly
@@ -149,11 +150,10 @@ class HookCutGraph(CutGraph):
 
     mechanism = "forward hooks"
 
-    def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None) -> None:
-        self.model = model
-        self.input_shape = tuple(input_shape or getattr(model, "input_shape", ()) or ())
-        if not self.input_shape:
-            raise ModelError("this model has no input_shape: pass input_shape=(C, H, W)")
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None,
+                 fx_error: str = "") -> None:
+        super().__init__(model, input_shape)
+        self.fx_error = fx_error  # why torch.fx could not trace it
         was_training = model.training
         model.eval()
         try:

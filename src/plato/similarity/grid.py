@@ -26,6 +26,7 @@ from plato.data.datasets import Dataset
 from plato.data.loader import make_loader
 from plato.device import resolve_device
 from plato.errors import PlatoError, SettingError
+from plato.models import cut_graph
 from plato.models.cuts import CutGraph, CutPoint
 from plato.settings import check_choice, check_types
 from plato.similarity.base import LAYOUTS, MEASURES, Score, as_matrix, get_measure, undefined
@@ -143,7 +144,7 @@ def similarity_grid(
     for m in measures:
         get_measure(m)
     device = resolve_device(device)
-    graphs = graphs or (CutGraph(net_a), CutGraph(net_b))
+    graphs = graphs or (cut_graph(net_a), cut_graph(net_b))
     pa, pb = _points(graphs[0], points_a, granularity), _points(graphs[1], points_b, granularity)
     for net in (net_a, net_b):
         net.to(device).eval()

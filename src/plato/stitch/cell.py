@@ -18,6 +18,11 @@ class FitCell:
         self.curve: list[tuple[int, float]] = []  # (step, held-out loss) at each look
 
     @property
+    def fitted(self):
+        """What the converging rule keeps the best state of (plato.stopping): the stitch."""
+        return self.model.stitch
+
+    @property
     def alive(self) -> bool:
         return self.error is None
 

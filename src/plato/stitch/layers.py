@@ -39,7 +39,6 @@ from plato.stitch.closed_form import LinearFit
 from plato.stitch.registry import (
     MapShape,
     ResamplingMap,
-    list_stitch_types,
     resolve_stitch,
     stitch_types,
 )
@@ -93,9 +92,6 @@ def make_adapter(in_shape: tuple[int, ...], out_shape: tuple[int, ...], resize: 
     if spatial_in and in_shape[1:] != out_shape[1:] and not resamples:
         return Resize(out_shape[1:], resize)
     return nn.Identity()
-
-
-STITCH_TYPES = tuple(list_stitch_types())  # the registered types, for help texts
 
 
 class Stitch(nn.Module):

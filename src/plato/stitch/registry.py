@@ -9,7 +9,8 @@ builder:
                      identity=...)
     def lowrank(shape: MapShape, rank: int) -> nn.Module: ...
 
-and says there what the rest of Plato asks of it: its builder, its parameter count (without
+(plato.stitch imports them all, so they are registered wherever Plato is) and says there what
+the rest of Plato asks of it: its builder, its parameter count (without
 building it), its closed form for `lstsq` (if any), how it becomes the identity (if it can),
 and which cut points it joins. (The `task` and `match` objectives start a map by rescaling
 its last Linear, conv or BatchNorm layer to the receiver's moments; a map without one starts
@@ -129,10 +130,13 @@ def register_stitch(name: str, *, summary: str, parameters: Count, pattern: str 
     return register
 
 
-def _registry() -> dict[str, StitchType]:
-    import plato.stitch.types  # noqa: F401 (each type registers itself on import)
+def unregister_stitch(name: str) -> None:
+    """Remove a registered type (a type tried in a notebook or a test, then dropped)."""
+    _registry().pop(name)
 
-    return _REGISTRY
+
+def _registry() -> dict[str, StitchType]:
+    return _REGISTRY  # the built-in types register as plato.stitch is imported
 
 
 def list_stitch_types(pattern: str = "*") -> list[str]:

@@ -13,6 +13,7 @@ from plato.checkpoint import Checkpoint
 from plato.data.datasets import Dataset
 from plato.device import resolve_device
 from plato.errors import PlatoError
+from plato.models import cut_graph
 from plato.models.cuts import CutGraph, CutPoint
 from plato.stats import accuracy_interval
 from plato.stitch.activations import Activations
@@ -98,8 +99,8 @@ def stitch_grid(
         accuracies = (evaluate(s_net, dataset, device=device)["accuracy"],
                       evaluate(r_net, dataset, device=device)["accuracy"])
     if graphs is None:
-        s_graph = CutGraph(s_net)
-        graphs = (s_graph, s_graph if r_net is s_net else CutGraph(r_net))
+        s_graph = cut_graph(s_net)
+        graphs = (s_graph, s_graph if r_net is s_net else cut_graph(r_net))
     s_graph, r_graph = graphs
 
     start = time.perf_counter()
@@ -185,7 +186,7 @@ def replace_span(
     """
     config = config or StitchConfig.converging()
     net, _ = _network(network)
-    graph = CutGraph(net)
+    graph = cut_graph(net)
     i, j = graph.point(from_point, granularity), graph.point(to_point, granularity)
     if i.index >= j.index:
         raise PlatoError(f"replace needs from < to, got {i.name} (#{i.index}) and "

@@ -6,7 +6,8 @@ then, up to `more_epochs` times, the cells whose loss still fell by more than `i
 train one more epoch, a fresh cycle (a cell whose start is far from the task optimum gets the
 steps it needs; the others stop). Budget "converge": one cycle at a constant learning rate
 until a held-out slice of the training split says each cell has stopped improving
-(`stopping.StoppingRule`), the rate dropped tenfold at each of the first `decays` plateaus.
+(`plato.stopping.StoppingRule`), the rate dropped tenfold at each of the first `decays`
+plateaus.
 Each cell decides for itself, so a grid still gives each cell its result alone; a cell that
 stops leaves the shared passes.
 
@@ -35,8 +36,8 @@ from plato.models.fusion import fold_batchnorm
 from plato.stitch.activations import Activations, CachedActivations
 from plato.stitch.cell import FitCell, alive
 from plato.stitch.config import StitchConfig
-from plato.stitch.stopping import StoppingRule
 from plato.stitch.threads import CellThreads, InOrder, cell_runner
+from plato.stopping import StoppingRule
 
 STACK_EXAMPLES = 4096  # at most this many examples per call of a shared receiver suffix (memory)
 DECAY = 0.1  # the converging budget's learning-rate drop at a plateau (`decays` times)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from plato.models import cut_graph
 from plato.models.cuts import CutGraph, CutPoint
 from plato.stitch.layers import Stitch
 
@@ -34,8 +35,8 @@ class StitchedModel(nn.Module):
         class_token: str = "map",
     ) -> None:
         super().__init__()
-        s_graph = sender if isinstance(sender, CutGraph) else CutGraph(sender)
-        r_graph = receiver if isinstance(receiver, CutGraph) else CutGraph(receiver)
+        s_graph = sender if isinstance(sender, CutGraph) else cut_graph(sender)
+        r_graph = receiver if isinstance(receiver, CutGraph) else cut_graph(receiver)
         self.sender_point = s_graph.point(sender_point, granularity)
         self.receiver_point = r_graph.point(receiver_point, granularity)
         if isinstance(stitch, str):

@@ -28,7 +28,7 @@ from torch import nn
 from plato.data.datasets import Dataset
 from plato.device import autocast
 from plato.errors import PlatoError
-from plato.models import CutGraph
+from plato.models import CutGraph, cut_graph
 from plato.stitch.config import StitchConfig
 from plato.sweep.networks import (
     architectures,
@@ -137,7 +137,7 @@ def estimate_sweep(spec: SweepSpec, dataset: Dataset, whole: Dataset, run_dir: P
                 networks += step * epochs * len(dataset.train) / batch
     step = {name: step_seconds(model, batch, dataset, device, config.precision)
             for name, model in archs.items()}
-    graphs = {name: CutGraph(model) for name, model in archs.items()}
+    graphs = {name: cut_graph(model) for name, model in archs.items()}
     points = {name: graph.points(spec.granularity) for name, graph in graphs.items()}
     chosen = {name: _chosen(spec, name, graph) for name, graph in graphs.items()}
     train = len(dataset.train)

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from plato.checkpoint import Checkpoint
 from plato.data.datasets import Dataset
+from plato.data.images import shown_images
 from plato.errors import PlatoError
-from plato.interpret.invert import InvertConfig, invert_point, shown_images
+from plato.files import write_safetensors
+from plato.interpret.invert import InvertConfig, invert_point
 from plato.models.cuts import CutPoint
 from plato.sweep.keys import content_key
 from plato.sweep.networks import Network
@@ -54,9 +57,8 @@ def run_inversions(spec_name: str, nets: Sequence[Network],
     todo = [j for j in jobs if j.key not in done]
     folder = run_dir / "interpret"
     if todo:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({"images": dataset.test.images[shown_images(dataset, config.images)]},
-                  folder / "originals.safetensors")
+        write_safetensors(folder / "originals.safetensors",
+                          {"images": dataset.test.images[shown_images(dataset, config.images)]})
     bar = tqdm(todo, desc="reconstructions", unit="point", disable=not progress or not todo,
                file=sys.stderr, dynamic_ncols=True)
     for job in bar:
@@ -67,9 +69,8 @@ def run_inversions(spec_name: str, nets: Sequence[Network],
         tensors = {"decoder": result.shown}
         if result.optimised is not None:
             tensors["optimised"] = result.optimised
-        path = folder / f"{job.key[:24]}.safetensors"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, path,
-                  metadata={"key": job.key})
+        path = write_safetensors(folder / f"{job.key[:24]}.safetensors", tensors,
+                                 {"key": job.key})
         store.record_interpretation(
             job.key, spec_name, "invert", job.net.name, job.net.role, job.point.name,
             job.point.index, {**result.to_dict(), "shape": list(job.point.shape)},
@@ -90,3 +91,41 @@ def inversions_table(store: Store, keys: Sequence[str]) -> pd.DataFrame:
     if missing:
         raise PlatoError(f"{len(missing)} reconstructions are not in {store.path}: run again")
     return frame.loc[list(keys)].reset_index()
+
+
+# What a reconstructed point reports (plato invert --json), in this order.
+POINT_FIELDS = ("network", "role", "point", "point_index", "psnr", "ssim", "psnr_std",
+                "ssim_std", "test_examples", "optimised_psnr", "optimised_ssim", "steps",
+                "converged", "heldout_mse", "decoder_parameters", "shape", "file")
+
+
+def network_name(path: str | Path) -> str:
+    """A checkpoint file's network name: its file name without .ckpt or .safetensors."""
+    return Path(path).name.removesuffix(".safetensors").removesuffix(".ckpt")
+
+
+def invert_checkpoint(ckpt: Checkpoint, dataset: Dataset, run_dir: Path, config: InvertConfig,
+                      points: Sequence[str | int] | None = None, granularity: str = "block",
+                      control: bool = True, device: torch.device | str = "cpu",
+                      progress: bool = True) -> tuple[pd.DataFrame, int]:
+    """Reconstructions from the cut points of a checkpoint's network (default every point at
+    `granularity`) and, with `control`, of its random-init control, stored in the run
+    folder's store so a rerun computes only what is missing: (one row per network and point,
+    how many were computed now)."""
+    from plato.device import resolve_device
+    from plato.sweep.networks import random_control
+    from plato.train import evaluate
+
+    device = resolve_device(str(device))
+    name = network_name(ckpt.path)
+    acc = evaluate(ckpt.model.to(device), dataset, device=device)["accuracy"]
+    nets = [Network(name, "trained", ckpt.model, ckpt.content_hash, acc, str(ckpt.path))]
+    if control:
+        nets.append(random_control(name, ckpt, 0, dataset, device))
+    graph = nets[0].graph
+    chosen = ([graph.point(p, granularity) for p in points] if points
+              else graph.points(granularity))
+    with Store(run_dir / "results.sqlite") as store:
+        keys, computed = run_inversions(f"invert:{name}", nets, {name: chosen}, dataset, store,
+                                        run_dir, config, device, progress=progress)
+        return inversions_table(store, keys), computed

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from plato.errors import PlatoError
-from plato.models import CutGraph, CutPoint
+from plato.models import CutPoint, cut_graph
 from plato.sweep.keys import cell_key
 from plato.sweep.networks import Network
 from plato.sweep.spec import SpecError, SweepSpec
@@ -66,7 +66,7 @@ def planned_cells(spec: SweepSpec, architectures: dict[str, nn.Module]) -> int:
     points = {}
     for name, model in architectures.items():
         chosen = spec.points[name]
-        points[name] = ([p.name for p in CutGraph(model).points(spec.granularity)]
+        points[name] = ([p.name for p in cut_graph(model).points(spec.granularity)]
                         if chosen == "all" else [str(p) for p in chosen])
     per_pair = {(s, r): len(set(points[s]) & set(points[r])) if spec.diagonal
                 else len(points[s]) * len(points[r]) for s, r in spec.pairs}

@@ -15,7 +15,7 @@ from torch import nn
 from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_checkpoint
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
-from plato.models import CutGraph, create_model, model_options
+from plato.models import CutGraph, create_model, cut_graph, model_options
 from plato.models.narrow import narrow_to, shapes_of, tensor_shapes
 from plato.sweep.keys import content_key
 from plato.sweep.spec import NetworkSpec, SpecError, SweepSpec
@@ -37,7 +37,7 @@ class Network:
     @property
     def graph(self) -> CutGraph:
         if self._graph is None:
-            self._graph = CutGraph(self.model)
+            self._graph = cut_graph(self.model)
         return self._graph
 
     def payload(self) -> dict:

@@ -8,12 +8,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safetensors.torch import save_file
-
 from plato.checkpoint import load_checkpoint
 from plato.data.datasets import Dataset, load_dataset
+from plato.data.images import shown_images
 from plato.device import resolve_device
-from plato.interpret.invert import shown_images
+from plato.files import write_safetensors
 from plato.sweep.cells import CellSettings
 from plato.sweep.estimate import estimate_sweep
 from plato.sweep.executors import make_executor
@@ -21,16 +20,16 @@ from plato.sweep.interpret import run_inversions
 from plato.sweep.jobs import Job, build_jobs, planned_cells, spec_points
 from plato.sweep.lock import hold_run_folder
 from plato.sweep.networks import Network, architectures, prepare_networks, random_control
+from plato.sweep.options import GROUP_SIZE, MAX_CELLS, SlurmOptions
 from plato.sweep.provenance import check_same_spec, spec_identity
 from plato.sweep.similarity import run_similarities
-from plato.sweep.slurm import SlurmOptions
+from plato.sweep.slurm import task_status
 from plato.sweep.spec import InterpretSpec, SpecError, SweepSpec
 from plato.sweep.store import Store
 
 if TYPE_CHECKING:
     import torch
 
-MAX_CELLS = 200_000  # a sweep of more asks first (--max-cells): days of work on one machine
 
 
 @dataclass
@@ -108,7 +107,7 @@ def _say_where_cells_are(name: str, specs_of_cells: dict[str, str]) -> None:
 def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: str = "local",
               address: str | None = None, gpus_per_job: float = 0.0,
               retry_failed: bool = False, device: str = "auto", threads: int | None = None,
-              group_size: int = 64, progress: bool = True, wait: bool = False,
+              group_size: int = GROUP_SIZE, progress: bool = True, wait: bool = False,
               max_cells: int = MAX_CELLS, slurm: SlurmOptions | None = None) -> SweepSummary:
     start = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else Path("runs") / spec.name
@@ -134,9 +133,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                            progress)
             if spec.interpret.saliency is not None:  # the images each cell's maps show
                 shown = shown_images(dataset, spec.interpret.saliency.shown)
-                (run_dir / "interpret").mkdir(exist_ok=True)
-                save_file({"images": dataset.test.images[shown].contiguous()},
-                          run_dir / "interpret" / "originals-saliency.safetensors")
+                write_safetensors(run_dir / "interpret" / "originals-saliency.safetensors",
+                                  {"images": dataset.test.images[shown]})
             jobs, todo, counts = run.cells(spec, nets, dataset)
             if spec.interpret.ood and spec.stitch_config.objective != "match":
                 variant = match_variant(spec)
@@ -157,6 +155,19 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
         return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
                             len(jobs) - len(todo), counts["done"], counts["failed"],
                             counts["unstitchable"], time.perf_counter() - start, grids)
+
+
+def run_status(run_dir: str | Path) -> dict:
+    """Where a sweep stands, with no driver running: its cells by status and, for the SLURM
+    executor, its tasks (queued, running, finished and waiting to be merged)."""
+    run_dir = Path(run_dir)
+    with Store(run_dir / "results.sqlite", create=False) as db:
+        cells = db.cells()
+    counts = cells.status.value_counts().to_dict() if len(cells) else {}
+    status = {"cells": {k: int(v) for k, v in counts.items()}}
+    if (run_dir / "slurm" / "submitted.json").exists():
+        status["slurm"] = task_status(run_dir)
+    return status
 
 
 def inversion_networks(spec: SweepSpec, nets: dict, dataset: Dataset,
@@ -210,18 +221,16 @@ class _CellRun:
             stitch_file = None
             state = outcome.pop("stitch_state", None)
             if state is not None:
-                path = run_dir / "stitches" / f"{job.key[:24]}.safetensors"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_file(state, path, metadata={"key": job.key, "sender": job.sender,
-                                                 "receiver": job.receiver,
-                                                 "sender_point": job.sender_point,
-                                                 "receiver_point": job.receiver_point})
+                path = write_safetensors(
+                    run_dir / "stitches" / f"{job.key[:24]}.safetensors", state,
+                    {"key": job.key, "sender": job.sender, "receiver": job.receiver,
+                     "sender_point": job.sender_point, "receiver_point": job.receiver_point})
                 stitch_file = str(path.relative_to(run_dir))
             maps = outcome.pop("saliency_maps", None)
             if maps is not None:  # the pictures of the cell's saliency, for the report
-                path = run_dir / "interpret" / f"{job.key[:24]}-saliency.safetensors"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_file(maps, path, metadata={"key": job.key})
+                path = write_safetensors(
+                    run_dir / "interpret" / f"{job.key[:24]}-saliency.safetensors", maps,
+                    {"key": job.key})
                 outcome["result"]["saliency_file"] = str(path.relative_to(run_dir))
             store.record_cell(job, outcome["status"], result=outcome.get("result"),
                               reason=outcome.get("reason"), started=outcome["started"],

@@ -28,52 +28,22 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from plato.data.datasets import Dataset, Split
 from plato.errors import PlatoError
-from plato.files import write_file
+from plato.files import write_file, write_safetensors
 from plato.sweep.cells import CellSettings, run_cells
 from plato.sweep.jobs import Job, group_jobs
 from plato.sweep.networks import Network
+from plato.sweep.options import SlurmOptions
 
 # Paths by convention local to each node: a run folder there is not seen by the others.
 NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")
 POLL_SECONDS = 1.0
-
-
-@dataclass
-class SlurmOptions:
-    """What each task asks the scheduler for (sbatch's options, through submitit)."""
-
-    partition: str | None = None
-    time_min: int = 60  # each task's time limit (a group of cells)
-    cpus_per_job: int = 1
-    gpus_per_job: int = 0
-    mem_gb: float | None = None
-    account: str | None = None
-    array_parallelism: int = 64  # tasks of the array running at once, at most
-    extra: dict[str, str] = field(default_factory=dict)  # more sbatch options: {"qos": "low"}
-    setup: list[str] = field(default_factory=list)  # shell lines before each task: module load
-
-    def parameters(self, name: str) -> dict:
-        params = {"name": name, "timeout_min": self.time_min,
-                  "cpus_per_task": self.cpus_per_job,
-                  "slurm_array_parallelism": self.array_parallelism}
-        for key, value in (("slurm_partition", self.partition), ("mem_gb", self.mem_gb),
-                           ("slurm_account", self.account)):
-            if value is not None:
-                params[key] = value
-        if self.gpus_per_job:
-            params["gpus_per_node"] = self.gpus_per_job
-        if self.extra:
-            params["slurm_additional_parameters"] = dict(self.extra)
-        if self.setup:
-            params["slurm_setup"] = list(self.setup)
-        return params
 
 
 def group_id(group: list[Job]) -> str:
@@ -104,10 +74,7 @@ def write_inputs(folder: Path, nets: dict[tuple[str, str], Network], dataset: Da
 
 def _save_whole(tensors: dict, path: Path, meta: dict) -> None:
     """Tensors and JSON metadata as one safetensors file, written whole or not at all."""
-    from safetensors.torch import save
-
-    write_file(path, save({k: v.contiguous() for k, v in tensors.items()},
-                          metadata={"plato": json.dumps(meta)}))
+    write_safetensors(path, tensors, {"plato": json.dumps(meta)})
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plato.stitch import closed_form
+import plato.stitch.closed_form as closed_form
 from plato.stitch.registry import MapShape, register_stitch
 from plato.stitch.types.parts import affine_count, linear
 

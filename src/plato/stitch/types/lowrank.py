@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import plato.stitch.closed_form as closed_form
 from plato.errors import PlatoError
-from plato.stitch import closed_form
 from plato.stitch.registry import MapShape, register_stitch
 from plato.stitch.types.parts import affine_count, linear
 

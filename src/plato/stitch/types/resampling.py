@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plato.stitch import closed_form
+import plato.stitch.closed_form as closed_form
 from plato.stitch.registry import MapShape, ResamplingMap, register_stitch
 from plato.stitch.types.parts import affine_count, linear
 

@@ -1,0 +1,100 @@
+"""The converging rule: when a held-out loss says a fit has stopped improving. One rule for every
+fit Plato runs to convergence: stitches (plato.stitch.sgd, many cells at once) and decoders
+(plato.interpret.invert).
+
+Looks come every `check_every` steps (the caller's loop); at each, every live fit's objective
+on examples held out of the training split is one number. A fit stops once past `min_steps`
+after `patience` looks that did not beat its reference by `tolerance` (relative), or at the
+last look its caller allows (`max_steps`: then it has not converged, unless that look found it
+on a plateau too); at each of its first `decays` plateaus it goes on instead, its learning rate
+dropped (the caller's `decay`). The fitted module's state at its lowest look is the one it
+keeps. Each fit's decision is its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from torch import nn
+
+
+class Settings(Protocol):
+    """The rule's settings, as StitchConfig and InvertConfig both hold them."""
+
+    tolerance: float  # a look improves when it beats the reference by this fraction
+    patience: int  # looks without improving make a plateau
+    decays: int  # plateaus at which the learning rate drops before one stops the fit
+    min_steps: int  # steps before the rule may stop a fit
+
+
+class Watched(Protocol):
+    """What the rule watches: a fit's looks, whether it converged, and its fitted module."""
+
+    curve: list[tuple[int, float]]  # (step, held-out loss) at each look
+    converged: bool | None
+
+    @property
+    def fitted(self) -> nn.Module: ...
+
+
+@dataclass(eq=False)
+class Fitting:
+    """One module fitted under the rule (what a cell is to the stitch loop)."""
+
+    fitted: nn.Module
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    converged: bool | None = None
+
+
+class StoppingRule:
+    """When the held-out loss says a fit has converged. Per fit: the lowest held-out loss and
+    the fitted module's state at it (restored when the fit stops), and a reference that only a
+    look beating it by `tolerance` moves, resetting the count of looks without improvement."""
+
+    def __init__(self, settings: Settings,
+                 decay: Callable[[Watched], None] | None = None) -> None:
+        self.config, self.decay = settings, decay
+        self.decays: dict[int, int] = {}  # plateaus each fit went on from at a lower rate
+        self.best: dict[int, tuple[float, dict]] = {}
+        self.reference: dict[int, float] = {}
+        self.waits: dict[int, int] = {}
+
+    def look(self, live: list[Watched], losses: list[float], step: int,
+             last: bool) -> list[Watched]:
+        """Record each fit's look; the fits that go on."""
+        go_on = []
+        for c, loss in zip(live, losses, strict=True):
+            c.curve.append((step, loss))
+            key = id(c)
+            if loss < self.best.get(key, (math.inf, None))[0]:
+                self.best[key] = (loss, {k: v.detach().clone()
+                                         for k, v in c.fitted.state_dict().items()})
+            if loss < self.reference.get(key, math.inf) * (1 - self.config.tolerance):
+                self.reference[key], self.waits[key] = loss, 0
+            else:
+                self.waits[key] = self.waits.get(key, 0) + 1
+            plateau = step >= self.config.min_steps and self.waits[key] >= self.config.patience
+            if plateau and self.decays.get(key, 0) < self.config.decays and not last:
+                self.decays[key] = self.decays.get(key, 0) + 1
+                self.waits[key] = 0
+                self.decay(c)
+                go_on.append(c)
+            elif plateau:
+                self.stop(c, converged=True)
+            elif last:
+                self.stop(c, converged=False)
+            else:
+                go_on.append(c)
+        return go_on
+
+    def stop(self, fit: Watched, converged: bool) -> None:
+        fit.converged = converged
+        if id(fit) in self.best:
+            fit.fitted.load_state_dict(self.best[id(fit)][1])
+
+    def lowest(self, fit: Watched) -> float:
+        """The fit's lowest held-out loss so far."""
+        return self.best.get(id(fit), (math.inf, None))[0]
