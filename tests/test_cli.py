@@ -181,3 +181,50 @@ def test_similarity_json(two_checkpoints):
     bad = run_plato("similarity", str(a), str(b), "--measure", "cosine")
     assert bad.returncode == 1 and "unknown similarity measure 'cosine'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_help_reads_its_defaults_from_the_configs_and_types_from_the_registry():
+    """Shared options are declared once (plato.cli.options) and their help says the defaults
+    of the configs they mean, so the two cannot drift; the stitch types listed are the
+    registry's."""
+    from plato.cli import options
+    from plato.stitch import StitchConfig, list_stitch_types
+    from plato.train import Recipe
+
+    def help_of(alias):
+        return alias.__metadata__[0].help
+
+    converging, fixed = StitchConfig.converging(), StitchConfig()
+    assert f"default {converging.batch_size}" in help_of(options.BatchSize)
+    assert f"default {converging.lr:g}, {converging.optimizer.upper()}" in help_of(options.Lr)
+    assert f"batch {fixed.batch_size}" in help_of(options.Epochs)
+    assert f"{fixed.optimizer.capitalize()} {fixed.lr:g}" in help_of(options.Epochs)
+    assert all(t in help_of(options.StitchType) for t in list_stitch_types())
+    assert f"lstsq_examples={converging.lstsq_examples}" in help_of(options.Settings)
+    from plato.cli.networks import train_cmd
+
+    defaults = {p: v.default for p, v in __import__("inspect").signature(
+        train_cmd).parameters.items()}
+    recipe = Recipe()
+    assert {k: defaults[k] for k in ("epochs", "batch_size", "optimizer", "schedule",
+                                     "weight_decay", "seed")} == \
+        {k: getattr(recipe, k) for k in ("epochs", "batch_size", "optimizer", "schedule",
+                                         "weight_decay", "seed")}
+
+
+def test_json_output_is_json(monkeypatch, capsys):
+    """Every command prints valid JSON under --json: NaN (an undefined cell, a metric a
+    stitch could not have) as null, numpy and torch numbers as numbers."""
+    import json
+    import math
+
+    import numpy as np
+    import torch
+
+    from plato.cli.output import emit
+
+    emit({"a": math.nan, "b": [np.float64(0.5), np.int64(3), torch.tensor([1.0, math.inf])],
+          "c": {"d": (1, float("nan"))}}, True, "text")
+    out = capsys.readouterr().out
+    assert json.loads(out) == {"a": None, "b": [0.5, 3, [1.0, None]], "c": {"d": [1, None]}}
+    assert "NaN" not in out and "Infinity" not in out

@@ -55,15 +55,18 @@ def problem(error: dict) -> str:
     if kind in _KIND_OF:
         return f"expected {_KIND_OF[kind]}, got {given!r}"
     if kind == "literal_error":
-        return f"'{given}' is not one of {error['ctx']['expected'].replace(' or ', ', ')}"
+        allowed = error["ctx"]["expected"].replace(" or ", ", ").replace("'", "")
+        return f"'{given}' is not one of {allowed}"
     if kind == "too_short":
         return f"expected at least {error['ctx']['min_length']} values, got {given!r}"
     return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {given!r}"
 
 
 def where(error: dict) -> str:
-    """A pydantic error's location as a dotted path (union branches left out)."""
-    return ".".join(str(part) for part in error["loc"] if not _branch(part))
+    """A pydantic error's location as a dotted path of field names (union branches and list
+    positions left out: the message shows the value)."""
+    return ".".join(str(part) for part in error["loc"]
+                    if not isinstance(part, int) and not _branch(part))
 
 
 def _branch(part) -> bool:

@@ -31,7 +31,7 @@ def test_cifar100_example_sweeps_a_resnet_against_a_vit(tmp_path, monkeypatch):
     raw["recipe"] = {"max_steps": 20, "min_steps": 10, "check_every": 10, "holdout": 50,
                      "lstsq_examples": 256}
     spec = parse_spec(raw, base_dir=tmp_path, default_name="example")
-    assert spec.networks["vit-tiny"].train["model"] == "vit-tiny"
+    assert spec.networks["vit-tiny"].model == "vit-tiny"
     run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
     cells = Store(tmp_path / "run" / "results.sqlite").cells()
     assert set(zip(cells.sender, cells.receiver, strict=True)) == {

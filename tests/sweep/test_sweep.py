@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import plato.stitch.run
+from plato.errors import PlatoError
 from plato.report.heatmaps import heatmap
 from plato.stitch import Activations
 from plato.sweep import tables as T
@@ -240,8 +241,9 @@ def test_kept_stitches_hold_only_the_stitch(tmp_path, digits_checkpoints):
 def test_bad_train_entry_names_the_field(tmp_path):
     from plato.sweep.spec import SpecError, parse_spec
 
-    spec = parse_spec({"networks": {"a": {"train": {"model": "cnn-2", "optimizer": "rms"}}}})
     with pytest.raises(SpecError, match=r"spec field 'networks.a.train': .*optimizer 'rms'"):
+        spec = parse_spec({"networks": {"a": {"train": {"model": "cnn-2",  # refused here,
+                                                        "optimizer": "rms"}}}})  # not later
         run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
 
 
@@ -336,6 +338,13 @@ def test_every_cell_carries_its_interval_and_outcomes(tmp_path, digits_checkpoin
                                T.outcomes(random.loc[("stem", "block1")]))
     assert (debiased["low"][i][j], debiased["high"][i][j]) == pytest.approx(expected)
     assert debiased["low"][i][j] <= debiased["values"][i][j] <= debiased["high"][i][j]
+    # the library gives what the command prints (the CLI only parses, calls and prints)
+    from plato.sweep.views import TableQuery, table_views
+
+    query = TableQuery(ci=True, debiased="diff", control="random->trained")
+    assert table_views(summary.store, query).views[0].to_dict() == debiased
+    with pytest.raises(PlatoError, match="--debiased must be diff or normalized"):
+        TableQuery(debiased="both")
     from plato.report import write_report
 
     with Store(summary.store) as store:

@@ -30,15 +30,9 @@ from plato.device import autocast
 from plato.errors import PlatoError
 from plato.models import CutGraph, cut_graph
 from plato.stitch.config import StitchConfig
-from plato.sweep.networks import (
-    architectures,
-    cached_checkpoint,
-    recipe_settings,
-    student_fields,
-    training_data,
-)
+from plato.sweep.entries import DistilledNetwork, PrunedNetwork, TrainedNetwork
+from plato.sweep.networks import architectures, cached_checkpoint, training_data
 from plato.sweep.spec import SpecError, SweepSpec
-from plato.train import Recipe
 
 CONVERGING_STEPS = 450  # a converging cell's SGD steps on average (BENCHMARKS.md, issue 16)
 # A cell's time per step through its receiver suffix, over the probe's: the closed form, the
@@ -120,21 +114,20 @@ def estimate_sweep(spec: SweepSpec, dataset: Dataset, whole: Dataset, run_dir: P
     archs = archs or architectures(spec, dataset)
     networks = 0.0
     for name, entry in spec.networks.items():
-        if entry.train is not None:
+        if isinstance(entry, TrainedNetwork):
             data = training_data(entry, dataset, whole)
             if not cached_checkpoint(entry, data, run_dir).exists():
-                recipe = Recipe(**recipe_settings(entry.train))
                 step = step_seconds(archs[name], batch, dataset, device)
-                networks += step * recipe.epochs * len(data.train) / batch
+                networks += step * entry.recipe.epochs * len(data.train) / batch
         elif entry.source is not None and not any(
                 (run_dir / "networks").glob(f"{name}-*.ckpt")):  # (its key needs its source)
-            fields = entry.prune["finetune"] if entry.prune else student_fields(entry.distill)
-            if fields is not None:  # fine-tuning or distilling: epochs of training
+            recipe = entry.finetune if isinstance(entry, PrunedNetwork) else \
+                entry.student.recipe
+            if recipe is not None:  # fine-tuning or distilling: epochs of training
                 step = step_seconds(archs[name], batch, dataset, device)
-                if entry.distill is not None:  # and the teacher's forward pass, ~1/3 a step
+                if isinstance(entry, DistilledNetwork):  # and the teacher's forward pass
                     step += step_seconds(archs[entry.source], batch, dataset, device) / 3
-                epochs = Recipe(**recipe_settings(fields) if entry.distill else fields).epochs
-                networks += step * epochs * len(dataset.train) / batch
+                networks += step * recipe.epochs * len(dataset.train) / batch
     step = {name: step_seconds(model, batch, dataset, device, config.precision)
             for name, model in archs.items()}
     graphs = {name: cut_graph(model) for name, model in archs.items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,11 +15,19 @@ from torch import nn
 from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_checkpoint
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
-from plato.models import CutGraph, create_model, cut_graph, model_options
+from plato.models import CutGraph, create_model, cut_graph
 from plato.models.narrow import narrow_to, shapes_of, tensor_shapes
+from plato.sweep.entries import (
+    DistilledNetwork,
+    ImportedNetwork,
+    NetworkEntry,
+    PrunedNetwork,
+    TrainedNetwork,
+    compression_of,
+)
 from plato.sweep.keys import content_key
-from plato.sweep.spec import NetworkSpec, SpecError, SweepSpec
-from plato.train import Recipe, evaluate, train_and_save
+from plato.sweep.spec import SpecError, SweepSpec
+from plato.train import evaluate, train_and_save
 
 
 @dataclass
@@ -87,10 +95,10 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
     return nets
 
 
-def _compression(entry: NetworkSpec, ckpt: Checkpoint) -> dict | None:
+def _compression(entry: NetworkEntry, ckpt: Checkpoint) -> dict | None:
     """The spec's description of a compressed network with what its checkpoint measured
     (sparsity, parameters, the student's and teacher's accuracy)."""
-    described = entry.compression()
+    described = compression_of(entry)
     if described is None:
         return None
     measured = ckpt.meta.get("pruned") or ckpt.meta.get("distilled") or {}
@@ -111,24 +119,22 @@ class _Made:
     def path(self, name: str) -> Path:
         if name not in self.paths:
             entry = self.spec.networks[name]
-            if entry.checkpoint is not None:
+            if isinstance(entry, ImportedNetwork):
                 self.paths[name] = entry.checkpoint
-            elif entry.train is not None:
+            elif isinstance(entry, TrainedNetwork):
                 self.paths[name] = _trained(entry, training_data(entry, self.dataset, self.whole),
                                             self.run_dir, self.device, self.progress)
             else:
                 self.paths[name] = self._compressed(entry)
         return self.paths[name]
 
-    def _compressed(self, entry: NetworkSpec) -> Path:
-        where = f"networks.{entry.family or entry.name}." + ("prune" if entry.prune else
-                                                            "distill")
+    def _compressed(self, entry: PrunedNetwork | DistilledNetwork) -> Path:
+        where = f"networks.{entry.axis.family or entry.name}.{entry.kind}"
         try:
             source = load_checkpoint(self.path(entry.source), device=self.device)
         except PlatoError as e:
             raise SpecError(f"spec field '{where}': its source '{entry.source}': {e}") from None
-        settings = entry.prune if entry.prune is not None else entry.distill
-        key = content_key([settings, source.content_hash, self.dataset.fingerprint()])
+        key = content_key([entry.written, source.content_hash, self.dataset.fingerprint()])
         path = self.run_dir / "networks" / f"{entry.name}-{key[:12]}.ckpt"
         if path.exists():
             try:
@@ -139,7 +145,7 @@ class _Made:
             print(f"the cached checkpoint {path} is not the network its name says: making it "
                   "again", file=sys.stderr, flush=True)
         try:
-            model, meta = (self._prune(entry, source) if entry.prune is not None
+            model, meta = (self._prune(entry, source) if isinstance(entry, PrunedNetwork)
                            else self._distill(entry, source))
         except PlatoError as e:
             raise SpecError(f"spec field '{where}': {e}") from None
@@ -148,17 +154,16 @@ class _Made:
                         made_from=key, seed=(meta["recipe"] or {}).get("seed"), **meta)
         return path
 
-    def _prune(self, entry: NetworkSpec, source: Checkpoint) -> tuple[nn.Module, dict]:
-        from plato.compress import PruneConfig, prune_network
+    def _prune(self, entry: PrunedNetwork, source: Checkpoint) -> tuple[nn.Module, dict]:
+        from plato.compress import prune_network
 
-        settings = entry.prune
-        recipe = None if settings["finetune"] is None else Recipe(**settings["finetune"],
-                                                                  device=str(self.device))
+        recipe = None if entry.finetune is None else replace(entry.finetune,
+                                                              device=str(self.device))
         print(f"pruning{' and fine-tuning' if recipe else ''} network '{entry.name}' from "
-              f"'{entry.source}' ({settings['method']}, amount {settings['amount']:g})",
+              f"'{entry.source}' ({entry.config.method}, amount {entry.config.amount:g})",
               file=sys.stderr, flush=True)
-        pruned = prune_network(source.model, PruneConfig(settings["method"], settings["amount"]),
-                               finetune=recipe, dataset=self.dataset, progress=self.progress)
+        pruned = prune_network(source.model, entry.config, finetune=recipe,
+                               dataset=self.dataset, progress=self.progress)
         record = {**pruned.to_dict(), "source": entry.source,
                   "source_identity": source.content_hash,
                   "source_accuracy": source.test_accuracy}
@@ -166,18 +171,17 @@ class _Made:
         return pruned.model, {"pruned": record, "recipe": recipe.to_dict() if recipe
                               else source.meta.get("recipe")}
 
-    def _distill(self, entry: NetworkSpec, source: Checkpoint) -> tuple[nn.Module, dict]:
-        from plato.compress import DistillConfig, distill
+    def _distill(self, entry: DistilledNetwork, source: Checkpoint) -> tuple[nn.Module, dict]:
+        from plato.compress import distill
 
-        settings, fields = entry.distill, student_fields(entry.distill)
-        recipe = Recipe(**recipe_settings(fields), device=str(self.device))
-        config = DistillConfig(**{k: settings[k] for k in DistillConfig.__dataclass_fields__})
-        print(f"distilling network '{entry.name}' ({fields['model']}) from '{entry.source}' "
-              f"(temperature {config.temperature:g}, alpha {config.alpha:g})",
+        recipe = replace(entry.student.recipe, device=str(self.device))
+        config = entry.config
+        print(f"distilling network '{entry.name}' ({entry.student.model}) from "
+              f"'{entry.source}' (temperature {config.temperature:g}, alpha {config.alpha:g})",
               file=sys.stderr, flush=True)
         torch.manual_seed(recipe.seed)  # as plato train builds its network
-        student = create_model(fields["model"], num_classes=self.dataset.num_classes,
-                               input_shape=self.dataset.input_shape, **_model_options(fields))
+        student = create_model(entry.student.model, num_classes=self.dataset.num_classes,
+                               input_shape=self.dataset.input_shape, **entry.student.options)
         done = distill(student, source.model, self.dataset, config, recipe,
                        progress=self.progress)
         record = {**done.to_dict(), "teacher": entry.source,
@@ -217,39 +221,24 @@ def architectures(spec: SweepSpec, dataset: Dataset) -> dict[str, nn.Module]:
 
     def build(name: str) -> nn.Module:
         entry = spec.networks[name]
-        if entry.prune is not None:
+        if isinstance(entry, PrunedNetwork):
             return build(entry.source)
-        if entry.checkpoint is not None:
+        if isinstance(entry, ImportedNetwork):
             meta = read_metadata(entry.checkpoint)
             return create_model(meta["model"], **meta["config"])
-        train = entry.train if entry.train is not None else student_fields(entry.distill)
-        return create_model(train["model"], num_classes=dataset.num_classes,
-                            input_shape=dataset.input_shape, **_model_options(train))
+        trained = entry.student if isinstance(entry, DistilledNetwork) else entry
+        return create_model(trained.model, num_classes=dataset.num_classes,
+                            input_shape=dataset.input_shape, **trained.options)
 
     out = {}
     for name, entry in spec.networks.items():
         try:
             out[name] = build(name)
         except PlatoError as e:
-            where = next(k for k in ("checkpoint", "train", "prune", "distill")
-                         if getattr(entry, k) is not None)
-            raise SpecError(f"spec field 'networks.{entry.family or name}.{where}': "
-                            f"{e}") from None
+            family = getattr(entry, "axis", None)
+            raise SpecError(f"spec field 'networks.{family and family.family or name}."
+                            f"{entry.kind}': {e}") from None
     return out
-
-
-def student_fields(distill: dict) -> dict:
-    """The train fields of a distill entry (the student's model, options and recipe)."""
-    from plato.compress import DistillConfig
-
-    return {k: v for k, v in distill.items()
-            if k not in DistillConfig.__dataclass_fields__ and k != "teacher"}
-
-
-def _model_options(train: dict) -> dict:
-    """The options of a train entry that build the model (width, batchnorm, ...: whatever
-    its model takes; the rest is its Recipe)."""
-    return {k: train[k] for k in model_options(train["model"]) if k in train}
 
 
 def _mismatch(path: Path, model: str, options: dict, recipe: dict) -> str | None:
@@ -272,10 +261,10 @@ def _mismatch(path: Path, model: str, options: dict, recipe: dict) -> str | None
     return None
 
 
-def training_data(entry: NetworkSpec, dataset: Dataset, whole: Dataset | None) -> Dataset:
+def training_data(entry: TrainedNetwork, dataset: Dataset, whole: Dataset | None) -> Dataset:
     """What a network the spec trains is trained on: the spec's dataset, or with
     `train_subset` all (or N) of the training split before the spec's subset."""
-    subset = entry.train.get("train_subset")
+    subset = entry.train_subset
     if subset is None:
         return dataset
     if whole is None:
@@ -284,39 +273,28 @@ def training_data(entry: NetworkSpec, dataset: Dataset, whole: Dataset | None) -
     return whole if subset == "all" else whole.subset(train=subset)
 
 
-def cached_checkpoint(entry: NetworkSpec, dataset: Dataset, run_dir: Path) -> Path:
+def cached_checkpoint(entry: TrainedNetwork, dataset: Dataset, run_dir: Path) -> Path:
     """Where the sweep keeps the network a train entry makes from `dataset` (the file name
-    holds a hash of the entry and the data): there or not yet."""
-    digest = content_key([entry.train, dataset.fingerprint()])[:12]
+    holds a hash of the entry as written and the data): there or not yet."""
+    digest = content_key([entry.written, dataset.fingerprint()])[:12]
     return run_dir / "networks" / f"{entry.name}-{digest}.ckpt"
 
 
-def recipe_settings(train: dict) -> dict:
-    """The fields of a train entry that make its Recipe (the rest builds the model or picks
-    its data)."""
-    return {k: v for k, v in train.items()
-            if k not in ("model", "train_subset", *_model_options(train))}
-
-
-def _trained(entry: NetworkSpec, dataset: Dataset, run_dir: Path, device: torch.device,
+def _trained(entry: TrainedNetwork, dataset: Dataset, run_dir: Path, device: torch.device,
              progress: bool) -> Path:
     """The checkpoint of a network the spec trains: trained on the first run, then reused
     (the file name holds a hash of the train entry and the data)."""
     path = cached_checkpoint(entry, dataset, run_dir)
-    options = _model_options(entry.train)
-    settings = recipe_settings(entry.train)
+    recipe = replace(entry.recipe, device=str(device))
     if path.exists():
-        mismatch = _mismatch(path, entry.train["model"], options,
-                             Recipe(**settings, device=str(device)).to_dict())
+        mismatch = _mismatch(path, entry.model, entry.options, recipe.to_dict())
         if mismatch is None:
             return path
         print(f"the cached checkpoint {path} is not the network its name says ({mismatch}): "
               "training it again", file=sys.stderr, flush=True)
-    print(f"training network '{entry.name}' ({entry.train['model']})", file=sys.stderr,
-          flush=True)
+    print(f"training network '{entry.name}' ({entry.model})", file=sys.stderr, flush=True)
     try:
-        train_and_save(entry.train["model"], dataset, Recipe(**settings, device=str(device)),
-                       path, progress=progress, **options)
+        train_and_save(entry.model, dataset, recipe, path, progress=progress, **entry.options)
     except PlatoError as e:
         raise SpecError(f"spec field 'networks.{entry.name}.train': {e}") from None
     return path

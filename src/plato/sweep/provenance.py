@@ -18,6 +18,7 @@ import json
 from plato.checkpoint import read_metadata
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError, SpecError
+from plato.sweep.entries import ImportedNetwork
 from plato.sweep.spec import SweepSpec
 
 
@@ -29,17 +30,14 @@ def spec_identity(spec: SweepSpec, dataset: Dataset) -> dict:
     mean over settings (plato.sweep.tables.load_similarities)."""
     networks = {}
     for name, entry in spec.networks.items():
-        if entry.checkpoint is not None:
+        if isinstance(entry, ImportedNetwork):
             try:
                 weights = read_metadata(entry.checkpoint)["weights_sha256"]
             except PlatoError as e:
                 raise SpecError(f"spec field 'networks.{name}': {e}") from None
             networks[name] = {"weights": weights}
-        elif entry.train is not None:
-            networks[name] = {"train": entry.train}
-        else:  # (its source is in the same mapping, under its name)
-            networks[name] = ({"prune": entry.prune} if entry.prune is not None
-                              else {"distill": entry.distill})
+        else:  # as written (a compressed one's source is in the same mapping, by name)
+            networks[name] = {entry.kind: entry.written}
     identity = {
         "dataset": dataset.fingerprint(),  # its examples and their order, wherever it lies
         "networks": networks, "random_seed": spec.random_seed, "stitch": spec.stitch,
