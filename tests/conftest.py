@@ -19,6 +19,9 @@ CIFAR10_JPEG = SHARED_DATA / "cifar10-jpeg-q75.tar.gz"
 # holds at 1 and at 2.
 THREADS = int(os.environ.get("PLATO_TEST_THREADS", 0)) or (
     1 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)) > 1 else 2)
+# The `plato` subprocesses a test starts take as many (under xdist, two workers' subprocesses
+# at 2 threads each on 2 cores spin against each other: the demo test took twice as long).
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 
 @pytest.fixture(autouse=True)

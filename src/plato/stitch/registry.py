@@ -75,13 +75,6 @@ class StitchType:
         """Fitted in closed form by `lstsq` (and started from it by `lstsq+task`)."""
         return self.closed_form is not None
 
-    def argument(self, name: str) -> int | None | bool:
-        """The argument a name gives this type (None: the plain name), or False: not its."""
-        if name == self.name:
-            return None
-        match = re.fullmatch(self.pattern, name) if self.pattern else None
-        return int(match.group(1)) if match else False
-
     def why_not(self, shape: MapShape, arg: int | None) -> str | None:
         """Why this type cannot join `shape`, or None."""
         if not shape.spatial and not self.vectors:
@@ -155,8 +148,9 @@ def resolve_stitch(name: str) -> tuple[StitchType, int | None]:
     if name in types and types[name].pattern is None:
         return types[name], None
     for kind in types.values():
-        arg = kind.argument(name)
-        if arg is not False and arg is not None:
+        match = re.fullmatch(kind.pattern, name) if kind.pattern else None
+        if match:
+            arg = int(match.group(1))
             reason = kind.invalid(arg) if kind.invalid else None
             if reason:
                 raise PlatoError(f"unknown stitch type '{name}': {reason}")
