@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Both cores: independent tests run in two worker processes (pytest-xdist).
 WORKERS ?= 2
+# Each test file on one worker (--dist loadscope): its module fixtures are built once.
+XDIST  := -n $(WORKERS) --dist loadscope
 
 .PHONY: demo test test-fast lint clean
 
@@ -22,11 +24,11 @@ demo: $(VENV)/.installed
 # included; a service that is not running skips its tests with the reason).
 test: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q -n $(WORKERS) --durations=15
+	$(BIN)/python -m pytest -q $(XDIST) --durations=15
 
 # What to run while working: the unit tests, without the slow ones or services (< 3 minutes).
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n $(WORKERS) -m "not slow and not service"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not service"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
