@@ -122,12 +122,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
         with Store(run_dir / "results.sqlite") as store:
             check_same_spec(spec.name, store.sweep_identity(spec.name), identity)
             nets = prepare_networks(spec, dataset, run_dir, dev, progress, whole=whole)
-            store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity,
-                               identity)
-            for net in nets.values():
-                store.record_network(spec.name, net.name, net.role, net.model.plato_name,
-                                     net.identity, net.checkpoint, net.init_seed, net.accuracy,
-                                     net.compression)
+            _record(store, spec, dataset, identity, nets)
             grids = run_similarities(spec, nets, dataset, store, dev, progress)
             run = _CellRun(store, run_dir, executor_, dev, threads, group_size, retry_failed,
                            progress)
@@ -138,14 +133,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
             jobs, todo, counts = run.cells(spec, nets, dataset)
             if spec.interpret.ood and spec.stitch_config.objective != "match":
                 variant = match_variant(spec)
+                variant_identity = spec_identity(variant, dataset)
                 check_same_spec(variant.name, store.sweep_identity(variant.name),
-                                spec_identity(variant, dataset))
-                store.record_sweep(variant.name, spec.source, dataset.name, spec.granularity,
-                                   spec_identity(variant, dataset))
-                for net in nets.values():
-                    store.record_network(variant.name, net.name, net.role,
-                                         net.model.plato_name, net.identity, net.checkpoint,
-                                         net.init_seed, net.accuracy, net.compression)
+                                variant_identity)
+                _record(store, variant, dataset, variant_identity, nets)
                 run.cells(variant, nets, dataset)
             if spec.interpret.invert is not None:
                 inverted = inversion_networks(spec, nets, dataset, dev)
@@ -155,6 +146,15 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
         return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
                             len(jobs) - len(todo), counts["done"], counts["failed"],
                             counts["unstitchable"], time.perf_counter() - start, grids)
+
+
+def _record(store: Store, spec: SweepSpec, dataset: Dataset, identity: dict,
+            nets: dict) -> None:
+    """The spec (its YAML and identity) and its networks in the store."""
+    store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity, identity)
+    for net in nets.values():
+        store.record_network(spec.name, net.name, net.role, net.model.plato_name, net.identity,
+                             net.checkpoint, net.init_seed, net.accuracy, net.compression)
 
 
 def run_status(run_dir: str | Path) -> dict:
