@@ -75,6 +75,24 @@ def test_errors_name_the_field(fields, named):
     assert f"spec field '{named}'" in str(err.value)
 
 
+@pytest.mark.parametrize("fields, message", [
+    ({"points": 5}, "'points': expected all, {granularity: block|layer}, a list, or a mapping"),
+    ({"pairs": 3}, "'pairs': expected all, self, distinct or a list of [sender, receiver]"),
+    ({"seeds": [0, True]}, "'seeds': expected an integer or a non-empty list of integers, "
+                           "got True"),
+    ({"keep_stitches": "no"}, "'keep_stitches': expected true or false, got 'no'"),
+    ({"networks": {"a": {"train": {"model": "cnn-2", "epochs": "five"}}}},
+     "'networks.a.train.epochs': recipe epochs: expected an integer, got 'five'"),
+    ({"interpret": {"invert": 5}}, "'interpret.invert': expected true or a mapping"),
+])
+def test_a_wrong_type_says_what_the_field_takes(fields, message):
+    """Types are checked once, as the spec is parsed (pydantic, through the file's fields and
+    each setting's dataclass): a wrong one names the field and every form it takes."""
+    with pytest.raises(SpecError) as err:
+        spec(**fields)
+    assert message in str(err.value)
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(SpecError, match="does not exist"):
         load_spec(tmp_path / "nope.yaml")

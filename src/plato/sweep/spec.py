@@ -96,13 +96,18 @@ class SpecFields(BaseModel):
 
     model_config = STRICT
     name: str | int | float | None = None  # default: the file's name
-    dataset: str | dict = "digits"
-    networks: dict | None = None
-    pairs: str | list = "all"
-    points: str | list | dict = "all"
+    dataset: str | dict = Field("digits", description="a name or a mapping with name, root, "
+                                "train_subset, test_subset")
+    networks: dict | None = Field(None, description="a mapping of name -> {checkpoint: PATH},"
+                                  " {train: {...}}, {prune: {...}} or {distill: {...}}")
+    pairs: str | list = Field("all", description=f"{', '.join(PAIR_MODES)} or a list of "
+                              "[sender, receiver]")
+    points: str | list | dict = Field("all", description="all, {granularity: block|layer}, "
+                                      "a list, or a mapping network -> list")
     controls: Annotated[list[Literal[CONTROLS]], BeforeValidator(_listed)] = \
         ["trained->trained"]
-    seeds: Annotated[list[StrictInt], BeforeValidator(_listed), Field(min_length=1)] | None = None
+    seeds: Annotated[list[StrictInt], BeforeValidator(_listed), Field(min_length=1)] | None = \
+        Field(None, description="an integer or a non-empty list of integers")
     repeats: Annotated[StrictInt, Field(ge=1)] | None = None
     random_seed: StrictInt = 0
     stitch: str = "bn-conv1x1-bn"
@@ -135,8 +140,8 @@ class DatasetFields(BaseModel):
 
 class InterpretFields(BaseModel):
     model_config = STRICT
-    invert: bool | dict | None = None  # true: the defaults
-    saliency: bool | dict | None = None
+    invert: bool | dict | None = Field(None, description="true or a mapping of settings")
+    saliency: bool | dict | None = Field(None, description="true or a mapping of settings")
     ood: bool = False
 
 
@@ -186,6 +191,9 @@ def _fields(kind: type[BaseModel], value, path: str = ""):
         if first["type"] == "extra_forbidden":
             raise fail(at, f"unknown field; the fields are "
                            f"{', '.join(sorted(kind.model_fields))}") from None
+        described = kind.model_fields.get(where(first))
+        if described is not None and described.description and first["type"].endswith("_type"):
+            raise fail(at, f"expected {described.description}, got {first['input']!r}") from None
         raise fail(at, problem(first)) from None
 
 
