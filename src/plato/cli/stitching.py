@@ -9,6 +9,7 @@ import typer
 
 from plato.cli.app import app
 from plato.cli.options import (
+    CONVERGING,
     BatchSize,
     Device,
     DeviceOrConfig,
@@ -37,6 +38,8 @@ from plato.cli.options import (
 from plato.cli.output import emit, result_line
 from plato.errors import PlatoError
 from plato.interpret.config import InvertConfig, SaliencyConfig
+from plato.stitch.config import CHOICES
+from plato.stitch.registry import DEFAULT_STITCH
 
 
 @app.command()
@@ -46,16 +49,16 @@ def stitch(
     from_point: FromPoint,
     to_point: ToPoint,
     objective: Objective = None,
-    stitch_type: StitchType = "bn-conv1x1-bn",
+    stitch_type: StitchType = DEFAULT_STITCH,
     resize: Annotated[str, typer.Option(
         help="Spatial resize: area, bilinear or nearest.")] = "area",
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: Lr = None,
     match_loss: Annotated[str | None, typer.Option(
-        help="mse or l1, for the match objective.")] = None,
+        help=f"{' or '.join(CHOICES['match_loss'])}, for the match objective.")] = None,
     ridge: Annotated[float | None, typer.Option(
-        help="Relative ridge of lstsq (default 1e-4).")] = None,
+        help=f"Relative ridge of lstsq (default {CONVERGING.ridge:g}).")] = None,
     fast: Fast = False,
     setting: Settings = None,
     granularity: Granularity = "block",
@@ -88,7 +91,7 @@ def replace(
     to_point: Annotated[str, typer.Option("--to", help="Last cut point of the span.")],
     objective: Annotated[list[str] | None, typer.Option(
         help="match (autoencoder) and/or task (vanilla); default both, side by side.")] = None,
-    stitch_type: StitchType = "bn-conv1x1-bn",
+    stitch_type: StitchType = DEFAULT_STITCH,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: Lr = None,
@@ -205,7 +208,7 @@ def saliency(
         help=f"Test images the scores average over (default "
         f"{SaliencyConfig.images}).")] = None,
     saliency_set: SaliencySettings = None,
-    stitch_type: StitchType = "bn-conv1x1-bn",
+    stitch_type: StitchType = DEFAULT_STITCH,
     fast: Fast = False,
     setting: Settings = None,
     out: Annotated[Path, typer.Option(help="Folder for the picture.")] = Path("runs/saliency"),

@@ -102,6 +102,7 @@ class ResamplingMap(nn.Module):
 
 
 _REGISTRY: dict[str, StitchType] = {}
+DEFAULT_STITCH = "bn-conv1x1-bn"  # the type of every entry point that is not told one
 
 
 def register_stitch(name: str, *, summary: str, parameters: Count, pattern: str | None = None,

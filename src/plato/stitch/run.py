@@ -21,6 +21,7 @@ from plato.stitch.config import StitchConfig
 from plato.stitch.fit import fit_stitches
 from plato.stitch.layers import NotStitchable, Stitch
 from plato.stitch.metrics import StitchResult, measure_stitches
+from plato.stitch.registry import DEFAULT_STITCH
 from plato.stitch.stitched import StitchedModel
 from plato.train import evaluate
 
@@ -38,7 +39,7 @@ def stitch_networks(
     receiver_point: str | int,
     dataset: Dataset,
     *,
-    stitch: str = "bn-conv1x1-bn",
+    stitch: str = DEFAULT_STITCH,
     config: StitchConfig | None = None,
     granularity: str = "block",
     resize: str = "area",
@@ -67,7 +68,7 @@ def stitch_grid(
     point_pairs: Sequence[tuple[str | int | CutPoint, str | int | CutPoint]],
     dataset: Dataset,
     *,
-    stitch: str = "bn-conv1x1-bn",
+    stitch: str = DEFAULT_STITCH,
     config: StitchConfig | None = None,
     granularity: str = "block",
     resize: str = "area",
@@ -172,7 +173,7 @@ def replace_span(
     dataset: Dataset,
     *,
     objectives: tuple[str, ...] = ("match", "task"),
-    stitch: str = "bn-conv1x1-bn",
+    stitch: str = DEFAULT_STITCH,
     config: StitchConfig | None = None,
     granularity: str = "block",
     progress: bool = False,

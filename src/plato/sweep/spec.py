@@ -75,7 +75,7 @@ from plato.similarity import MEASURES as SIMILARITY
 from plato.similarity import SimilarityConfig
 from plato.stitch import OBJECTIVES, StitchConfig
 from plato.stitch.layers import RESIZE_MODES
-from plato.stitch.registry import resolve_stitch
+from plato.stitch.registry import DEFAULT_STITCH, resolve_stitch
 from plato.sweep.entries import NetworkEntry, expect, fail, parse_networks, safe_name
 from plato.sweep.spec_yaml import read_spec_yaml
 
@@ -110,7 +110,7 @@ class SpecFields(BaseModel):
         Field(None, description="an integer or a non-empty list of integers")
     repeats: Annotated[StrictInt, Field(ge=1)] | None = None
     random_seed: StrictInt = 0
-    stitch: str = "bn-conv1x1-bn"
+    stitch: str = DEFAULT_STITCH
     resize: Literal[RESIZE_MODES] = "area"
     objective: Literal[OBJECTIVES] | None = None
     recipe: dict | None = None
@@ -169,7 +169,7 @@ class SweepSpec:
     controls: list[str] = field(default_factory=lambda: ["trained->trained"])
     seeds: list[int] = field(default_factory=lambda: [0])
     random_seed: int = 0
-    stitch: str = "bn-conv1x1-bn"
+    stitch: str = DEFAULT_STITCH
     resize: str = "area"
     stitch_config: StitchConfig = field(default_factory=StitchConfig)  # objective + recipe
     measures: list[str] = field(default_factory=lambda: ["stitch"])
