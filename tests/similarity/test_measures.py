@@ -242,3 +242,23 @@ def test_layouts_of_conv_activations():
         linear_cka(t, t[:, :, :2], layout="positions")
     with pytest.raises(PlatoError, match="layout"):
         linear_cka(t, t, layout="channels")
+
+
+@pytest.mark.parametrize("name", ["cca", "svcca", "linear_cka", "procrustes_similarity"])
+def test_a_wide_low_rank_layer_has_its_rank_on_the_grid_path(name):
+    """The grid replaces a wide layer (n x d, d > n) by a factor of its Gram matrix; the
+    factor's rank must be the layer's, not rounding (n = 100, d = 300, rank 20: rounding once
+    counted 59 and CCA was NaN there while the direct call gave a value)."""
+    from plato.similarity.grid import GRAM_ONLY
+    from plato.similarity.procrustes import gram_factor
+
+    assert name in GRAM_ONLY
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(100, 20)) @ rng.normal(size=(20, 300)))
+    y = torch.from_numpy(rng.normal(size=(100, 30)) @ rng.normal(size=(30, 40))
+                         + x.numpy()[:, :40] * 0.1)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    assert np.linalg.matrix_rank(gram_factor(xc).numpy()) == np.linalg.matrix_rank(xc.numpy())
+    direct, grid = MEASURES[name].fn(x, y), MEASURES[name].fn(gram_factor(xc), gram_factor(yc))
+    assert math.isfinite(direct)
+    assert float(grid) == pytest.approx(float(direct), rel=1e-9, abs=1e-12)

@@ -51,6 +51,13 @@ class Score(float):
         return f"Score(nan, {self.reason!r})" if self.reason else float.__repr__(self)
 
 
+def rank_tolerance(largest: float, shape: tuple[int, ...], dtype: torch.dtype) -> float:
+    """The size below which a singular value is rounding, not a direction: the largest one
+    times the larger side times the dtype's machine epsilon (numpy.linalg.matrix_rank's
+    default, after Press et al., Numerical Recipes, 2nd ed., sec. 2.6)."""
+    return float(largest) * max(shape) * torch.finfo(dtype).eps
+
+
 def undefined(reason: str) -> Score:
     return Score(math.nan, reason)
 

@@ -3,7 +3,7 @@ Raghu & Bengio 2018).
 
 Canonical correlations of centred x and y are the singular values of Ux^T Uy, where Ux and Uy
 are orthonormal bases of their column spaces (from an SVD; directions with a singular value
-below 1e-10 of the largest count as absent).
+below base.rank_tolerance, the size of rounding, count as absent).
 
     cca    the mean canonical correlation: invariant to any invertible linear map
     svcca  CCA after keeping, on each side, the top singular directions that explain 99% of its
@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import torch
 
-from plato.similarity.base import Score, prepare, register, undefined
-
-RANK_TOL = 1e-10
+from plato.similarity.base import Score, prepare, rank_tolerance, register, undefined
 
 
 def _svd(m: torch.Tensor, keep: float | None = None):
     """(U, S, V^T) of a centred side, truncated to its rank or to `keep` of its variance."""
     u, s, vt = torch.linalg.svd(m, full_matrices=False)
-    rank = int((s > RANK_TOL * s[0]).sum()) if len(s) and s[0] > 0 else 0
+    rank = int((s > rank_tolerance(s[0], m.shape, m.dtype)).sum()) if len(s) and s[0] > 0 \
+        else 0
     if keep is not None and rank:
         var = s[:rank].square()
         rank = int((torch.cumsum(var, 0) / var.sum() < keep).sum()) + 1

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from plato.similarity.base import Score, prepare, register
+from plato.similarity.base import Score, prepare, rank_tolerance, register
 
 
 def gram_factor(m: torch.Tensor) -> torch.Tensor:
@@ -29,7 +29,10 @@ def gram_factor(m: torch.Tensor) -> torch.Tensor:
     if m.shape[1] <= m.shape[0]:
         return m
     vals, vecs = torch.linalg.eigh(m @ m.T)
-    return vecs * vals.clamp_min(0).sqrt()
+    # An eigenvalue of the Gram below its rounding is no direction: kept, its square root
+    # (~1e-8 of the largest in float64) would pass any rank test of the factor.
+    floor = rank_tolerance(vals[-1], m.shape, m.dtype) * (vals[-1] > 0)
+    return vecs * torch.where(vals > floor, vals, torch.zeros_like(vals)).sqrt()
 
 
 def nuclear_alignment(x: torch.Tensor, y: torch.Tensor) -> float:
