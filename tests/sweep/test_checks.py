@@ -4,6 +4,7 @@ fails where they are not, and says why where the store cannot answer it."""
 import json
 import time
 
+import numpy as np
 import pytest
 
 from plato.sweep.checks import run_checks
@@ -12,13 +13,27 @@ from plato.sweep.store import Store
 from tests.helpers import run_plato
 
 POINTS = ["p0", "p1", "p2"]
+EXAMPLES = 1000
+
+
+def packed(accuracy: float, rng: np.random.Generator | None) -> bytes:
+    """Per-example outcomes of a cell (packed bits, as the store keeps them): the first
+    `accuracy` of the examples right, or with `rng` each right with that probability."""
+    right = (rng.random(EXAMPLES) < accuracy) if rng is not None else \
+        (np.arange(EXAMPLES) < round(accuracy * EXAMPLES))
+    return np.packbits(right.astype(np.uint8)).tobytes()
 
 
 def fake_store(path, *, self_diag=0.9, random_value=0.1, identified=True, measures=True,
-               models=("resnet-1111", "resnet-1111")):
+               models=("resnet-1111", "resnet-1111"), trained_value=None, noisy=False,
+               self_best=True):
     """Networks A and B: by default one model, two seeds (accuracy 0.9), every pair, trained
     and random controls. Trained stitches: `self_diag` on the self-pairs' diagonal; the
-    corresponding point best (0.85 vs 0.6) when `identified`, else the next point best."""
+    corresponding point best (0.85 vs 0.6) when `identified`, else the next point best;
+    `trained_value`: every trained cell that value instead (a network that learned nothing);
+    `self_best` False: in a self-pair the next point beats the point itself. Outcomes: the
+    first examples right, or (`noisy`) drawn at the cell's accuracy."""
+    rng = np.random.default_rng(0) if noisy else None
     with Store(path) as store:
         for name, model in zip(("A", "B"), models, strict=True):
             for role in ("trained", "random"):
@@ -31,13 +46,18 @@ def fake_store(path, *, self_diag=0.9, random_value=0.1, identified=True, measur
                     for j, rp in enumerate(POINTS):
                         best = j == i if identified else j == (i + 1) % len(POINTS)
                         trained = self_diag if s == r and i == j else 0.85 if best else 0.6
+                        if s == r and not self_best:
+                            trained = 0.95 if j == (i + 1) % len(POINTS) else 0.6
+                        if trained_value is not None:
+                            trained = trained_value
                         for control, value in (("trained->trained", trained),
                                                ("random->trained", random_value)):
                             job = Job(f"{s}{r}{sp}{rp}{control}", "fake", s, r, control, 0,
                                       sp, i, rp, j)
                             store.record_cell(job, "done", result={
-                                "stitched_accuracy": value, "receiver_accuracy": 0.9},
-                                started=time.time())
+                                "stitched_accuracy": value, "receiver_accuracy": 0.9,
+                                "test_examples": EXAMPLES}, started=time.time(),
+                                correct=packed(value, rng))
                         rows.append({"key": f"{s}{r}{sp}{rp}", "spec": "fake", "sender": s,
                                      "receiver": r, "control": "trained->trained",
                                      "measure": "cka", "sender_point": sp, "sender_index": i,
@@ -57,11 +77,14 @@ def by_name(path):
 def test_sane_numbers_pass(tmp_path):
     checks = by_name(fake_store(tmp_path / "s.sqlite"))
     assert checks["self-pairs"].passed and checks["self-pairs"].value == 0
-    assert checks["controls"].passed and checks["controls"].value == pytest.approx(
-        100 * ((3 * 0.85 + 6 * 0.6) / 9 - 0.1), abs=1e-3)  # A->B's mean margin: smallest
+    margin = (3 * 0.85 + 6 * 0.6) / 9 - 0.1  # A->B's mean margin: the smallest
+    assert checks["controls"].passed and 0 < checks["controls"].value < 100 * margin
+    assert f"{100 * margin:+.2f} points" in checks["controls"].detail
     for label in ("stitching", "cka"):
         assert checks[f"layer identification ({label})"].passed
         assert checks[f"layer identification ({label})"].value == 1.0
+        assert checks[f"self-identification ({label})"].passed
+        assert checks[f"self-identification ({label})"].value == 1.0
     convergence = checks["convergence"]
     assert convergence.passed is None and "converged" in convergence.detail
 
@@ -75,6 +98,47 @@ def test_wrong_numbers_fail(tmp_path):
     assert checks["layer identification (stitching)"].passed is False
     assert checks["layer identification (stitching)"].value == pytest.approx(0.0)
     assert checks["layer identification (cka)"].passed  # the measure still finds them
+
+
+def test_a_network_that_learned_nothing_fails_controls_and_identification(tmp_path):
+    """Negative controls: every trained cell at 0.097 (a randomly initialised network posing
+    as trained: every row a tie) identifies nothing; a margin of half a point over the random
+    control, drawn with the noise of 1,000 test examples, is not a margin."""
+    flat = by_name(fake_store(tmp_path / "flat.sqlite", trained_value=0.097))
+    for check in ("layer identification (stitching)", "self-identification (stitching)"):
+        assert flat[check].passed is False and flat[check].value == 0, flat[check].detail
+        assert "not identifiable" in flat[check].detail
+    assert flat["controls"].passed is False  # below its random control
+    path = fake_store(tmp_path / "noise.sqlite", trained_value=0.105, noisy=True)
+    with Store(path) as store:
+        cells = store.cells()
+    margin = (cells[cells.control == "trained->trained"].stitched_accuracy.mean()
+              - cells[cells.control == "random->trained"].stitched_accuracy.mean())
+    assert margin > 0  # the sign a sign test would have passed on
+    controls = by_name(path)["controls"]
+    assert controls.passed is False and controls.value <= 0, controls.detail  # lower end <= 0
+    learned = by_name(fake_store(tmp_path / "learned.sqlite", trained_value=0.2, noisy=True))
+    assert learned["controls"].passed, learned["controls"].detail  # 10 points is a margin
+
+
+def test_a_layer_more_similar_to_another_than_to_itself_fails_self_identification(tmp_path):
+    checks = by_name(fake_store(tmp_path / "s.sqlite", self_best=False))
+    check = checks["self-identification (stitching)"]
+    assert check.passed is False and check.value == 0, check.detail
+    assert checks["self-identification (cka)"].passed  # CKA's diagonal is 1
+
+
+def test_ties_are_misses():
+    import pandas as pd
+
+    from plato.sweep.checks import _identified
+
+    table = pd.DataFrame([[0.9, 0.9, 0.1], [0.2, 0.8, 0.1], [0.3, 0.3, 0.3]],
+                         index=POINTS, columns=POINTS)
+    assert _identified(table, larger=True) == (1, 1, 3)  # p0: a tie; p1: identified; p2: flat
+    assert _identified(table, larger=False) == (0, 1, 3)  # by distance p1's best is p2
+    table.loc["p2", ["p0", "p1"]] = np.nan  # only itself to compare with: not counted
+    assert _identified(table, larger=True) == (1, 0, 2)
 
 
 def test_layer_identification_is_within_a_family(tmp_path):
@@ -110,7 +174,8 @@ def test_plato_check_and_the_report(tmp_path):
         proc = run_plato("check", path, "--json")
         assert proc.returncode == code, proc.stderr
         out = json.loads(proc.stdout)
-        assert out["failed"] == ([] if code == 0 else ["self-pairs"])
+        assert out["failed"] == ([] if code == 0 else  # a diagonal below its row fails both
+                                ["self-pairs", "self-identification (stitching)"])
         assert {c["name"] for c in out["checks"]} >= {"self-pairs", "controls", "convergence"}
     page = write_report(bad, tmp_path / "report")
     written = json.loads((tmp_path / "report" / "checks.json").read_text())

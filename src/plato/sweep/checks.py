@@ -2,16 +2,26 @@
 
     self-pairs            a network stitched into itself at the same cut point keeps its own
                           accuracy (each diagonal cell within 1 point of it)
-    controls              trained -> trained stitches beat random -> trained ones, on average,
-                          for every pair that has both
+    controls              trained -> trained stitches beat random -> trained ones, for every
+                          pair that has both: the lower end of the 95% interval of the mean
+                          margin, paired over the test examples, is above zero (a margin that
+                          noise could give is not one)
     layer identification  for two networks of one family (one model with different seeds, or
                           variants such as resnet-1111 and resnet-1112), the most similar
                           receiver point of each sender point is the point of the same name
                           (Kornblith et al. 2019), by stitching and by each measure
+    self-identification   within one network, each point is more similar to itself than to
+                          any other point (task-loss stitching can fail it: a layer may look
+                          more similar to another layer than to itself; Balogh & Jelasity 2025)
     convergence           the share of cells whose fit converged
 
+Identification is strict: the point of the same name must be the single best of its row; a
+tie is a miss, and a row that does not vary at all ("not identifiable": a network that learned
+nothing gives one) is a miss too, counted apart in the detail.
+
 Each check is {"name", "passed", "value", "detail"}; `passed` is None, with the reason in
-`detail`, when the store cannot answer it.
+`detail`, when the store cannot answer it. Every check has a test with a store that makes it
+fail (tests/sweep/test_checks.py).
 """
 
 from __future__ import annotations
@@ -22,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from plato.similarity import MEASURES
+from plato.stats import mean_interval
 from plato.sweep.store import Store
-from plato.sweep.tables import load_cells, load_similarities, stat_table, table_keys
+from plato.sweep.tables import load_cells, load_similarities, outcomes, stat_table, table_keys
 
 SELF_PAIR_POINTS = 0.01  # a same-point self-stitch may lose at most this much accuracy
 IDENTIFIED_SHARE = 0.5  # layer identification passes when most sender points are identified
@@ -51,13 +62,16 @@ def run_checks(store: Store, spec: str | None = None) -> list[Check]:
         none = "the store holds no stitching cells"
         checks += [Check("self-pairs", None, None, none), Check("controls", None, None, none),
                    Check("layer identification (stitching)", None, None, none),
+                   Check("self-identification (stitching)", None, None, none),
                    Check("convergence", None, None, none)]
     else:
         checks += [self_pairs(cells), controls(cells),
-                   layer_identification(cells, networks, "stitched_accuracy", "stitching")]
+                   layer_identification(cells, networks, "stitched_accuracy", "stitching"),
+                   self_identification(cells, "stitched_accuracy", "stitching")]
     if sims is not None:
         measures = [m for m in sims.columns if m in MEASURES]
         checks += [layer_identification(sims, networks, m, m) for m in measures]
+        checks += [self_identification(sims, m, m) for m in measures]
     if cells is not None:
         checks.append(convergence(cells))
     return checks
@@ -88,67 +102,133 @@ def self_pairs(cells: pd.DataFrame) -> Check:
 
 
 def controls(cells: pd.DataFrame) -> Check:
-    """Per pair, the mean stitched accuracy of trained -> trained minus random -> trained,
-    over the cells both have."""
-    margins = {}
+    """Per pair, the mean stitched accuracy of trained -> trained minus random -> trained over
+    the cells both have, with its 95% interval: each test example's difference, averaged over
+    the cells (and seeds), is one paired observation (the examples are what was sampled), and
+    a Student t interval of their mean says whether the margin is more than noise."""
+    margins: dict[str, tuple[float, float, float]] = {}  # pair -> (mean, low, high)
+    old = []  # pairs whose cells hold no per-example outcomes (stores written before)
     for s, r in sorted({(s, r) for s, r, _ in table_keys(cells)}):
         have = {c for s_, r_, c in table_keys(cells) if (s_, r_) == (s, r)}
         if not {"trained->trained", "random->trained"} <= have:
             continue
-        trained = stat_table(cells, s, r, "trained->trained")
-        random = stat_table(cells, s, r, "random->trained").reindex_like(trained)
-        both = np.isfinite(trained.to_numpy()) & np.isfinite(random.to_numpy())
-        if both.any():
-            margins[f"{s}->{r}"] = float((trained.to_numpy() - random.to_numpy())[both].mean())
+        differences = _paired_differences(cells, s, r)
+        if differences is None:
+            old.append(f"{s}->{r}")
+            continue
+        low, high = mean_interval(differences)
+        margins[f"{s}->{r}"] = (float(differences.mean()), low, high)
     if not margins:
-        return Check("controls", None, None, "no pair has both trained->trained and "
-                     "random->trained cells: add `random->trained` to the spec's controls")
-    worst = min(margins, key=margins.get)
-    bad = [k for k, m in margins.items() if m <= 0]
-    return Check("controls", not bad, round(100 * margins[worst], 3),
-                 f"smallest mean margin of trained over random {100 * margins[worst]:+.2f} "
-                 f"points ({worst}); pairs above: {len(margins) - len(bad)}/{len(margins)}"
-                 + (f"; not above: {', '.join(bad)}" if bad else ""))
+        reason = (f"the cells of {', '.join(old)} hold no per-example outcomes (stored before "
+                  "they were kept): run the sweep into a new store" if old else
+                  "no pair has both trained->trained and random->trained cells: add "
+                  "`random->trained` to the spec's controls")
+        return Check("controls", None, None, reason)
+    worst = min(margins, key=lambda k: margins[k][1])
+    bad = [k for k, (_, low, _) in margins.items() if not low > 0]
+    mean, low, high = margins[worst]
+    return Check("controls", not bad, round(100 * low, 3),
+                 f"smallest margin of trained over random {100 * mean:+.2f} points, 95% "
+                 f"interval [{100 * low:+.2f}, {100 * high:+.2f}] ({worst}); pairs above "
+                 f"zero: {len(margins) - len(bad)}/{len(margins)}"
+                 + (f"; not: {', '.join(bad)}" if bad else "")
+                 + (f"; no outcomes stored: {', '.join(old)}" if old else ""))
 
 
+def _paired_differences(cells: pd.DataFrame, sender: str, receiver: str) -> np.ndarray | None:
+    """Per test example, trained minus random -> trained correctness averaged over the cells
+    (and seeds) both have outcomes for; None when none has."""
+    pick = cells[(cells.sender == sender) & (cells.receiver == receiver)
+                 & (cells.status == "done")]
+    rows = {(r["control"], r["sender_point"], r["receiver_point"], r["seed"]): r
+            for r in pick.to_dict("records")}
+    total, count = None, 0
+    for (control, sp, rp, seed), row in rows.items():
+        if control != "trained->trained" or ("random->trained", sp, rp, seed) not in rows:
+            continue
+        a, b = outcomes(row), outcomes(rows[("random->trained", sp, rp, seed)])
+        if a is None or b is None or len(a) != len(b):
+            continue
+        d = a.astype(float) - b.astype(float)
+        total, count = (d if total is None else total + d), count + 1
+    return None if total is None else total / count
 def family(model: str) -> str:
     """A zoo model's family: the name before its variant (`resnet-1112` -> `resnet`); the
     variants of a family name their cut points alike."""
     return model.split("-")[0]
 
 
+def _identified(table: pd.DataFrame, larger: bool) -> tuple[int, int, int]:
+    """(identified, not identifiable, rows) over the points a table has as both a row and a
+    column, and whose row compares it with at least one other point (a pooled vector reaches
+    no spatial point): identified when the point of the same name is the single best."""
+    hits = flat = total = 0
+    for p in table.index.intersection(table.columns):
+        row = table.loc[p].to_numpy(dtype=float)
+        own = float(table.loc[p, p])
+        finite = row[np.isfinite(row)]
+        if len(finite) < 2 or not np.isfinite(own):  # no other point to tell it from
+            continue
+        total += 1
+        if finite.max() == finite.min():  # the row does not vary: nothing to identify by
+            flat += 1
+            continue
+        best = finite.max() if larger else finite.min()
+        hits += bool(own == best and (finite == best).sum() == 1)  # a tie is a miss
+    return hits, flat, total
+
+
 def layer_identification(cells: pd.DataFrame, networks: pd.DataFrame, metric: str,
                          label: str) -> Check:
     """Over every ordered pair of different networks of one family (one model with different
     seeds, or models whose cut points share names, as `resnet-1111` and `resnet-1112`: the
-    same stage boundaries), the share of sender points whose best receiver point by
+    same stage boundaries), the share of sender points whose single best receiver point by
     `metric` is the point of the same name."""
     name = f"layer identification ({label})"
     model = {n: family(m) for n, m in zip(networks.name, networks.model, strict=False)}
     larger = MEASURES[metric].larger_is_more_similar if metric in MEASURES else True
-    hits = total = 0
+    hits = flat = total = 0
     pairs = []
     for s, r, c in table_keys(cells):
         if c != "trained->trained" or s == r or model.get(s) is None \
                 or model.get(s) != model.get(r):
             continue
-        table = stat_table(cells, s, r, c, metric)
         pairs.append(f"{s}->{r}")
-        for p in table.index.intersection(table.columns):
-            row = table.loc[p].to_numpy(dtype=float)
-            if not np.isfinite(row).any() or not np.isfinite(table.loc[p, p]):
-                continue
-            best = np.nanmax(row) if larger else np.nanmin(row)
-            hits += bool(table.loc[p, p] == best)
-            total += 1
+        counts = _identified(stat_table(cells, s, r, c, metric), larger)
+        hits, flat, total = hits + counts[0], flat + counts[1], total + counts[2]
     if not total:
         return Check(name, None, None, "no two networks of one family (trained->trained, "
                      "different networks) in the store: add a second seed of a network")
+    return _identification(name, hits, flat, total, "the corresponding one", pairs)
+
+
+def self_identification(cells: pd.DataFrame, metric: str, label: str) -> Check:
+    """Over each network's table into itself, the share of points whose single best receiver
+    point by `metric` is the point itself."""
+    name = f"self-identification ({label})"
+    larger = MEASURES[metric].larger_is_more_similar if metric in MEASURES else True
+    hits = flat = total = 0
+    pairs = []
+    for s, r, c in table_keys(cells):
+        if c != "trained->trained" or s != r:
+            continue
+        pairs.append(s)
+        counts = _identified(stat_table(cells, s, r, c, metric), larger)
+        hits, flat, total = hits + counts[0], flat + counts[1], total + counts[2]
+    if not total:
+        return Check(name, None, None, "no network is compared with itself (trained->trained)"
+                     " in the store: add self-pairs (`pairs: all`)")
+    return _identification(name, hits, flat, total, "itself", pairs)
+
+
+def _identification(name: str, hits: int, flat: int, total: int, what: str,
+                    pairs: list[str]) -> Check:
     share = hits / total
     return Check(name, share >= IDENTIFIED_SHARE, round(share, 4),
-                 f"{hits}/{total} sender points' most similar receiver point is the "
-                 f"corresponding one, over {', '.join(pairs)} (passes at "
-                 f"{IDENTIFIED_SHARE:g}; chance is about 1/points)")
+                 f"{hits}/{total} points' single most similar point is {what}, over "
+                 f"{', '.join(pairs)} (passes at {IDENTIFIED_SHARE:g}; chance is about "
+                 "1/points; a tie is a miss)"
+                 + (f"; {flat} not identifiable (the row does not vary)" if flat else ""))
 
 
 def convergence(cells: pd.DataFrame) -> Check:
