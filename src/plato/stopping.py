@@ -5,10 +5,22 @@ fit Plato runs to convergence: stitches (plato.stitch.sgd, many cells at once) a
 Looks come every `check_every` steps (the caller's loop); at each, every live fit's objective
 on examples held out of the training split is one number. A fit stops once past `min_steps`
 after `patience` looks that did not beat its reference by `tolerance` (relative), or at the
-last look its caller allows (`max_steps`: then it has not converged, unless that look found it
-on a plateau too); at each of its first `decays` plateaus it goes on instead, its learning rate
-dropped (the caller's `decay`). The fitted module's state at its lowest look is the one it
-keeps. Each fit's decision is its own.
+last look its caller allows (`max_steps`); at each of its first `decays` plateaus it goes on
+instead, its learning rate dropped (the caller's `decay`). The fitted module's state at its
+lowest look is the one it keeps. Each fit's decision is its own.
+
+Stopping is not converging. A fit has converged when it stopped on a plateau after it moved:
+its held-out loss improved on its start (the first look) by more than `tolerance`, and its
+parameters moved from their start by more than MOVED of their size (a BatchNorm's running
+statistics alone can lower the held-out loss of a fit whose steps are too small to move it).
+Every fit says why it stopped (`stop_reason`):
+
+    plateau    converged: a plateau after it moved
+    step cap   stopped by the caller's last look, still improving
+    stalled    stopped on a plateau it reached without moving: its steps were too small, or it
+               started where it could not improve (a learning rate of 1e-7 gives this)
+    diverged   its steps took its held-out loss above its start (or to a non-finite value)
+               and it never came back under it
 """
 
 from __future__ import annotations
@@ -18,7 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import torch
 from torch import nn
+
+MOVED = 1e-3  # a fit moved when its parameters changed by this fraction of their norm
+STOP_REASONS = ("plateau", "step cap", "stalled", "diverged")  # "plateau": converged
 
 
 class Settings(Protocol):
@@ -35,6 +51,7 @@ class Watched(Protocol):
 
     curve: list[tuple[int, float]]  # (step, held-out loss) at each look
     converged: bool | None
+    stop_reason: str | None  # why it stopped (STOP_REASONS)
 
     @property
     def fitted(self) -> nn.Module: ...
@@ -47,6 +64,7 @@ class Fitting:
     fitted: nn.Module
     curve: list[tuple[int, float]] = field(default_factory=list)
     converged: bool | None = None
+    stop_reason: str | None = None
 
 
 class StoppingRule:
@@ -59,6 +77,7 @@ class StoppingRule:
         self.config, self.decay = settings, decay
         self.decays: dict[int, int] = {}  # plateaus each fit went on from at a lower rate
         self.best: dict[int, tuple[float, dict]] = {}
+        self.start: dict[int, tuple[float, torch.Tensor]] = {}  # first look, parameters
         self.reference: dict[int, float] = {}
         self.waits: dict[int, int] = {}
 
@@ -69,6 +88,8 @@ class StoppingRule:
         for c, loss in zip(live, losses, strict=True):
             c.curve.append((step, loss))
             key = id(c)
+            if key not in self.start:
+                self.start[key] = (loss, _parameters(c.fitted))
             if loss < self.best.get(key, (math.inf, None))[0]:
                 self.best[key] = (loss, {k: v.detach().clone()
                                          for k, v in c.fitted.state_dict().items()})
@@ -83,18 +104,45 @@ class StoppingRule:
                 self.decay(c)
                 go_on.append(c)
             elif plateau:
-                self.stop(c, converged=True)
+                self.stop(c, plateau=True)
             elif last:
-                self.stop(c, converged=False)
+                self.stop(c, plateau=False)
             else:
                 go_on.append(c)
         return go_on
 
-    def stop(self, fit: Watched, converged: bool) -> None:
-        fit.converged = converged
-        if id(fit) in self.best:
-            fit.fitted.load_state_dict(self.best[id(fit)][1])
+    def stop(self, fit: Watched, plateau: bool) -> None:
+        """End a fit: its best state back, why it stopped and whether it converged.
+        `plateau`: the rule found it on one (False: the caller's last look stopped it)."""
+        key = id(fit)
+        end = _parameters(fit.fitted)  # where its steps took it
+        if key in self.best:
+            fit.fitted.load_state_dict(self.best[key][1])
+        fit.stop_reason = "plateau" if plateau else "step cap"
+        if key in self.start:
+            start, before = self.start[key]
+            tolerance = self.config.tolerance
+
+            def moved(params: torch.Tensor) -> bool:
+                return float((params - before).norm()) > MOVED * max(float(before.norm()),
+                                                                     1e-12)
+
+            improved = self.lowest(fit) < start * (1 - tolerance)
+            last = fit.curve[-1][1]
+            if not math.isfinite(last) or (moved(end) and not improved
+                                           and last > start * (1 + tolerance)):
+                fit.stop_reason = "diverged"
+            elif plateau and not (improved and moved(_parameters(fit.fitted))):
+                fit.stop_reason = "stalled"
+        fit.converged = fit.stop_reason == "plateau"
 
     def lowest(self, fit: Watched) -> float:
         """The fit's lowest held-out loss so far."""
         return self.best.get(id(fit), (math.inf, None))[0]
+
+
+def _parameters(module: nn.Module) -> torch.Tensor:
+    """A module's trainable parameters, flat, in float64 on the CPU (a copy)."""
+    values = [p.detach().reshape(-1).double().cpu() for p in module.parameters()
+              if p.requires_grad]
+    return torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)

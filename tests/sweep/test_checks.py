@@ -131,14 +131,14 @@ def test_a_layer_more_similar_to_another_than_to_itself_fails_self_identificatio
 def test_ties_are_misses():
     import pandas as pd
 
-    from plato.sweep.checks import _identified
+    from plato.sweep.checks import identified_points
 
     table = pd.DataFrame([[0.9, 0.9, 0.1], [0.2, 0.8, 0.1], [0.3, 0.3, 0.3]],
                          index=POINTS, columns=POINTS)
-    assert _identified(table, larger=True) == (1, 1, 3)  # p0: a tie; p1: identified; p2: flat
-    assert _identified(table, larger=False) == (0, 1, 3)  # by distance p1's best is p2
+    assert identified_points(table, larger=True) == (1, 1, 3)  # p0: a tie; p1: identified; p2: flat
+    assert identified_points(table, larger=False) == (0, 1, 3)  # by distance p1's best is p2
     table.loc["p2", ["p0", "p1"]] = np.nan  # only itself to compare with: not counted
-    assert _identified(table, larger=True) == (1, 0, 2)
+    assert identified_points(table, larger=True) == (1, 0, 2)
 
 
 def test_layer_identification_is_within_a_family(tmp_path):
@@ -182,3 +182,23 @@ def test_plato_check_and_the_report(tmp_path):
     assert [c["name"] for c in written][0] == "self-pairs" and written[0]["passed"] is False
     text = page.read_text()
     assert text.index("Sanity checks") < text.index("Networks") and "FAIL" in text
+
+
+@pytest.mark.slow
+def test_a_stalled_sweep_fails_the_convergence_check(tmp_path, digits_checkpoints):
+    """Negative control: every stitch at a learning rate of 1e-7 stops on a plateau it never
+    moved from; the cells say `stalled` and the convergence check fails (it used to pass:
+    the rule only asked that the held-out loss stop improving)."""
+    from plato.sweep.run import run_sweep
+    from plato.sweep.spec import load_spec
+    from tests.sweep.conftest import write_spec
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", {"cnn": digits_checkpoints["cnn"]},
+                                objective="task", controls=["trained->trained"],
+                                points=["stem", "block1"],
+                                recipe={"lr": 1e-7, "max_steps": 400}))
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    with Store(summary.store) as store:
+        check = next(c for c in run_checks(store) if c.name == "convergence")
+    assert check.passed is False and check.value == 0, check.detail
+    assert f"the others: {summary.done} stalled" in check.detail

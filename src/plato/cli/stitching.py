@@ -187,7 +187,8 @@ def invert(
             f"{'steps':>6} converged"]
     text += [f"  {r['point']:<12} {r['role']:<8} {r['psnr']:>8.2f} {r['ssim']:>6.3f} "
              f"{r['optimised_psnr']:>10.2f} {r['steps']:>6} "
-             f"{'yes' if r['converged'] else 'NO (max_steps)'}" for r in rows]
+             f"{'yes' if r['converged'] else 'NO (' + str(r.get('stop_reason')) + ')'}"
+             for r in rows]
     text += [f"  figure: {f}" for f in figures]
     emit({"checkpoint": str(checkpoint), "run": str(run_dir), "computed": computed,
           "points": [{k: r.get(k) for k in POINT_FIELDS} for r in rows],

@@ -141,7 +141,8 @@ class Reconstruction:
     ssim_std: float
     test_examples: int
     steps: int  # decoder steps
-    converged: bool  # the held-out rule stopped the decoder (False: max_steps did)
+    converged: bool  # on a plateau after it moved (plato.stopping; False: see stop_reason)
+    stop_reason: str  # plateau | step cap | stalled | diverged
     heldout_mse: float  # the decoder's best held-out pixel MSE (normalised units)
     decoder_parameters: int
     seconds: float
@@ -210,7 +211,7 @@ def fit_decoder(encoder: nn.Module, dataset: Dataset, config: InvertConfig | Non
         epoch += 1
     bar.close()
     return decoder.eval(), {"steps": steps, "converged": fit.converged,
-                            "heldout_mse": rule.lowest(fit)}
+                            "stop_reason": fit.stop_reason, "heldout_mse": rule.lowest(fit)}
 
 
 @torch.no_grad()
@@ -301,7 +302,8 @@ def invert_point(encoder: nn.Module, dataset: Dataset, config: InvertConfig | No
     result = Reconstruction(
         psnr=quality["psnr"], ssim=quality["ssim"], psnr_std=quality["psnr_std"],
         ssim_std=quality["ssim_std"], test_examples=quality["test_examples"],
-        steps=fit["steps"], converged=fit["converged"], heldout_mse=fit["heldout_mse"],
+        steps=fit["steps"], converged=fit["converged"], stop_reason=fit["stop_reason"],
+        heldout_mse=fit["heldout_mse"],
         decoder_parameters=decoder.num_parameters, seconds=0.0, shown=shown)
     if config.optimise_steps:
         optimised = optimise_inversion(encoder, targets, dataset, config)

@@ -15,6 +15,7 @@ class FitCell:
         self.error: PlatoError | None = None
         self.steps = self.examples = 0  # SGD steps taken, training examples seen
         self.converged: bool | None = None  # set by the held-out rule (budget "converge")
+        self.stop_reason: str | None = None  # why it stopped (plato.stopping.STOP_REASONS)
         self.curve: list[tuple[int, float]] = []  # (step, held-out loss) at each look
 
     @property

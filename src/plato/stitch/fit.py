@@ -40,7 +40,10 @@ class FitInfo:
     history: list[dict] = field(default_factory=list)  # one row per phase, epoch or look
     steps: int = 0  # SGD steps taken
     examples: int = 0  # training examples seen by those steps
-    converged: bool | None = None  # the held-out rule stopped it (True), max_steps did (False)
+    converged: bool | None = None  # on a plateau after it moved (plato.stopping); None:
+    #                                a fixed budget
+    stop_reason: str = "epochs"  # plateau | step cap | stalled | diverged (plato.stopping),
+    #                              epochs (a fixed budget) or closed form (lstsq)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, held-out loss)
 
 
@@ -87,4 +90,6 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
     return [c.error if c.error is not None else
             FitInfo(loss=c.history[-1]["loss"], epochs=c.sgd_epochs, seconds=share,
                     history=c.history, steps=c.steps, examples=c.examples,
-                    converged=c.converged, curve=c.curve) for c in cells]
+                    converged=c.converged, curve=c.curve,
+                    stop_reason=c.stop_reason or ("closed form" if config.objective == "lstsq"
+                                                  else "epochs")) for c in cells]

@@ -50,8 +50,10 @@ class StitchResult:
     receiver_point_index: int = -1
     steps: int = 0  # SGD steps the stitch took
     examples_seen: int = 0  # training examples those steps saw
-    converged: bool | None = None  # budget "converge": the held-out rule stopped it (True)
-    #                                or max_steps cut it off (False); None: a fixed budget
+    converged: bool | None = None  # budget "converge": it stopped on a plateau after it
+    #                                moved (True; plato.stopping); None: a fixed budget
+    stop_reason: str | None = None  # why it stopped: plateau, step cap, stalled, diverged,
+    #                                 epochs (a fixed budget), closed form (lstsq)
     holdout_curve: list | None = None  # [step, held-out loss] at each look of the rule
     # How far the stitched activations lie from the receiver's own distribution at its point
     # (plato.stitch.distance: RMS Mahalanobis per channel; its own training activations ~1),

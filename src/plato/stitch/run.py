@@ -159,6 +159,7 @@ def stitch_grid(
             sender_point_index=model.sender_point.index,
             receiver_point_index=model.receiver_point.index,
             steps=fit.steps, examples_seen=fit.examples, converged=fit.converged,
+            stop_reason=fit.stop_reason,
             holdout_curve=[[step, float(f"{loss:.5g}")] for step, loss in fit.curve] or None,
             test_examples=len(m["correct"]), accuracy_low=low, accuracy_high=high,
             correct=m["correct"],

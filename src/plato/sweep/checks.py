@@ -26,6 +26,7 @@ fail (tests/sweep/test_checks.py).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -158,7 +159,7 @@ def family(model: str) -> str:
     return model.split("-")[0]
 
 
-def _identified(table: pd.DataFrame, larger: bool) -> tuple[int, int, int]:
+def identified_points(table: pd.DataFrame, larger: bool) -> tuple[int, int, int]:
     """(identified, not identifiable, rows) over the points a table has as both a row and a
     column, and whose row compares it with at least one other point (a pooled vector reaches
     no spatial point): identified when the point of the same name is the single best."""
@@ -194,7 +195,7 @@ def layer_identification(cells: pd.DataFrame, networks: pd.DataFrame, metric: st
                 or model.get(s) != model.get(r):
             continue
         pairs.append(f"{s}->{r}")
-        counts = _identified(stat_table(cells, s, r, c, metric), larger)
+        counts = identified_points(stat_table(cells, s, r, c, metric), larger)
         hits, flat, total = hits + counts[0], flat + counts[1], total + counts[2]
     if not total:
         return Check(name, None, None, "no two networks of one family (trained->trained, "
@@ -213,7 +214,7 @@ def self_identification(cells: pd.DataFrame, metric: str, label: str) -> Check:
         if c != "trained->trained" or s != r:
             continue
         pairs.append(s)
-        counts = _identified(stat_table(cells, s, r, c, metric), larger)
+        counts = identified_points(stat_table(cells, s, r, c, metric), larger)
         hits, flat, total = hits + counts[0], flat + counts[1], total + counts[2]
     if not total:
         return Check(name, None, None, "no network is compared with itself (trained->trained)"
@@ -232,13 +233,28 @@ def _identification(name: str, hits: int, flat: int, total: int, what: str,
 
 
 def convergence(cells: pd.DataFrame) -> Check:
-    """The share of fitted cells that say they converged."""
+    """The share of fitted cells that say they converged (stopped on a plateau after they
+    moved: plato.stopping), with why the others stopped."""
     fitted = cells[cells.status == "done"]
     known = fitted["converged"].dropna() if "converged" in fitted.columns else pd.Series([])
     if known.empty:
         return Check("convergence", None, None, "no cell records whether its fit converged "
                      "(cells fitted for a fixed number of epochs)")
     share = float(known.astype(bool).mean())
+    reasons = _stop_reasons(fitted.loc[known.index[~known.astype(bool)]])
     return Check("convergence", share >= CONVERGED_SHARE, round(share, 4),
                  f"{int(known.astype(bool).sum())}/{len(known)} cells converged (passes at "
-                 f"{CONVERGED_SHARE:g})")
+                 f"{CONVERGED_SHARE:g})"
+                 + (f"; the others: {', '.join(f'{n} {r}' for r, n in reasons.items())}"
+                    if reasons else ""))
+
+
+def _stop_reasons(cells: pd.DataFrame) -> dict[str, int]:
+    """How many cells stopped for each reason (cells stored before reasons: 'step cap',
+    the only way they could fail to converge)."""
+    counts: dict[str, int] = {}
+    for text in cells.get("result", pd.Series([], dtype=object)):
+        reason = (json.loads(text) if isinstance(text, str) else {}).get("stop_reason",
+                                                                          "step cap")
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))

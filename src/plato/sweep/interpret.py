@@ -96,7 +96,8 @@ def inversions_table(store: Store, keys: Sequence[str]) -> pd.DataFrame:
 # What a reconstructed point reports (plato invert --json), in this order.
 POINT_FIELDS = ("network", "role", "point", "point_index", "psnr", "ssim", "psnr_std",
                 "ssim_std", "test_examples", "optimised_psnr", "optimised_ssim", "steps",
-                "converged", "heldout_mse", "decoder_parameters", "shape", "file")
+                "converged", "stop_reason", "heldout_mse", "decoder_parameters", "shape",
+                "file")
 
 
 def network_name(path: str | Path) -> str:
