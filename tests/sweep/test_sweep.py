@@ -459,3 +459,32 @@ def test_a_remote_worker_sees_how_a_network_was_trained(tmp_path, digits_checkpo
         assert remote.model.plato_recipe == recipe
         stitched = StitchedModel(remote.graph, 1, "bn-conv1x1-bn", remote.graph, 1)
         assert stitched.receiver_label_smoothing == smoothing
+
+
+@pytest.mark.slow
+def test_seeds_that_agree_still_leave_the_test_examples_noise(tmp_path, digits_checkpoints):
+    """Two seeds of a closed-form stitch give the same cell twice: a t interval over the seeds
+    was [x, x] (zero width: a finding from one test set). The interval is over the seeds and
+    the test examples, crossed, says so, and is as wide as one seed's interval over the
+    examples (Wilson's)."""
+    spec = load_spec(write_spec(tmp_path / "s.yaml", {"cnn": digits_checkpoints["cnn"]},
+                                controls=["trained->trained"], seeds=[0, 1],
+                                points=["stem", "block1"]))
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    out = json.loads(run_plato("table", summary.store, "--ci", "--json",
+                               ok=True).stdout)["tables"][0]
+    assert "the seeds and the test examples, crossed" in out["interval"]
+    assert "2 seeds x 360 test examples" in out["interval"]
+    with Store(summary.store) as store:
+        cells = T.load_cells(store).query("status == 'done'")
+    for row in out["rows"]:
+        for col in out["columns"]:
+            i, j = out["rows"].index(row), out["columns"].index(col)
+            value, low, high = out["values"][i][j], out["low"][i][j], out["high"][i][j]
+            if value is None:
+                continue
+            seeds = cells.query("sender_point == @row and receiver_point == @col")
+            assert seeds.stitched_accuracy.nunique() == 1  # the seeds agree
+            one = seeds.iloc[0]
+            assert low < value < high and high - low > 0.02
+            assert high - low >= 0.9 * (one.accuracy_high - one.accuracy_low)

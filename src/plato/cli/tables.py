@@ -63,7 +63,8 @@ def table(
     for view in found.views:
         if ci:
             text += [view.title + ", with 95% intervals",
-                     format_intervals(view.values, view.low, view.high), *view.notes, ""]
+                     format_intervals(view.values, view.low, view.high), view.interval,
+                     *view.notes, ""]
         else:
             text += [view.title, format_table(view.values), ""]
         if view.latest is not None:

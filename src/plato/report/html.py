@@ -28,6 +28,7 @@ from plato.sweep.tables import (
     debiased_interval,
     debiased_table,
     debiasing_controls,
+    interval_description,
     latest_table,
     load_cells,
     load_similarities,
@@ -131,6 +132,8 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
     if metric == "stitched_accuracy" and "random->trained" in controls:
         low, high = debiased_interval(cells, sender, receiver, "random->trained")
         chance = (low <= 0) & (high >= 0)
+        interval_of_difference = interval_description(cells, sender, receiver,
+                                                      "trained->trained", metric, True)
     for control in controls:
         mean = stat_table(cells, sender, receiver, control, metric)
         n = stat_table(cells, sender, receiver, control, metric, "n")
@@ -146,10 +149,11 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
                                    f"columns = {receiver} cut points (receiver). "
                                    "Blank = not stitchable."
                              + (f" Circled ({circled}): not distinguishable from the random "
-                                "sender (the paired 95% interval of trained - random contains "
-                                "0)." if marks is not None else "")
+                                f"sender ({interval_of_difference}, contains 0)."
+                                if marks is not None else "")
                              + (f" Crossed ({crossed}): a fit that did not converge "
-                                "(max_steps cut it off)." if crossed else "")))
+                                "(stalled, cut off by max_steps or diverged)." if crossed
+                                else "")))
         if n.max().max() > 1:
             std = stat_table(cells, sender, receiver, control, metric, "std")
             path = figs / f"{slug(sender, receiver, control, metric, 'std')}.png"

@@ -1,10 +1,18 @@
 """Similarity tables from the store: rows = sender cut points, columns = receiver cut points.
 
 A cell that could not be stitched (or failed) is NaN: shown blank, never 0. Across seeds each
-cell has a mean, a standard deviation, n and a 95% interval (`low`, `high`: over the seeds
-when there are several, Student t; with one seed, for stitched accuracy, over the test
-examples, Wilson). A debiased cell (trained minus its random control) has a paired interval:
-both are measured on the same test examples (plato.stats).
+cell has a mean, a standard deviation, n and a 95% interval (`low`, `high`) over every source
+of variation the cell averages over (plato.stats; `interval_kind` names it):
+
+    stitched accuracy, one seed    Wilson over the test examples
+    stitched accuracy, seeds       the seeds and the test examples, crossed (each seed on the
+                                   same examples): never of zero width when the seeds agree
+    another metric, seeds          Student t over the seeds (no per-example values are kept)
+
+A debiased cell (trained minus its random control) is paired on the same test examples: a
+paired t over them with one seed, the crossed interval of the seeds' paired differences with
+several. Tables never average over networks (each pair of networks is its own table), so
+network seeds are no source of a cell's variation.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from plato.errors import PlatoError
-from plato.stats import mean_interval, paired_interval
+from plato.stats import crossed_interval, mean_interval, paired_interval
 from plato.sweep.store import METRICS, Store
 
 STATS = ("mean", "std", "n", "low", "high")
@@ -156,16 +164,76 @@ def stat_table(cells: pd.DataFrame, sender: str, receiver: str,
     return matrix.astype(float)
 
 
-def cell_interval(group: pd.DataFrame, metric: str) -> tuple[float, float]:
-    """The 95% interval of one cell's mean: over its seeds (Student t) when it has several;
-    with one, for stitched accuracy, the stored interval over the test examples; else NaN."""
+INTERVAL_KINDS = {
+    "wilson": "Wilson over the test examples (one seed)",
+    "crossed": "the seeds and the test examples, crossed (ANOVA variance, Satterthwaite)",
+    "seeds": "Student t over the seeds",
+    "paired": "paired t over the test examples (one seed)",
+    "none": "no interval",
+}
+
+
+def interval_kind(group: pd.DataFrame, metric: str) -> str:
+    """Which interval a cell of these seeds' rows gets (INTERVAL_KINDS)."""
     values = group[metric].dropna()
+    if metric == "stitched_accuracy" and len(values) >= 2 and _seed_outcomes(group) is not None:
+        return "crossed"
     if len(values) >= 2:
+        return "seeds"
+    if len(values) == 1 and metric == "stitched_accuracy" and "accuracy_low" in group \
+            and pd.notna(group.loc[values.index[0]].accuracy_low):
+        return "wilson"
+    return "none"
+
+
+def interval_description(cells: pd.DataFrame, sender: str, receiver: str, control: str,
+                         metric: str = "stitched_accuracy", debiased: bool = False) -> str:
+    """What a table's 95% intervals are over: their kind (INTERVAL_KINDS; the commonest where
+    cells differ), the seeds and the test examples."""
+    sel = cells[(cells.sender == sender) & (cells.receiver == receiver)
+                & (cells.control == control)]
+    groups = [g for _, g in sel.groupby(["sender_point", "receiver_point"])
+              if g[metric].notna().any()]
+    if not groups:
+        return INTERVAL_KINDS["none"]
+    kinds = pd.Series([interval_kind(g, metric) for g in groups]).value_counts()
+    kind = kinds.index[0]
+    if debiased:
+        kind = {"wilson": "paired", "crossed": "crossed"}.get(kind, "none")
+    seeds = int(sel.groupby(["sender_point", "receiver_point"]).seed.nunique().max())
+    examples = pd.to_numeric(sel.get("test_examples"), errors="coerce").dropna()
+    size = f"{seeds} seed{'s' if seeds > 1 else ''}" + (
+        f" x {int(examples.max())} test examples" if len(examples) and kind != "seeds" else "")
+    extra = "" if len(kinds) == 1 else f" ({len(groups) - int(kinds.iloc[0])} cells otherwise)"
+    what = "trained minus the control, " if debiased else ""
+    return f"95% intervals of {what}{INTERVAL_KINDS[kind]}: {size}{extra}"
+
+
+def cell_interval(group: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """The 95% interval of one cell's mean over every source of variation it averages over
+    (the module's text): crossed seeds x test examples for stitched accuracy of several seeds,
+    Wilson over the examples for one; Student t over the seeds for other metrics; NaN where
+    the store cannot give one (one seed of another metric)."""
+    kind = interval_kind(group, metric)
+    values = group[metric].dropna()
+    if kind == "crossed":
+        return crossed_interval(_seed_outcomes(group))
+    if kind == "seeds":
         return mean_interval(values)
-    if len(values) == 1 and metric == "stitched_accuracy" and "accuracy_low" in group:
+    if kind == "wilson":
         row = group.loc[values.index[0]]
-        return float(row.accuracy_low), float(row.accuracy_high)  # NaN in pre-interval stores
+        return float(row.accuracy_low), float(row.accuracy_high)
     return math.nan, math.nan
+
+
+def _seed_outcomes(group: pd.DataFrame) -> np.ndarray | None:
+    """The seeds' per-example outcomes of one cell, (seeds, examples); None where a seed has
+    none stored (stores written before they were kept) or the seeds saw different examples."""
+    rows = [outcomes(r) for r in group[group.status == "done"].to_dict("records")] \
+        if "status" in group else [outcomes(r) for r in group.to_dict("records")]
+    if len(rows) < 2 or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
+        return None
+    return np.stack(rows).astype(float)
 
 
 def outcomes(row) -> np.ndarray | None:
@@ -178,10 +246,10 @@ def outcomes(row) -> np.ndarray | None:
 
 def debiased_interval(cells: pd.DataFrame, sender: str, receiver: str,
                       control: str = "random->trained") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(low, high) of the 95% interval of each cell's stitched accuracy minus its control's:
-    paired over the test examples (one seed), or over the seeds' paired differences (several).
-    NaN where a cell or its control holds no per-example outcomes (stores written before
-    they were kept)."""
+    """(low, high) of the 95% interval of each cell's stitched accuracy minus its control's,
+    paired on the same test examples: a paired t over them (one seed), or the crossed interval
+    of the seeds' paired differences, seeds x examples (several). NaN where a cell or its
+    control holds no per-example outcomes (stores written before they were kept)."""
     trained = stat_table(cells, sender, receiver, "trained->trained")
     low = pd.DataFrame(np.nan, index=trained.index, columns=trained.columns)
     high = low.copy()
@@ -198,8 +266,8 @@ def debiased_interval(cells: pd.DataFrame, sender: str, receiver: str,
             if len(pairs) == 1:
                 low.loc[sp, rp], high.loc[sp, rp] = paired_interval(*pairs[0])
             elif pairs:
-                low.loc[sp, rp], high.loc[sp, rp] = mean_interval(
-                    [float(a.mean() - b.mean()) for a, b in pairs])
+                differences = np.stack([a.astype(float) - b for a, b in pairs])  # (seeds, n)
+                low.loc[sp, rp], high.loc[sp, rp] = crossed_interval(differences)
     return low, high
 
 

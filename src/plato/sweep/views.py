@@ -54,6 +54,7 @@ class TableView:
     low: pd.DataFrame | None = None  # the 95% interval, where asked for
     high: pd.DataFrame | None = None
     latest: pd.Series | None = None  # the latest stitchable receiver point per sender point
+    interval: str | None = None  # what the intervals are over (their kind, seeds, examples)
     notes: list[str] = field(default_factory=list)  # what the reader must know
 
     def to_dict(self) -> dict:
@@ -65,6 +66,7 @@ class TableView:
         if self.low is not None:
             out["low"], out["high"] = (jsonable(self.low.astype(float)),
                                        jsonable(self.high.astype(float)))
+            out["interval"] = self.interval
         if self.latest is not None:
             out["latest_stitchable"] = jsonable(self.latest.to_dict())
         return out
@@ -125,6 +127,8 @@ def _view(cells: pd.DataFrame, spec: str | None, s: str, r: str, c: str,
     view = TableView(spec, s, r, c, metric, "debiased-" + debiased if debiased else query.stat,
                      title, values)
     if query.ci:
+        view.interval = T.interval_description(
+            cells, s, r, "trained->trained" if debiased else c, metric, bool(debiased))
         if debiased == "normalized":
             view.low = view.high = values * float("nan")
             view.title += " (no interval: the denominator is an estimate too; use diff)"
