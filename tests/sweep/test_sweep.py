@@ -488,3 +488,9 @@ def test_seeds_that_agree_still_leave_the_test_examples_noise(tmp_path, digits_c
             one = seeds.iloc[0]
             assert low < value < high and high - low > 0.02
             assert high - low >= 0.9 * (one.accuracy_high - one.accuracy_low)
+    run_plato("table", summary.store, "--csv", tmp_path / "t.csv", ok=True)
+    csv = pd.read_csv(tmp_path / "t.csv")  # each exported cell names its interval's kind
+    assert set(csv[csv.metric == "stitched_accuracy"].dropna(subset=["mean"]).interval) == \
+        {"crossed"}
+    assert set(csv[csv.metric == "activation_cka"].dropna(subset=["mean"]).interval) == \
+        {"seeds"}

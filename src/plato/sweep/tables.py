@@ -329,10 +329,12 @@ def tidy(cells: pd.DataFrame) -> pd.DataFrame:
                       var_name="metric", value_name="value")
     agg = long.groupby(keys + ["metric"], dropna=False)["value"].agg(
         mean="mean", std=lambda v: v.std(ddof=1), n="count").reset_index()
-    bounds = {(*key, m): cell_interval(group, m) for key, group in
-              cells.groupby(keys, dropna=False) for m in measure_columns(cells)}
-    agg["low"] = [bounds.get(tuple(k))[0] for k in agg[keys + ["metric"]].itertuples(index=False)]
-    agg["high"] = [bounds.get(tuple(k))[1] for k in agg[keys + ["metric"]].itertuples(index=False)]
+    bounds = {(*key, m): (*cell_interval(group, m), interval_kind(group, m))
+              for key, group in cells.groupby(keys, dropna=False)
+              for m in measure_columns(cells)}
+    rows = [bounds.get(tuple(k)) for k in agg[keys + ["metric"]].itertuples(index=False)]
+    agg["low"], agg["high"] = [b[0] for b in rows], [b[1] for b in rows]
+    agg["interval"] = [b[2] for b in rows]  # its kind: INTERVAL_KINDS
     return agg.sort_values(keys + ["metric"]).reset_index(drop=True)
 
 
