@@ -262,3 +262,31 @@ def test_a_wide_low_rank_layer_has_its_rank_on_the_grid_path(name):
     direct, grid = MEASURES[name].fn(x, y), MEASURES[name].fn(gram_factor(xc), gram_factor(yc))
     assert math.isfinite(direct)
     assert float(grid) == pytest.approx(float(direct), rel=1e-9, abs=1e-12)
+
+
+def test_mutual_knn_against_a_direct_count():
+    """Huh et al. (2024)'s mutual k-NN alignment, counted by hand: each example's k nearest
+    other examples (Euclidean, after centring) in both representations, the shared share;
+    unrelated representations share k/(n - 1) on average."""
+    from plato.similarity.knn import chance, mutual_knn
+
+    rng = np.random.default_rng(0)
+    x, y = related(n=60)
+
+    def nearest(m, i, k):
+        d = ((m - m[i]) ** 2).sum(1)
+        d[i] = np.inf
+        return set(np.argsort(d, kind="stable")[:k])
+
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    for k in (3, 10):
+        direct = np.mean([len(nearest(xc, i, k) & nearest(yc, i, k)) / k for i in range(60)])
+        assert float(mutual_knn(torch.from_numpy(x), torch.from_numpy(y), k=k)) == \
+            pytest.approx(direct)
+    unrelated = [float(mutual_knn(torch.from_numpy(rng.normal(size=(101, 20))),
+                                  torch.from_numpy(rng.normal(size=(101, 20)))))
+                 for _ in range(40)]
+    assert np.mean(unrelated) == pytest.approx(chance(101), abs=0.02)  # 10/100
+    assert float(mutual_knn(torch.from_numpy(x), torch.from_numpy(x))) == 1.0
+    assert math.isnan(mutual_knn(torch.zeros(8, 3) + torch.arange(8.)[:, None],
+                                 torch.ones(8, 3)))  # y constant: undefined

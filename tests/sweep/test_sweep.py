@@ -383,7 +383,7 @@ def test_a_store_from_before_intervals_gains_the_columns(tmp_path):
 def test_similarity_null_in_a_sweep(tmp_path, digits_checkpoints):
     """`similarity: {permutations: k}` stores each cell's p-value and calibrated score beside
     its value (new keys: a store without the null keeps its cells); `plato table` reads them
-    as MEASURE_p and MEASURE_calibrated."""
+    as MEASURE_p and MEASURE_calibrated, and the family's as MEASURE_fw_p."""
     nets = {"cnn": digits_checkpoints["cnn"]}
     common = dict(controls=["trained->trained"], measures=["cka"])
     plain = load_spec(write_spec(tmp_path / "s.yaml", nets, **common))
@@ -406,9 +406,14 @@ def test_similarity_null_in_a_sweep(tmp_path, digits_checkpoints):
     np.testing.assert_allclose(np.diag(values), 0.1)  # a layer against itself: p = 1/(k+1)
     from plato.report import write_report
 
+    family = np.array(json.loads(run_plato(
+        "table", tmp_path / "run" / "results.sqlite", "--metric", "cka_fw_p", "--json",
+        ok=True).stdout)["tables"][0]["values"], dtype=float)
+    assert (family >= values - 1e-12).all()  # against every cell's best: never smaller
+    assert with_null.fw_threshold.nunique() == 1  # one threshold per table
     page = write_report(tmp_path / "run" / "results.sqlite", tmp_path / "report").read_text()
-    circled = int((values > 0.05).sum())
-    assert f"Circled ({circled}): p &gt; 0.05 against the permutation null" in page
+    circled = int((family > 0.05).sum())  # the report marks by the family-wise p
+    assert f"Circled ({circled}): family-wise p (against the most similar cell" in page
 
 
 @pytest.mark.slow

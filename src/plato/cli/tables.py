@@ -3,6 +3,7 @@ the report."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ import typer
 from plato.cli.app import app
 from plato.cli.options import AllSpecs, Device, Json, Quiet, Root, SpecName, Store
 from plato.cli.output import emit, format_intervals, format_table
-from plato.similarity import SimilarityConfig
+from plato.similarity import MEASURES, SimilarityConfig
 from plato.sweep.views import TableQuery
 
 QUERY = TableQuery()
@@ -77,8 +78,7 @@ def similarity(
     net_a: Annotated[Path, typer.Argument(help="Checkpoint A (rows).")],
     net_b: Annotated[Path, typer.Argument(help="Checkpoint B (columns).")],
     measure: Annotated[list[str] | None, typer.Option(
-        help="cka (minibatch, streaming), linear_cka, linear_cka_debiased, rbf_cka, "
-        "procrustes, procrustes_similarity, cca, svcca, pwcca; repeat for several. "
+        help=f"{', '.join(MEASURES)} (cka: minibatch, streaming); repeat for several. "
         "Default: cka.")] = None,
     dataset: Annotated[str | None, typer.Option(
         help="Default: A's training dataset.")] = None,
@@ -125,6 +125,16 @@ def similarity(
             text += [f"{name}: p-value of each cell against {t.permutations} shuffles of B's "
                      f"examples (first {t.null_examples}; the smallest possible is "
                      f"{1 / (t.permutations + 1):.3f}):", format_table(p), ""]
+        if t.chance is not None:
+            text.append(f"{name}: two unrelated representations score {t.chance:.3f} on "
+                        "average (chance level)")
+        if t.permutations and math.isfinite(t.fw_threshold):
+            best = t.best()
+            text.append(f"{name}: the most similar cell, {best['value']:.4f}, has family-wise "
+                        f"p {best['fw_p']:.3f} against the shuffles' most similar cell (95% of "
+                        f"them below {t.fw_threshold:.4f}); rescaled to the null of the "
+                        f"maximum: {best['rescaled']:.3f} (0: an unrelated pair's, 1: "
+                        "identical)")
         undefined = {r for row in t.reasons for r in row if r}
         text += [f"  NaN: {r}" for r in sorted(undefined)]
     emit({"a": str(net_a), "b": str(net_b), "dataset": ds.name, "split": split,

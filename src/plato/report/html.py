@@ -75,19 +75,26 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
         for m in measures:
             table = stat_table(sims, sender, receiver, control, m)
             path = figs / f"{slug(sender, receiver, control, m)}.png"
-            # cells no more similar than shuffled pairs of examples, where a null was computed
-            chance = stat_table(sims, sender, receiver, control, f"{m}_p") > NULL_LEVEL \
-                if f"{m}_p" in sims.columns else None
+            # cells no more similar than shuffled pairs of examples, where a null was computed:
+            # by the family-wise p-value (every cell of the table against the shuffles' most
+            # similar cell) where the store has it, else by each cell's own
+            column = next((c for c in (f"{m}_fw_p", f"{m}_p") if c in sims.columns
+                           and sims[c].notna().any()), None)
+            chance = stat_table(sims, sender, receiver, control, column) > NULL_LEVEL \
+                if column else None
             heatmap(table, path, f"{m}: {sender} vs {receiver} ({control})", scale=m,
                     marks=chance)
             more = "higher" if MEASURES[m].larger_is_more_similar else "lower"
+            which = ("family-wise p (against the most similar cell of each shuffle: a "
+                     "cell passes only if it beats every cell of an unrelated pair)"
+                     if column and column.endswith("_fw_p") else "p")
             caption = (f"{MEASURES[m].description} ({more} = more similar), {control}: "
                        f"rows = {sender} points, columns = {receiver} points. "
                        "Blank = undefined."
-                       + (f" Circled ({int(chance.to_numpy().sum())}): p > {NULL_LEVEL:g} "
-                          "against the permutation null (no more similar than shuffled "
-                          "pairs of examples; k shuffles cannot give p below 1/(k+1))."
-                          if chance is not None else ""))
+                       + (f" Circled ({int(chance.to_numpy().sum())}): {which} > "
+                          f"{NULL_LEVEL:g} against the permutation null (no more similar than "
+                          "shuffled pairs of examples; k shuffles cannot give p below "
+                          "1/(k+1))." if chance is not None else ""))
             parts.append(figure(path, caption))
             if cells is None or (sender, receiver, control) not in table_keys(cells):
                 continue

@@ -139,6 +139,7 @@ class Measure:
     identity: float  # its value for two identical representations
     description: str
     options: dict = field(default_factory=dict)  # fixed keyword arguments
+    chance: Callable[[int], float] | None = None  # its mean for unrelated data of n examples
 
     def __call__(self, x, y, **kwargs) -> Score:
         return self.fn(x, y, **{**self.options, **kwargs})
@@ -149,11 +150,11 @@ MEASURES: dict[str, Measure] = {}
 
 def register(name: str, fn: Callable[..., Score], *, larger_is_more_similar: bool,
              invariant_to: tuple[str, ...], identity: float, description: str,
-             **options) -> Measure:
+             chance: Callable[[int], float] | None = None, **options) -> Measure:
     unknown = set(invariant_to) - set(TRANSFORMS)
     assert not unknown, unknown
     MEASURES[name] = Measure(name, fn, larger_is_more_similar, frozenset(invariant_to),
-                             identity, description, options)
+                             identity, description, options, chance)
     return MEASURES[name]
 
 

@@ -35,7 +35,7 @@ from plato.similarity.procrustes import gram_factor
 
 STREAMING = ("cka",)
 GRAM_ONLY = ("linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes",
-             "procrustes_similarity", "cca", "svcca")  # pwcca needs the units themselves
+             "procrustes_similarity", "cca", "svcca", "mutual_knn")  # pwcca needs the units
 
 
 @dataclass
@@ -88,6 +88,33 @@ class SimilarityTable:
     p_values: np.ndarray | None = None  # (N, M) (1 + shuffles at least as similar) / (k + 1)
     permutations: int = 0
     null_examples: int = 0
+    # The family over every cell: the same shuffles' most similar cell, once per shuffle
+    # (Westfall & Young's single-step max-T, 1993): a cell's family-wise p-value, the
+    # threshold no cell of an unrelated pair passes 95% of the time, and the value rescaled
+    # to 0 at its null's mean and 1 at identity.
+    fw_p_values: np.ndarray | None = None  # (N, M) (1 + shuffles whose best >= it) / (k + 1)
+    fw_threshold: float = math.nan  # the 95% quantile of the shuffles' best cell
+    rescaled: np.ndarray | None = None  # (N, M) (value - null_mean) / (identity - null_mean)
+    null_best: np.ndarray | None = None  # (k,) each shuffle's most similar cell
+    observed: np.ndarray | None = None  # (N, M) the values on the null's examples
+    chance: float | None = None  # the measure's mean for unrelated data (Measure.chance)
+
+    def best(self) -> dict:
+        """The pair of networks' most similar cell on the null's examples, with its
+        family-wise p-value and its value rescaled to the null of the maximum (0: what the
+        most similar cell of an unrelated pair scores on average, 1: identical), where a
+        null was computed: a model-level score that has taken the maximum over all pairs
+        into account."""
+        if not self.permutations or self.observed is None or \
+                not np.isfinite(self.observed).any():
+            return {"value": math.nan, "fw_p": math.nan, "rescaled": math.nan}
+        measure = MEASURES[self.measure]
+        pick = np.nanargmax if measure.larger_is_more_similar else np.nanargmin
+        i, j = np.unravel_index(pick(self.observed), self.observed.shape)
+        value, null = float(self.observed[i, j]), float(np.mean(self.null_best))
+        return {"value": value, "row": self.rows[i], "column": self.columns[j],
+                "fw_p": float(self.fw_p_values[i, j]),
+                "rescaled": (value - null) / (measure.identity - null)}
 
     def frame(self, values: np.ndarray | None = None):
         """The values (or `values`) as a DataFrame, rows and columns named by cut point."""
@@ -99,11 +126,14 @@ class SimilarityTable:
     def to_dict(self) -> dict:
         out = {"measure": self.measure, "rows": self.rows, "columns": self.columns,
                "examples": self.examples, "values": _json(self.values),
-               "reasons": self.reasons}
+               "reasons": self.reasons, "chance": self.chance}
         if self.permutations:
             out.update(permutations=self.permutations, null_examples=self.null_examples,
                        null_mean=_json(self.null_mean), calibrated=_json(self.calibrated),
-                       p_values=_json(self.p_values))
+                       p_values=_json(self.p_values), fw_p_values=_json(self.fw_p_values),
+                       fw_threshold=None if math.isnan(self.fw_threshold)
+                       else float(self.fw_threshold), rescaled=_json(self.rescaled),
+                       best=self.best())
         return out
 
 
@@ -190,8 +220,8 @@ def similarity_grid(
     mats_b = [torch.cat(h) if h else None for h in held_b]
     for m in whole:
         n = min(held, config.collect)
-        tables[m] = _pairwise(m, [a[:n] for a in mats_a], [b[:n] for b in mats_b], pa, pb,
-                              config.layout, n)
+        tables[m] = _pairwise(m, [a[:n] for a in mats_a], [b[:n] for b in mats_b],
+                              [p.name for p in pa], [p.name for p in pb], config.layout, n)
     if config.permutations:
         n = min(held, config.null_examples)
         for m in measures:
@@ -200,33 +230,77 @@ def similarity_grid(
     return {m: tables[m] for m in measures}
 
 
+def similarity_table(measure: str, layers_a: Sequence[torch.Tensor],
+                     layers_b: Sequence[torch.Tensor], config: SimilarityConfig | None = None,
+                     rows: Sequence[str] | None = None,
+                     columns: Sequence[str] | None = None) -> SimilarityTable:
+    """The table of one whole-matrix measure between activations already in hand (each layer
+    (examples, ...)), with its permutation null where `config.permutations` asks: what
+    `similarity_grid` computes from two networks' cut points."""
+    config = config or SimilarityConfig()
+    if get_measure(measure).name in STREAMING:
+        raise PlatoError(f"'{measure}' streams over batches: give a whole-matrix measure")
+    rows = list(rows or [f"a{i}" for i in range(len(layers_a))])
+    columns = list(columns or [f"b{j}" for j in range(len(layers_b))])
+    n = min(len(x) for x in (*layers_a, *layers_b))
+    table = _pairwise(measure, [x[:n] for x in layers_a], [x[:n] for x in layers_b], rows,
+                      columns, config.layout, n)
+    if config.permutations:
+        m = min(n, config.null_examples)
+        _permutation_null(table, [x[:m] for x in layers_a], [x[:m] for x in layers_b], config)
+    return table
+
+
 def _permutation_null(table: SimilarityTable, mats_a: list[torch.Tensor],
                       mats_b: list[torch.Tensor], config: SimilarityConfig) -> None:
     """Fill `table`'s null: each cell's measure on the same n examples with B's examples
-    shuffled against A's, `config.permutations` times (the same shuffles for every cell)."""
+    shuffled against A's, `config.permutations` times (the same shuffles for every cell), and
+    the family's: each shuffle's most similar cell (null_family)."""
     measure, n, k = MEASURES[table.measure], len(mats_a[0]), config.permutations
     gram_only = table.measure in GRAM_ONLY
     generator = torch.Generator().manual_seed(config.seed)
     perms = [torch.randperm(n, generator=generator) for _ in range(k)]
     red_a = [_reduce(m, config.layout, gram_only) for m in mats_a]  # each layer once
     red_b = [_reduce(m, config.layout, gram_only) for m in mats_b]
-    shape = (len(red_a), len(red_b))
-    null_mean, calibrated, p_values = (np.full(shape, np.nan) for _ in range(3))
+    observed = np.full((len(red_a), len(red_b)), np.nan)
+    nulls = np.full((k, len(red_a), len(red_b)), np.nan)  # (shuffle, row, column)
     for i, xa in enumerate(red_a):
         for j, xb in enumerate(red_b):
             if isinstance(xa, Score) or isinstance(xb, Score) or len(xa) != len(xb):
                 continue  # undefined without a shuffle: no null either
             per = len(xb) // n  # rows per example (positions: one per spatial position)
-            observed = float(measure(xa, xb))
+            value = float(measure(xa, xb))
             null = np.array([float(measure(xa, xb[_rows(p, per)])) for p in perms])
-            if not (np.isfinite(observed) and np.isfinite(null).all()):
-                continue
-            closer = null >= observed if measure.larger_is_more_similar else null <= observed
-            null_mean[i, j] = null.mean()
-            calibrated[i, j] = observed - null.mean()
-            p_values[i, j] = (1 + closer.sum()) / (k + 1)
-    table.null_mean, table.calibrated, table.p_values = null_mean, calibrated, p_values
+            if np.isfinite(value) and np.isfinite(null).all():
+                observed[i, j], nulls[:, i, j] = value, null
+    null_family(table, observed, nulls, measure)
     table.permutations, table.null_examples = k, n
+
+
+def null_family(table: SimilarityTable, observed: np.ndarray, nulls: np.ndarray,
+                measure) -> None:
+    """From each cell's value on the null's examples (N, M) and its shuffled values (k, N, M;
+    NaN where undefined): the per-cell null (mean, calibrated difference, p-value) and the
+    family's over every cell (Westfall & Young 1993, single-step max-T): each shuffle's most
+    similar cell, the family-wise p-value of each cell against them, their 95% quantile, and
+    each value rescaled to 0 at its null's mean and 1 at the measure's identity."""
+    k = len(nulls)
+    larger = measure.larger_is_more_similar
+    with np.errstate(invalid="ignore", divide="ignore"):
+        null_mean = nulls.mean(0)  # NaN where undefined
+        closer = (nulls >= observed) if larger else (nulls <= observed)
+        p_values = np.where(np.isfinite(null_mean), (1 + closer.sum(0)) / (k + 1), np.nan)
+        defined = np.isfinite(nulls).all(0)
+        best = np.array([(np.max if larger else np.min)(shuffle[defined])
+                         if defined.any() else np.nan for shuffle in nulls])  # (k,)
+        beats = (best[:, None, None] >= observed) if larger else (best[:, None, None] <= observed)
+        fw_p = np.where(defined, (1 + beats.sum(0)) / (k + 1), np.nan)
+        rescaled = (observed - null_mean) / (measure.identity - null_mean)
+    table.null_mean, table.calibrated, table.p_values = null_mean, observed - null_mean, p_values
+    table.fw_p_values, table.rescaled, table.null_best, table.observed = (
+        fw_p, rescaled, best, observed)
+    table.fw_threshold = float(np.quantile(best, 0.95 if larger else 0.05)) \
+        if np.isfinite(best).all() and k else math.nan
 
 
 def _rows(perm: torch.Tensor, per: int) -> torch.Tensor:
@@ -244,13 +318,14 @@ def _reduce(rep: torch.Tensor, layout: str, gram_only: bool) -> torch.Tensor | S
     return gram_factor(m) if gram_only and bool(torch.isfinite(m).all()) else m
 
 
-def _pairwise(name: str, mats_a, mats_b, pa, pb, layout: str, n: int) -> SimilarityTable:
+def _pairwise(name: str, mats_a, mats_b, rows: list[str], columns: list[str], layout: str,
+              n: int) -> SimilarityTable:
     measure = MEASURES[name]
     gram_only = name in GRAM_ONLY
     red_a = [_reduce(m, layout, gram_only) for m in mats_a]  # each layer once
     red_b = [_reduce(m, layout, gram_only) for m in mats_b]
-    values = np.full((len(pa), len(pb)), np.nan)
-    reasons: list[list[str | None]] = [[None] * len(pb) for _ in pa]
+    values = np.full((len(rows), len(columns)), np.nan)
+    reasons: list[list[str | None]] = [[None] * len(columns) for _ in rows]
     for i, xa in enumerate(red_a):
         for j, xb in enumerate(red_b):
             if isinstance(xa, Score) or isinstance(xb, Score):
@@ -261,4 +336,6 @@ def _pairwise(name: str, mats_a, mats_b, pa, pb, layout: str, n: int) -> Similar
             else:
                 score = measure(xa, xb)
             values[i, j], reasons[i][j] = float(score), score.reason
-    return SimilarityTable(name, [p.name for p in pa], [p.name for p in pb], values, reasons, n)
+    table = SimilarityTable(name, rows, columns, values, reasons, n)
+    table.chance = measure.chance(n) if measure.chance else None
+    return table

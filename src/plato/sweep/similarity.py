@@ -67,4 +67,6 @@ def _null(table, i: int, j: int) -> dict:
     if not table.permutations:
         return {}
     return {"null_mean": float(table.null_mean[i, j]), "calibrated": float(table.calibrated[i, j]),
-            "p_value": float(table.p_values[i, j]), "permutations": table.permutations}
+            "p_value": float(table.p_values[i, j]),
+            "fw_p_value": float(table.fw_p_values[i, j]), "fw_threshold": table.fw_threshold,
+            "rescaled": float(table.rescaled[i, j]), "permutations": table.permutations}

@@ -33,6 +33,8 @@ ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
                            "saliency_agreement": "REAL", "saliency_agreement_sender": "REAL",
                            "deletion_area": "REAL"},
                  "similarities": {"null_mean": "REAL", "calibrated": "REAL", "p_value": "REAL",
+                                  "fw_p_value": "REAL", "fw_threshold": "REAL",
+                                  "rescaled": "REAL",
                                   "permutations": "INTEGER"},
                  "sweeps": {"identity": "TEXT"},  # plato.sweep.provenance
                  "networks": {"compression": "TEXT"}}  # JSON: how a compressed one was made
@@ -101,6 +103,9 @@ CREATE TABLE IF NOT EXISTS similarities (
     null_mean REAL,  -- the permutation null's mean, when asked for (similarity.permutations)
     calibrated REAL,  -- the value on the null's examples minus null_mean
     p_value REAL,  -- (1 + shuffles at least as similar) / (permutations + 1)
+    fw_p_value REAL,  -- family-wise: (1 + shuffles whose most similar cell is) / (perm. + 1)
+    fw_threshold REAL,  -- the 95% quantile of the shuffles' most similar cell (the table's)
+    rescaled REAL,  -- (value - null_mean) / (identity - null_mean): 0 at the null, 1 identical
     permutations INTEGER,
     finished REAL
 );

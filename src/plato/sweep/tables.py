@@ -33,7 +33,8 @@ STATS = ("mean", "std", "n", "low", "high")
 FIT_COLUMNS = ("steps", "examples_seen", "converged")
 # numeric columns beside the metrics
 INTERVAL_COLUMNS = ("test_examples", "accuracy_low", "accuracy_high", *FIT_COLUMNS)
-NULL_COLUMNS = {"calibrated": "_calibrated", "p_value": "_p"}  # stored column -> suffix
+NULL_COLUMNS = {"calibrated": "_calibrated", "p_value": "_p", "fw_p_value": "_fw_p",
+                "rescaled": "_rescaled"}  # stored column -> suffix
 
 
 def load_cells(store: Store, spec: str | None = None) -> pd.DataFrame:
@@ -80,7 +81,8 @@ def load_for_metric(store: Store, spec: str | None, metric: str) -> pd.DataFrame
     if metric not in (*METRICS, *FIT_COLUMNS):
         raise PlatoError(f"unknown metric '{metric}': choose one of "
                          f"{', '.join((*METRICS, *FIT_COLUMNS, *SIMILARITY))} (a measure's "
-                         "permutation null: MEASURE_calibrated, MEASURE_p)")
+                         "permutation null: MEASURE_calibrated, MEASURE_p, MEASURE_fw_p, "
+                         "MEASURE_rescaled)")
     return load_cells(store, spec)
 
 
@@ -93,8 +95,8 @@ def measure_columns(cells: pd.DataFrame) -> list[str]:
 
 
 def _measure_of(column: str) -> str:
-    """cka_p -> cka; a plain metric stays itself."""
-    for suffix in NULL_COLUMNS.values():
+    """cka_p -> cka, cka_fw_p -> cka; a plain metric stays itself."""
+    for suffix in sorted(NULL_COLUMNS.values(), key=len, reverse=True):  # _fw_p before _p
         if column.endswith(suffix):
             return column.removesuffix(suffix)
     return column
