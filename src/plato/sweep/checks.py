@@ -185,49 +185,39 @@ def layer_identification(cells: pd.DataFrame, networks: pd.DataFrame, metric: st
     seeds, or models whose cut points share names, as `resnet-1111` and `resnet-1112`: the
     same stage boundaries), the share of sender points whose single best receiver point by
     `metric` is the point of the same name."""
-    name = f"layer identification ({label})"
     model = {n: family(m) for n, m in zip(networks.name, networks.model, strict=False)}
-    larger = MEASURES[metric].larger_is_more_similar if metric in MEASURES else True
-    hits = flat = total = 0
-    pairs = []
-    for s, r, c in table_keys(cells):
-        if c != "trained->trained" or s == r or model.get(s) is None \
-                or model.get(s) != model.get(r):
-            continue
-        pairs.append(f"{s}->{r}")
-        counts = identified_points(stat_table(cells, s, r, c, metric), larger)
-        hits, flat, total = hits + counts[0], flat + counts[1], total + counts[2]
-    if not total:
-        return Check(name, None, None, "no two networks of one family (trained->trained, "
-                     "different networks) in the store: add a second seed of a network")
-    return _identification(name, hits, flat, total, "the corresponding one", pairs)
+    tables = [(s, r, c) for s, r, c in table_keys(cells) if c == "trained->trained"
+              and s != r and model.get(s) is not None and model.get(s) == model.get(r)]
+    return _identification(cells, metric, f"layer identification ({label})", tables,
+                           [f"{s}->{r}" for s, r, _ in tables], "the corresponding one",
+                           "no two networks of one family (trained->trained, different "
+                           "networks) in the store: add a second seed of a network")
 
 
 def self_identification(cells: pd.DataFrame, metric: str, label: str) -> Check:
     """Over each network's table into itself, the share of points whose single best receiver
     point by `metric` is the point itself."""
-    name = f"self-identification ({label})"
+    tables = [(s, r, c) for s, r, c in table_keys(cells) if c == "trained->trained" and s == r]
+    return _identification(cells, metric, f"self-identification ({label})", tables,
+                           [s for s, _, _ in tables], "itself",
+                           "no network is compared with itself (trained->trained) in the "
+                           "store: add self-pairs (`pairs: all`)")
+
+
+def _identification(cells: pd.DataFrame, metric: str, name: str, tables: list,
+                    labels: list[str], what: str, missing: str) -> Check:
+    """Identification summed over `tables` (sender, receiver, control)."""
     larger = MEASURES[metric].larger_is_more_similar if metric in MEASURES else True
     hits = flat = total = 0
-    pairs = []
-    for s, r, c in table_keys(cells):
-        if c != "trained->trained" or s != r:
-            continue
-        pairs.append(s)
+    for s, r, c in tables:
         counts = identified_points(stat_table(cells, s, r, c, metric), larger)
         hits, flat, total = hits + counts[0], flat + counts[1], total + counts[2]
     if not total:
-        return Check(name, None, None, "no network is compared with itself (trained->trained)"
-                     " in the store: add self-pairs (`pairs: all`)")
-    return _identification(name, hits, flat, total, "itself", pairs)
-
-
-def _identification(name: str, hits: int, flat: int, total: int, what: str,
-                    pairs: list[str]) -> Check:
+        return Check(name, None, None, missing)
     share = hits / total
     return Check(name, share >= IDENTIFIED_SHARE, round(share, 4),
                  f"{hits}/{total} points' single most similar point is {what}, over "
-                 f"{', '.join(pairs)} (passes at {IDENTIFIED_SHARE:g}; chance is about "
+                 f"{', '.join(labels)} (passes at {IDENTIFIED_SHARE:g}; chance is about "
                  "1/points; a tie is a miss)"
                  + (f"; {flat} not identifiable (the row does not vary)" if flat else ""))
 
