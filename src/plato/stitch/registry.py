@@ -101,7 +101,7 @@ class ResamplingMap(nn.Module):
         return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])  # (B, C, H, W) -> (B*H*W, C)
 
 
-_REGISTRY: dict[str, StitchType] = {}
+_REGISTRY: dict[str, StitchType] = {}  # the built-in types register as plato.stitch is imported
 DEFAULT_STITCH = "bn-conv1x1-bn"  # the type of every entry point that is not told one
 
 
@@ -126,26 +126,22 @@ def register_stitch(name: str, *, summary: str, parameters: Count, pattern: str 
 
 def unregister_stitch(name: str) -> None:
     """Remove a registered type (a type tried in a notebook or a test, then dropped)."""
-    _registry().pop(name)
-
-
-def _registry() -> dict[str, StitchType]:
-    return _REGISTRY  # the built-in types register as plato.stitch is imported
+    _REGISTRY.pop(name)
 
 
 def list_stitch_types(pattern: str = "*") -> list[str]:
     """The registered types' names (a family as its pattern name, lowrank-R), in the order
     they were registered; `pattern` a shell wildcard."""
-    return [n for n in _registry() if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
 
 
 def stitch_types() -> list[StitchType]:
-    return list(_registry().values())
+    return list(_REGISTRY.values())
 
 
 def resolve_stitch(name: str) -> tuple[StitchType, int | None]:
     """The type a stitch name means and its argument: 'lowrank-8' -> (lowrank-R, 8)."""
-    types = _registry()
+    types = _REGISTRY
     if name in types and types[name].pattern is None:
         return types[name], None
     for kind in types.values():
@@ -160,8 +156,3 @@ def resolve_stitch(name: str) -> tuple[StitchType, int | None]:
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     raise PlatoError(f"unknown stitch type '{name}'{hint}: choose one of "
                      f"{', '.join(types)}")
-
-
-def describe_stitch_types() -> str:
-    """Every registered type with its summary, one per line (the CLI's help)."""
-    return "; ".join(f"{t.name}: {t.summary}" for t in stitch_types())

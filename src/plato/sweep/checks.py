@@ -35,7 +35,13 @@ import pandas as pd
 from plato.similarity import MEASURES
 from plato.stats import mean_interval
 from plato.sweep.store import Store
-from plato.sweep.tables import load_cells, load_similarities, outcomes, stat_table, table_keys
+from plato.sweep.tables import (
+    load_cells,
+    load_similarities,
+    paired_differences,
+    stat_table,
+    table_keys,
+)
 
 SELF_PAIR_POINTS = 0.01  # a same-point self-stitch may lose at most this much accuracy
 IDENTIFIED_SHARE = 0.5  # layer identification passes when most sender points are identified
@@ -139,20 +145,11 @@ def controls(cells: pd.DataFrame) -> Check:
 def _paired_differences(cells: pd.DataFrame, sender: str, receiver: str) -> np.ndarray | None:
     """Per test example, trained minus random -> trained correctness averaged over the cells
     (and seeds) both have outcomes for; None when none has."""
-    pick = cells[(cells.sender == sender) & (cells.receiver == receiver)
-                 & (cells.status == "done")]
-    rows = {(r["control"], r["sender_point"], r["receiver_point"], r["seed"]): r
-            for r in pick.to_dict("records")}
-    total, count = None, 0
-    for (control, sp, rp, seed), row in rows.items():
-        if control != "trained->trained" or ("random->trained", sp, rp, seed) not in rows:
-            continue
-        a, b = outcomes(row), outcomes(rows[("random->trained", sp, rp, seed)])
-        if a is None or b is None or len(a) != len(b):
-            continue
-        d = a.astype(float) - b.astype(float)
-        total, count = (d if total is None else total + d), count + 1
-    return None if total is None else total / count
+    done = cells[cells.status == "done"]
+    differences = list(paired_differences(done, sender, receiver).values())
+    return np.concatenate(differences).mean(0) if differences else None
+
+
 def family(model: str) -> str:
     """A zoo model's family: the name before its variant (`resnet-1112` -> `resnet`); the
     variants of a family name their cut points alike."""

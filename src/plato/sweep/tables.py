@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from plato.errors import PlatoError
-from plato.stats import crossed_interval, mean_interval, paired_interval
+from plato.stats import crossed_interval, mean_interval
 from plato.sweep.store import METRICS, Store
 
 STATS = ("mean", "std", "n", "low", "high")
@@ -177,15 +177,7 @@ INTERVAL_KINDS = {
 
 def interval_kind(group: pd.DataFrame, metric: str) -> str:
     """Which interval a cell of these seeds' rows gets (INTERVAL_KINDS)."""
-    values = group[metric].dropna()
-    if metric == "stitched_accuracy" and len(values) >= 2 and _seed_outcomes(group) is not None:
-        return "crossed"
-    if len(values) >= 2:
-        return "seeds"
-    if len(values) == 1 and metric == "stitched_accuracy" and "accuracy_low" in group \
-            and pd.notna(group.loc[values.index[0]].accuracy_low):
-        return "wilson"
-    return "none"
+    return _interval(group, metric)[0]
 
 
 def interval_description(cells: pd.DataFrame, sender: str, receiver: str, control: str,
@@ -216,16 +208,23 @@ def cell_interval(group: pd.DataFrame, metric: str) -> tuple[float, float]:
     (the module's text): crossed seeds x test examples for stitched accuracy of several seeds,
     Wilson over the examples for one; Student t over the seeds for other metrics; NaN where
     the store cannot give one (one seed of another metric)."""
-    kind = interval_kind(group, metric)
+    return _interval(group, metric)[1]
+
+
+def _interval(group: pd.DataFrame, metric: str) -> tuple[str, tuple[float, float]]:
+    """(its kind, the interval) of one cell's mean."""
     values = group[metric].dropna()
-    if kind == "crossed":
-        return crossed_interval(_seed_outcomes(group))
-    if kind == "seeds":
-        return mean_interval(values)
-    if kind == "wilson":
+    if metric == "stitched_accuracy" and len(values) >= 2:
+        seeds = _seed_outcomes(group)
+        if seeds is not None:
+            return "crossed", crossed_interval(seeds)
+    if len(values) >= 2:
+        return "seeds", mean_interval(values)
+    if len(values) == 1 and metric == "stitched_accuracy" and "accuracy_low" in group:
         row = group.loc[values.index[0]]
-        return float(row.accuracy_low), float(row.accuracy_high)
-    return math.nan, math.nan
+        if pd.notna(row.accuracy_low):
+            return "wilson", (float(row.accuracy_low), float(row.accuracy_high))
+    return "none", (math.nan, math.nan)
 
 
 def _seed_outcomes(group: pd.DataFrame) -> np.ndarray | None:
@@ -246,6 +245,24 @@ def outcomes(row) -> np.ndarray | None:
     return np.unpackbits(np.frombuffer(blob, np.uint8))[: int(row["test_examples"])]
 
 
+def paired_differences(cells: pd.DataFrame, sender: str, receiver: str,
+                       control: str = "random->trained") -> dict[tuple[str, str], np.ndarray]:
+    """Per cell (sender point, receiver point), its seeds' per-example correctness minus the
+    control's of the same seed, (seeds, test examples); only the seeds where both cells hold
+    outcomes (stores written before they were kept hold none)."""
+    pick = cells[(cells.sender == sender) & (cells.receiver == receiver)]
+    rows = {(r["control"], r["sender_point"], r["receiver_point"], r["seed"]): r
+            for r in pick.to_dict("records") if r["control"] in ("trained->trained", control)}
+    out: dict[tuple[str, str], list[np.ndarray]] = {}
+    for (c, sp, rp, seed), row in rows.items():
+        if c != "trained->trained":
+            continue
+        a, b = outcomes(row), outcomes(rows.get((control, sp, rp, seed), {}))
+        if a is not None and b is not None and len(a) == len(b):
+            out.setdefault((sp, rp), []).append(a.astype(float) - b)
+    return {cell: np.stack(d) for cell, d in out.items()}
+
+
 def debiased_interval(cells: pd.DataFrame, sender: str, receiver: str,
                       control: str = "random->trained") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(low, high) of the 95% interval of each cell's stitched accuracy minus its control's,
@@ -255,21 +272,11 @@ def debiased_interval(cells: pd.DataFrame, sender: str, receiver: str,
     trained = stat_table(cells, sender, receiver, "trained->trained")
     low = pd.DataFrame(np.nan, index=trained.index, columns=trained.columns)
     high = low.copy()
-    pick = cells[(cells.sender == sender) & (cells.receiver == receiver)]
-    rows = {(r["control"], r["sender_point"], r["receiver_point"], r["seed"]): r
-            for r in pick.to_dict("records") if r["control"] in ("trained->trained", control)}
-    for sp in trained.index:
-        for rp in trained.columns:
-            pairs = [(outcomes(row), outcomes(rows.get((control, sp, rp, seed), {})))
-                     for (c, s, r, seed), row in rows.items()
-                     if (c, s, r) == ("trained->trained", sp, rp)]
-            pairs = [(a, b) for a, b in pairs if a is not None and b is not None
-                     and len(a) == len(b)]
-            if len(pairs) == 1:
-                low.loc[sp, rp], high.loc[sp, rp] = paired_interval(*pairs[0])
-            elif pairs:
-                differences = np.stack([a.astype(float) - b for a, b in pairs])  # (seeds, n)
-                low.loc[sp, rp], high.loc[sp, rp] = crossed_interval(differences)
+    for (sp, rp), differences in paired_differences(cells, sender, receiver, control).items():
+        if sp in low.index and rp in low.columns:
+            low.loc[sp, rp], high.loc[sp, rp] = (
+                mean_interval(differences[0]) if len(differences) == 1  # a paired t
+                else crossed_interval(differences))
     return low, high
 
 
@@ -331,12 +338,11 @@ def tidy(cells: pd.DataFrame) -> pd.DataFrame:
                       var_name="metric", value_name="value")
     agg = long.groupby(keys + ["metric"], dropna=False)["value"].agg(
         mean="mean", std=lambda v: v.std(ddof=1), n="count").reset_index()
-    bounds = {(*key, m): (*cell_interval(group, m), interval_kind(group, m))
-              for key, group in cells.groupby(keys, dropna=False)
+    bounds = {(*key, m): _interval(group, m) for key, group in cells.groupby(keys, dropna=False)
               for m in measure_columns(cells)}
     rows = [bounds.get(tuple(k)) for k in agg[keys + ["metric"]].itertuples(index=False)]
-    agg["low"], agg["high"] = [b[0] for b in rows], [b[1] for b in rows]
-    agg["interval"] = [b[2] for b in rows]  # its kind: INTERVAL_KINDS
+    agg["low"], agg["high"] = [b[1][0] for b in rows], [b[1][1] for b in rows]
+    agg["interval"] = [b[0] for b in rows]  # its kind: INTERVAL_KINDS
     return agg.sort_values(keys + ["metric"]).reset_index(drop=True)
 
 
