@@ -11,6 +11,16 @@
                                 (the two cells' errors are correlated, so unpaired intervals
                                 would be too wide).
     mean_interval(values)       a mean over independent repeats (seeds): Student t.
+    jackknife_interval(e, r)    a statistic of the examples that is not a mean (CKA, the best
+                                cell of a table): the delete-a-group jackknife (Quenouille
+                                1949, Tukey 1958; groups: Kott, J. Official Statistics 2001;
+                                Efron & Tibshirani, An Introduction to the Bootstrap, 1993,
+                                ch. 11), the statistic recomputed with each of G groups of
+                                examples left out, Var = (G-1)/G sum (r_g - mean r)^2, and a
+                                Student t with G-1 degrees of freedom. Not a bootstrap: a
+                                resample with replacement duplicates examples, and duplicates
+                                make two representations look more alike (CKA of a bootstrap
+                                resample is biased upward); the jackknife only removes them.
     crossed_interval(y)         the mean of an S x n array: S stitch seeds, each measured on
                                 the same n test examples. Both are samples (of the seeds a
                                 fit could take, of the examples a test set could hold), and
@@ -100,6 +110,32 @@ def crossed_interval(y) -> tuple[float, float]:
         return accuracy_interval(round(mean * y.shape[1]), y.shape[1])
     half = float(stats.t.ppf(0.5 + LEVEL / 2, df)) * math.sqrt(variance)
     return mean - half, mean + half
+
+
+def jackknife_interval(estimate: float, replicates) -> tuple[float, float]:
+    """A 95% interval from the delete-a-group jackknife `replicates` of `estimate` (the
+    statistic recomputed with each of G equal groups of examples left out; see the module's
+    text), centred on the bias-corrected estimate (jackknife_estimate); (nan, nan) with fewer
+    than 2 replicates."""
+    from scipy import stats
+
+    r = np.asarray(replicates, dtype=float)
+    if not math.isfinite(estimate) or len(r) < 2 or not np.isfinite(r).all():
+        return math.nan, math.nan
+    g = len(r)
+    se = math.sqrt((g - 1) / g * float(((r - r.mean()) ** 2).sum()))
+    half = float(stats.t.ppf(0.5 + LEVEL / 2, g - 1)) * se
+    centre = jackknife_estimate(estimate, r)
+    return centre - half, centre + half
+
+
+def jackknife_estimate(estimate: float, replicates) -> float:
+    """The jackknife's bias-corrected estimate G * estimate - (G - 1) * mean(replicates): it
+    removes a bias of order 1/n (Quenouille 1956), as that of CKA's plug-in estimator, which
+    is above the population value by O(d/n) for unrelated layers."""
+    r = np.asarray(replicates, dtype=float)
+    g = len(r)
+    return float(g * estimate - (g - 1) * r.mean()) if g >= 2 else math.nan
 
 
 def paired_interval(a, b) -> tuple[float, float]:

@@ -52,20 +52,23 @@ def test_on_unrelated_layers_the_calibrated_maximum_stays_at_zero():
     the most similar cell is uniform (Kolmogorov-Smirnov at 0.01)."""
     rng = np.random.default_rng(0)
     config = SimilarityConfig(permutations=49, null_examples=40)
-    raw, rescaled = {}, {}
+    raw, rescaled, depth = {}, {}, {}
     for layers in (1, 6):
         for width in (64, 1024):
             tables = [similarity_table("linear_cka", unrelated_layers(rng, layers, width, 40),
                                        unrelated_layers(rng, layers, width, 40), config)
                       for _ in range(8)]
-            raw[(layers, width)] = np.mean([t.best()["value"] for t in tables])
-            rescaled[(layers, width)] = np.mean([t.best()["rescaled"] for t in tables])
+            raw[(layers, width)] = np.mean([t.scores["max"].value for t in tables])
+            rescaled[(layers, width)] = np.mean([t.scores["max"].calibrated for t in tables])
+            depth[(layers, width)] = np.mean([t.scores["depth_mean"].calibrated for t in tables])
     assert raw[(1, 1024)] > raw[(1, 64)] + 0.1 and raw[(6, 64)] > raw[(1, 64)] + 0.02
     assert all(abs(v) < 0.1 for v in rescaled.values()), rescaled
-    p_values = [similarity_table("linear_cka", unrelated_layers(rng, 3, 128, 40),
-                                 unrelated_layers(rng, 3, 128, 40), config).best()["fw_p"]
-                for _ in range(120)]
-    assert stats.kstest(p_values, "uniform").pvalue > 0.01
+    assert all(abs(v) < 0.1 for v in depth.values()), depth
+    tables = [similarity_table("linear_cka", unrelated_layers(rng, 3, 128, 40),
+                               unrelated_layers(rng, 3, 128, 40), config) for _ in range(120)]
+    for score in ("max", "depth_mean"):  # the model-level p-values are uniform too
+        p_values = [t.scores[score].p_value for t in tables]
+        assert stats.kstest(p_values, "uniform").pvalue > 0.01, score
     # cell by cell, an unrelated pair has a "significant" cell far more often than 5% of the
     # time (30 null grids of Gaussian data: 63% had one, before the family-wise p)
     smallest = [np.nanmin(similarity_table(
@@ -81,5 +84,7 @@ def test_a_related_pair_is_significant_family_wise():
     b = [torch.from_numpy(base @ rng.normal(size=(16, 24))) for _ in range(3)]
     t = similarity_table("linear_cka", a, b, SimilarityConfig(permutations=49,
                                                               null_examples=60))
-    assert t.best()["fw_p"] == pytest.approx(1 / 50) and t.best()["rescaled"] > 0.5
+    best = t.scores["max"]
+    assert best.p_value == pytest.approx(1 / 50) and best.calibrated > 0.5
+    assert best.p_value == t.fw_p_values[t.rows.index(best.row), t.columns.index(best.column)]
     assert (t.fw_p_values <= 0.05).all()

@@ -338,6 +338,25 @@ def test_every_cell_carries_its_interval_and_outcomes(tmp_path, digits_checkpoin
                                T.outcomes(random.loc[("stem", "block1")]))
     assert (debiased["low"][i][j], debiased["high"][i][j]) == pytest.approx(expected)
     assert debiased["low"][i][j] <= debiased["values"][i][j] <= debiased["high"][i][j]
+    # one number for the pair: the mean along relative depth (here the diagonal), with the
+    # interval of each example's outcome averaged over those cells (one seed: Student t)
+    from plato.similarity.model_level import depth_matched
+    from plato.stats import mean_interval
+
+    values = np.array(out["values"], dtype=float)
+    matched = [(out["rows"][a], out["columns"][b]) for a, b in depth_matched(*values.shape)
+               if np.isfinite(values[a, b])]
+    for table, control in ((out, None), (debiased, random)):
+        per_example = np.mean([T.outcomes(trained.loc[c]).astype(float)
+                               - (0 if control is None else T.outcomes(control.loc[c]))
+                               for c in matched], axis=0)  # (examples,)
+        depth = table["scores"]["depth_mean"]
+        assert depth["value"] == pytest.approx(per_example.mean())
+        assert (depth["low"], depth["high"]) == pytest.approx(mean_interval(per_example))
+        assert depth["cells"] == len(matched) and table["scores"]["max"]["value"] == \
+            pytest.approx(np.nanmax(np.array(table["values"], dtype=float)))
+    printed = run_plato("table", summary.store, ok=True).stdout
+    assert "the mean along relative depth" in printed and "the most similar cell (" in printed
     # the library gives what the command prints (the CLI only parses, calls and prints)
     from plato.sweep.views import TableQuery, table_views
 
@@ -411,6 +430,18 @@ def test_similarity_null_in_a_sweep(tmp_path, digits_checkpoints):
         ok=True).stdout)["tables"][0]["values"], dtype=float)
     assert (family >= values - 1e-12).all()  # against every cell's best: never smaller
     assert with_null.fw_threshold.nunique() == 1  # one threshold per table
+    # one number for the pair, with the same shuffles: a network against itself is identical
+    # along its depth (CKA 1 on the diagonal), and beats every shuffle
+    with Store(tmp_path / "run" / "results.sqlite") as store:
+        stored = store.model_scores().set_index("score")
+    assert sorted(stored.index) == ["depth_mean", "max"] and (stored.permutations == 9).all()
+    assert stored.loc["depth_mean", "value"] == pytest.approx(1.0)
+    assert stored.loc["depth_mean", "calibrated"] == pytest.approx(1.0)
+    assert list(stored.p_value) == pytest.approx([0.1, 0.1]) and (stored.examples == 100).all()
+    shown = json.loads(run_plato("table", tmp_path / "run" / "results.sqlite", "--metric",
+                                 "cka", "--json", ok=True).stdout)["tables"][0]["scores"]
+    assert shown["depth_mean"]["p_value"] == pytest.approx(0.1)
+    assert shown["max"]["value"] == pytest.approx(stored.loc["max", "value"])
     page = write_report(tmp_path / "run" / "results.sqlite", tmp_path / "report").read_text()
     circled = int((family > 0.05).sum())  # the report marks by the family-wise p
     assert f"Circled ({circled}): family-wise p (against the most similar cell" in page

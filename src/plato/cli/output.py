@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from plato.jsonable import jsonable
+from plato.similarity.model_level import SCORE_NAMES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,3 +52,32 @@ def result_line(r) -> str:
             + ("" if r.converged is None else
                "  converged" if r.converged else f"  NOT converged ({r.stop_reason})")
             + f"  {r.seconds:.1f} s")
+
+
+def format_model_scores(scores: dict[str, dict]) -> list[str]:
+    """A table's model-level scores (plato.similarity.model_level, plato.sweep.scores: dicts
+    of value, low, high, calibrated..., p_value, row, column, cells, note) as lines."""
+    def number(x) -> str:
+        return "nan" if x is None else f"{x:.4f}"
+
+    first = next(iter(scores.values()), {})
+    lines = ["one number for the two networks" + (
+        f" (on {first['examples']} examples; 95% intervals: jackknife over groups of "
+        f"examples; p against {first['permutations']} shuffles, the same score of each):"
+        if first.get("permutations") else ":")]
+    for name, s in scores.items():
+        at = f" ({s['row']}, {s['column']})" if s.get("row") else ""
+        parts = [number(s.get("value"))]
+        if s.get("low") is not None:
+            parts[0] += f" [{number(s['low'])}, {number(s['high'])}]"
+        if s.get("calibrated") is not None:
+            parts.append(f"calibrated {number(s['calibrated'])} "
+                         f"[{number(s.get('calibrated_low'))}, "
+                         f"{number(s.get('calibrated_high'))}] (0: the shuffles', 1: identical)")
+        if s.get("p_value") is not None:
+            parts.append(f"p {number(s['p_value'])}")
+        if s.get("note"):
+            parts.append(s["note"])
+        lines.append(f"  {SCORE_NAMES.get(name, name)}{at}, {s.get('cells', '?')} cells: "
+                     + "; ".join(parts))
+    return lines

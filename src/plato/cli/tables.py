@@ -11,7 +11,7 @@ import typer
 
 from plato.cli.app import app
 from plato.cli.options import AllSpecs, Device, Json, Quiet, Root, SpecName, Store
-from plato.cli.output import emit, format_intervals, format_table
+from plato.cli.output import emit, format_intervals, format_model_scores, format_table
 from plato.similarity import MEASURES, SimilarityConfig
 from plato.sweep.views import TableQuery
 
@@ -70,6 +70,8 @@ def table(
             text += [view.title, format_table(view.values), ""]
         if view.latest is not None:
             text += [view.latest.name, view.latest.fillna("none").to_string(), ""]
+        if view.scores:
+            text += [*format_model_scores(view.scores), ""]
     emit({"tables": [v.to_dict() for v in found.views]}, as_json, "\n".join(text).rstrip())
 
 
@@ -129,12 +131,13 @@ def similarity(
             text.append(f"{name}: two unrelated representations score {t.chance:.3f} on "
                         "average (chance level)")
         if t.permutations and math.isfinite(t.fw_threshold):
-            best = t.best()
-            text.append(f"{name}: the most similar cell, {best['value']:.4f}, has family-wise "
-                        f"p {best['fw_p']:.3f} against the shuffles' most similar cell (95% of "
-                        f"them below {t.fw_threshold:.4f}); rescaled to the null of the "
-                        f"maximum: {best['rescaled']:.3f} (0: an unrelated pair's, 1: "
-                        "identical)")
+            text.append(f"{name}: 95% of the shuffles' most similar cells are less similar "
+                        f"than {t.fw_threshold:.4f} (the family-wise threshold)")
+        if t.scores:
+            text += [f"{name}, " + line if i == 0 else line for i, line in enumerate(
+                format_model_scores({k: {**v.to_dict(), "examples": t.null_examples,
+                                         "permutations": t.permutations}
+                                     for k, v in t.scores.items()}))]
         undefined = {r for row in t.reasons for r in row if r}
         text += [f"  NaN: {r}" for r in sorted(undefined)]
     emit({"a": str(net_a), "b": str(net_b), "dataset": ds.name, "split": split,

@@ -21,6 +21,7 @@ from plato.report.compression import compression_section
 from plato.report.heatmaps import heatmap, scatter
 from plato.report.interpret import interpretation_section
 from plato.report.page import figure, html_table, slug
+from plato.similarity import MEASURES
 from plato.stitch.registry import resolve_stitch
 from plato.sweep.checks import Check, run_checks
 from plato.sweep.store import Store
@@ -66,8 +67,6 @@ def _checks_table(checks: list[Check]) -> str:
 def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: str,
                       receiver: str, metric: str, figs: Path) -> str:
     """Heatmaps of every geometric measure, and each against stitching (scatter, Spearman)."""
-    from plato.similarity import MEASURES
-
     measures = [m for m in measure_columns(sims) if m in MEASURES]
     controls = [c for s, r, c in table_keys(sims) if (s, r) == (sender, receiver)]
     parts, rows = [], []
@@ -116,6 +115,52 @@ def _similarity_parts(cells: pd.DataFrame | None, sims: pd.DataFrame, sender: st
                + html_table(pd.DataFrame(rows))) if rows else ""
     return ("<h3>Representational similarity</h3>"
             f'<div class="grid">{"".join(parts)}</div>{summary}')
+
+
+def _scores_section(store_path: str | Path, spec: str | None, all_specs: bool, metric: str,
+                    measures: list[str]) -> str:
+    """One number per pair of networks (plato.sweep.scores) for stitching, debiased stitching
+    and each measure, as `plato table` gives them."""
+    from plato.similarity.model_level import SCORE_NAMES
+    from plato.sweep.views import TableQuery, table_views
+
+    def interval(s: dict, low: str = "low", high: str = "high") -> str:
+        return "" if s.get(low) is None else f" [{s[low]:.4f}, {s[high]:.4f}]"
+
+    queries = [TableQuery(spec, all_specs, metric=metric),
+               TableQuery(spec, all_specs, metric=metric, debiased="diff",
+                          control="random->trained"),
+               *(TableQuery(spec, all_specs, metric=m) for m in measures)]
+    rows = []
+    for query in queries:
+        try:
+            views = table_views(store_path, query).views
+        except PlatoError:  # no such table in this store (no control, no measure)
+            continue
+        for v in views:
+            for name, s in (v.scores or {}).items():
+                if s.get("value") is None:
+                    continue
+                rows.append({
+                    "pair": f"{v.sender} -> {v.receiver}", "metric": v.metric
+                    + (" (debiased)" if query.debiased else ""),
+                    "score": SCORE_NAMES[name] + (f" ({s['row']}, {s['column']})"
+                                                  if s.get("row") else ""),
+                    "value [95%]": f"{s['value']:.4f}{interval(s)}",
+                    "calibrated [95%]": "" if s.get("calibrated") is None else
+                    f"{s['calibrated']:.4f}{interval(s, 'calibrated_low', 'calibrated_high')}",
+                    "p": "" if s.get("p_value") is None else f"{s['p_value']:.4f}",
+                    "cells": s.get("cells"), "note": s.get("note", "")})
+    if not rows:
+        return ""
+    return ("<h2>One number per pair of networks</h2><p>The most similar cell and the mean "
+            "along relative depth (each sender point with the receiver point at the same "
+            "relative position). Similarity measures with a permutation null: on the null's "
+            "examples, a jackknife interval over the examples, the p-value against the same "
+            "score of each shuffle (for the most similar cell, the family-wise one), and "
+            "the score calibrated to 0 at the shuffles' mean and 1 at identity. Stitching: "
+            "the interval over stitch seeds and test examples; debiased is its calibrated "
+            "form (0: a random sender does as well).</p>" + html_table(pd.DataFrame(rows)))
 
 
 def unconverged(cells: pd.DataFrame, sender: str, receiver: str,
@@ -259,6 +304,9 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
         _stitch_line(meta, all_cells),
         "<h2>Sanity checks</h2>", _checks_table(checks),
         "<h2>Networks</h2>", html_table(nets),
+        _scores_section(store_path, spec, all_specs, metric,
+                        [m for m in measure_columns(sims) if m in MEASURES]
+                        if sims is not None else []),
         compression,
         *sections,
         interpretation,

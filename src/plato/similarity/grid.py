@@ -31,6 +31,7 @@ from plato.models.cuts import CutGraph, CutPoint
 from plato.settings import check_choice, check_types
 from plato.similarity.base import LAYOUTS, MEASURES, Score, as_matrix, get_measure, undefined
 from plato.similarity.cka import MinibatchCKA
+from plato.similarity.model_level import ModelScore, jackknife_groups, model_scores
 from plato.similarity.procrustes import gram_factor
 
 STREAMING = ("cka",)
@@ -98,23 +99,8 @@ class SimilarityTable:
     null_best: np.ndarray | None = None  # (k,) each shuffle's most similar cell
     observed: np.ndarray | None = None  # (N, M) the values on the null's examples
     chance: float | None = None  # the measure's mean for unrelated data (Measure.chance)
-
-    def best(self) -> dict:
-        """The pair of networks' most similar cell on the null's examples, with its
-        family-wise p-value and its value rescaled to the null of the maximum (0: what the
-        most similar cell of an unrelated pair scores on average, 1: identical), where a
-        null was computed: a model-level score that has taken the maximum over all pairs
-        into account."""
-        if not self.permutations or self.observed is None or \
-                not np.isfinite(self.observed).any():
-            return {"value": math.nan, "fw_p": math.nan, "rescaled": math.nan}
-        measure = MEASURES[self.measure]
-        pick = np.nanargmax if measure.larger_is_more_similar else np.nanargmin
-        i, j = np.unravel_index(pick(self.observed), self.observed.shape)
-        value, null = float(self.observed[i, j]), float(np.mean(self.null_best))
-        return {"value": value, "row": self.rows[i], "column": self.columns[j],
-                "fw_p": float(self.fw_p_values[i, j]),
-                "rescaled": (value - null) / (measure.identity - null)}
+    # One number for the pair of networks (plato.similarity.model_level), with the null.
+    scores: dict[str, ModelScore] | None = None  # max, depth_mean
 
     def frame(self, values: np.ndarray | None = None):
         """The values (or `values`) as a DataFrame, rows and columns named by cut point."""
@@ -133,7 +119,7 @@ class SimilarityTable:
                        p_values=_json(self.p_values), fw_p_values=_json(self.fw_p_values),
                        fw_threshold=None if math.isnan(self.fw_threshold)
                        else float(self.fw_threshold), rescaled=_json(self.rescaled),
-                       best=self.best())
+                       scores={k: v.to_dict() for k, v in (self.scores or {}).items()})
         return out
 
 
@@ -254,8 +240,9 @@ def similarity_table(measure: str, layers_a: Sequence[torch.Tensor],
 def _permutation_null(table: SimilarityTable, mats_a: list[torch.Tensor],
                       mats_b: list[torch.Tensor], config: SimilarityConfig) -> None:
     """Fill `table`'s null: each cell's measure on the same n examples with B's examples
-    shuffled against A's, `config.permutations` times (the same shuffles for every cell), and
-    the family's: each shuffle's most similar cell (null_family)."""
+    shuffled against A's, `config.permutations` times (the same shuffles for every cell), the
+    family's (null_family: each shuffle's most similar cell), and the model-level scores with
+    their jackknife intervals (plato.similarity.model_level)."""
     measure, n, k = MEASURES[table.measure], len(mats_a[0]), config.permutations
     gram_only = table.measure in GRAM_ONLY
     generator = torch.Generator().manual_seed(config.seed)
@@ -275,6 +262,27 @@ def _permutation_null(table: SimilarityTable, mats_a: list[torch.Tensor],
                 observed[i, j], nulls[:, i, j] = value, null
     null_family(table, observed, nulls, measure)
     table.permutations, table.null_examples = k, n
+    replicates = _jackknife(mats_a, mats_b, np.isfinite(observed), measure, config, gram_only)
+    table.scores = model_scores(observed, nulls, replicates, measure, table.rows, table.columns)
+
+
+def _jackknife(mats_a: list[torch.Tensor], mats_b: list[torch.Tensor], cells: np.ndarray,
+               measure, config: SimilarityConfig, gram_only: bool) -> np.ndarray:
+    """(G, N, M): each of the `cells` recomputed with each group of examples left out (the
+    layers centred and reduced again without them); NaN elsewhere."""
+    n = len(mats_a[0])
+    groups = jackknife_groups(n, config.seed)
+    out = np.full((len(groups), *cells.shape), np.nan)
+    for g, left_out in enumerate(groups):
+        keep = torch.from_numpy(np.setdiff1d(np.arange(n), left_out))
+        red_a = [_reduce(m[keep], config.layout, gram_only) if cells[i].any() else None
+                 for i, m in enumerate(mats_a)]
+        red_b = [_reduce(m[keep], config.layout, gram_only) if cells[:, j].any() else None
+                 for j, m in enumerate(mats_b)]
+        for i, j in zip(*np.nonzero(cells), strict=True):
+            if not isinstance(red_a[i], Score) and not isinstance(red_b[j], Score):
+                out[g, i, j] = float(measure(red_a[i], red_b[j]))
+    return out
 
 
 def null_family(table: SimilarityTable, observed: np.ndarray, nulls: np.ndarray,

@@ -14,7 +14,7 @@ import torch
 from plato.data.datasets import Dataset
 from plato.similarity import similarity_grid
 from plato.sweep.jobs import spec_tables
-from plato.sweep.keys import similarity_key
+from plato.sweep.keys import content_key, similarity_key
 from plato.sweep.networks import Network
 from plato.sweep.spec import SweepSpec
 from plato.sweep.store import Store
@@ -58,8 +58,18 @@ def run_similarities(spec: SweepSpec, nets: dict[tuple[str, str], Network], data
                         "value": float(table.values[i, j]), "reason": table.reasons[i][j],
                         "examples": table.examples, "layout": spec.similarity.layout,
                         **_null(table, i, j)})
-            store.record_similarities(rows)
+            store.record_similarities(rows, _scores(table, rows[0], sorted(keys[m].values())))
     return len(work)
+
+
+def _scores(table, first: dict, keys: list[str]) -> list[dict]:
+    """The table's model-level scores, for the store (none without a null)."""
+    names = ("spec", "sender", "receiver", "control", "measure")
+    return [{"key": content_key([keys, name]), **{n: first[n] for n in names}, "score": name,
+             **{k: v for k, v in score.to_dict().items() if k not in ("score", "row", "column")},
+             "row_point": score.row, "column_point": score.column,
+             "examples": table.null_examples, "permutations": table.permutations}
+            for name, score in (table.scores or {}).items()]
 
 
 def _null(table, i: int, j: int) -> dict:

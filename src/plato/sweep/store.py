@@ -111,6 +111,30 @@ CREATE TABLE IF NOT EXISTS similarities (
 );
 CREATE INDEX IF NOT EXISTS similarities_by_table ON similarities (spec, sender, receiver,
                                                                   control, measure);
+CREATE TABLE IF NOT EXISTS model_scores (  -- one number per similarity table (with its null)
+    key TEXT PRIMARY KEY,  -- the table's cells' keys and the score
+    spec TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    control TEXT NOT NULL,
+    measure TEXT NOT NULL,
+    score TEXT NOT NULL,  -- max | depth_mean (plato.similarity.model_level)
+    value REAL,  -- on the null's examples
+    bias_corrected REAL,  -- the jackknife's estimate, the interval's centre
+    low REAL,  -- 95% delete-a-group jackknife interval over the examples
+    high REAL,
+    null_mean REAL,  -- the score's mean over the shuffles
+    p_value REAL,  -- (1 + shuffles at least as similar) / (permutations + 1)
+    calibrated REAL,  -- 0 at the null's mean, 1 identical
+    calibrated_low REAL,
+    calibrated_high REAL,
+    cells INTEGER,  -- the cells it is taken over
+    row_point TEXT,  -- max: the most similar cell
+    column_point TEXT,
+    examples INTEGER,
+    permutations INTEGER,
+    finished REAL
+);
 CREATE TABLE IF NOT EXISTS interpretations (
     key TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
@@ -233,18 +257,21 @@ class Store:
         self.db.execute(f"INSERT OR REPLACE INTO cells ({cols}) VALUES ({marks})",
                         tuple(row.values()))
 
-    def record_similarities(self, rows: list[dict]) -> None:
-        """A whole similarity table (one measure, one pair and control) in one transaction."""
+    def record_similarities(self, rows: list[dict], scores: list[dict] = ()) -> None:
+        """A whole similarity table (one measure, one pair and control) and its model-level
+        scores in one transaction."""
         if not rows:
             return
-        cols = list(rows[0])
         now = time.time()
         with self.db:  # explicit transaction: all of the table or none of it
             self.db.execute("BEGIN")
-            self.db.executemany(
-                f"INSERT OR REPLACE INTO similarities ({', '.join(cols)}, finished) "
-                f"VALUES ({', '.join('?' for _ in cols)}, ?)",
-                [tuple(_finite(r[c]) for c in cols) + (now,) for r in rows])
+            for table, records in (("similarities", rows), ("model_scores", scores)):
+                if records:
+                    cols = list(records[0])
+                    self.db.executemany(
+                        f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}, finished) "
+                        f"VALUES ({', '.join('?' for _ in cols)}, ?)",
+                        [tuple(_finite(r[c]) for c in cols) + (now,) for r in records])
 
     def record_interpretation(self, key: str, spec: str, kind: str, network: str, role: str,
                               point: str, point_index: int, result: dict, *,
@@ -277,6 +304,10 @@ class Store:
 
     def similarities(self, spec: str | None = None) -> pd.DataFrame:
         query = "SELECT * FROM similarities" + (" WHERE spec = ?" if spec else "")
+        return pd.read_sql_query(query, self.db, params=(spec,) if spec else None)
+
+    def model_scores(self, spec: str | None = None) -> pd.DataFrame:
+        query = "SELECT * FROM model_scores" + (" WHERE spec = ?" if spec else "")
         return pd.read_sql_query(query, self.db, params=(spec,) if spec else None)
 
     def statuses(self, keys: list[str] | None = None) -> dict[str, str]:

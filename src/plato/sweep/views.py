@@ -56,6 +56,7 @@ class TableView:
     latest: pd.Series | None = None  # the latest stitchable receiver point per sender point
     interval: str | None = None  # what the intervals are over (their kind, seeds, examples)
     notes: list[str] = field(default_factory=list)  # what the reader must know
+    scores: dict[str, dict] | None = None  # model-level scores (plato.sweep.scores)
 
     def to_dict(self) -> dict:
         """The table as JSON: NaN as null."""
@@ -69,6 +70,8 @@ class TableView:
             out["interval"] = self.interval
         if self.latest is not None:
             out["latest_stitchable"] = jsonable(self.latest.to_dict())
+        if self.scores is not None:
+            out["scores"] = jsonable(self.scores)
         return out
 
 
@@ -94,6 +97,7 @@ def table_views(store_path: str | Path, query: TableQuery) -> TableViews:
         spec = db.one_spec(query.spec, query.all_specs)
         cells = T.load_for_metric(db, spec, query.metric)
         networks = db.networks(spec)
+        stored_scores = db.model_scores(spec)
     pair, at_level = query.pair, None
     if query.level is not None:
         at_level = T.networks_at_level(networks, query.level)
@@ -110,12 +114,14 @@ def table_views(store_path: str | Path, query: TableQuery) -> TableViews:
         if not chosen:
             raise PlatoError(f"no table of {', '.join(at_level.values())} (level "
                              f"{query.level:g}) for control {query.control}")
-    return TableViews(spec, [_view(cells, spec, s, r, c, query) for s, r, c in chosen], cells)
+    return TableViews(spec, [_view(cells, spec, s, r, c, query, stored_scores)
+                             for s, r, c in chosen], cells)
 
 
 def _view(cells: pd.DataFrame, spec: str | None, s: str, r: str, c: str,
-          query: TableQuery) -> TableView:
+          query: TableQuery, stored_scores: pd.DataFrame) -> TableView:
     from plato.sweep import tables as T
+    from plato.sweep.scores import model_scores
 
     metric, debiased = query.metric, query.debiased
     if debiased:
@@ -143,5 +149,6 @@ def _view(cells: pd.DataFrame, spec: str | None, s: str, r: str, c: str,
                               "kept")
     if query.latest and not debiased:
         view.latest = T.latest_table(cells, s, r, c, threshold=query.threshold)
+    view.scores = model_scores(cells, values, s, r, c, query, stored_scores)
     return view
 
