@@ -19,10 +19,11 @@ Both are computed on the permutation null's examples, so each has
       the table recomputed with each of G groups of examples left out, centred on the
       jackknife's bias-corrected estimate: CKA's plug-in estimator sits above the population
       value by O(d/n) (0.01 in the coverage test, where an interval around the plain value
-      covered 87% of the time in one setup; around the corrected one, 93-96% in three). The calibrated score's
-      interval is the raw one mapped the same way (the null's mean taken as known). Where two
-      cells nearly tie for the best, the max is not a smooth function of the examples and its
-      interval is too narrow (90% where the best two population values differ by 0.001); its p-value stands regardless.
+      covered 87% of the time in one setup; around the corrected one, 93-96% in three). The
+      calibrated score's interval is the raw one mapped the same way (the null's mean taken
+      as known). Where two cells nearly tie for the best, the max is not a smooth function of
+      the examples and its interval is too narrow (90% where the best two population values
+      differ by 0.001); its p-value stands regardless.
 """
 
 from __future__ import annotations
