@@ -202,3 +202,39 @@ def test_a_stalled_sweep_fails_the_convergence_check(tmp_path, digits_checkpoint
         check = next(c for c in run_checks(store) if c.name == "convergence")
     assert check.passed is False and check.value == 0, check.detail
     assert f"the others: {summary.done} stalled" in check.detail
+
+
+def test_seeds_that_disagree_widen_the_controls_interval(tmp_path):
+    """Two stitch seeds on the same 1,000 test examples: a margin of +6 points at one seed and
+    -1 at the other is above zero over the examples of either seed alone, and not once the
+    seeds are sampled too (the controls check's interval is crossed); seeds that agree pass."""
+    def store(path, margins):
+        rng = np.random.default_rng(1)
+        with Store(path) as db:
+            for role in ("trained", "random"):
+                db.record_network("fake", "A", role, "resnet-1111", f"A{role}", None, None, 0.9)
+            for i, sp in enumerate(POINTS):
+                for seed, margin in enumerate(margins):
+                    for control, value in (("trained->trained", 0.5 + margin),
+                                           ("random->trained", 0.5)):
+                        job = Job(f"{sp}{seed}{control}", "fake", "A", "A", control, seed, sp,
+                                  i, sp, i)
+                        db.record_cell(job, "done", result={
+                            "stitched_accuracy": value, "receiver_accuracy": 0.9,
+                            "test_examples": EXAMPLES}, started=time.time(),
+                            correct=packed(value, rng))
+        return by_name(path)["controls"]
+
+    disagree = store(tmp_path / "disagree.sqlite", (0.06, -0.01))
+    assert disagree.passed is False and disagree.value <= 0, disagree.detail
+    # each seed alone: the examples' interval of its margin is above zero (or below)
+    with Store(tmp_path / "disagree.sqlite") as db:
+        cells = db.cells()
+    from plato.sweep.checks import _paired_differences
+
+    per_seed = _paired_differences(cells, "A", "A")  # (seeds, examples)
+    from plato.stats import mean_interval
+
+    assert per_seed.shape == (2, EXAMPLES) and mean_interval(per_seed[0])[0] > 0
+    agree = store(tmp_path / "agree.sqlite", (0.06, 0.05))
+    assert agree.passed, agree.detail

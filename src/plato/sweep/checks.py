@@ -4,8 +4,8 @@
                           accuracy (each diagonal cell within 1 point of it)
     controls              trained -> trained stitches beat random -> trained ones, for every
                           pair that has both: the lower end of the 95% interval of the mean
-                          margin, paired over the test examples, is above zero (a margin that
-                          noise could give is not one)
+                          margin, paired over the test examples and over stitch seeds, is
+                          above zero (a margin that noise could give is not one)
     layer identification  for two networks of one family (one model with different seeds, or
                           variants such as resnet-1111 and resnet-1112), the most similar
                           receiver point of each sender point is the point of the same name
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from plato.similarity import MEASURES
-from plato.stats import mean_interval
+from plato.stats import crossed_interval, mean_interval
 from plato.sweep.store import Store
 from plato.sweep.tables import (
     load_cells,
@@ -110,9 +110,11 @@ def self_pairs(cells: pd.DataFrame) -> Check:
 
 def controls(cells: pd.DataFrame) -> Check:
     """Per pair, the mean stitched accuracy of trained -> trained minus random -> trained over
-    the cells both have, with its 95% interval: each test example's difference, averaged over
-    the cells (and seeds), is one paired observation (the examples are what was sampled), and
-    a Student t interval of their mean says whether the margin is more than noise."""
+    the cells both have, with its 95% interval: each test example's difference averaged over
+    the cells, per stitch seed, (seeds, examples), and the interval of its mean over both
+    (stats.crossed_interval: the seeds are sampled as the examples are, so two seeds whose
+    margins disagree widen it; one seed: Student t over the examples) says whether the margin
+    is more than noise."""
     margins: dict[str, tuple[float, float, float]] = {}  # pair -> (mean, low, high)
     old = []  # pairs whose cells hold no per-example outcomes (stores written before)
     for s, r in sorted({(s, r) for s, r, _ in table_keys(cells)}):
@@ -123,7 +125,8 @@ def controls(cells: pd.DataFrame) -> Check:
         if differences is None:
             old.append(f"{s}->{r}")
             continue
-        low, high = mean_interval(differences)
+        low, high = crossed_interval(differences) if len(differences) >= 2 else \
+            mean_interval(differences[0])
         margins[f"{s}->{r}"] = (float(differences.mean()), low, high)
     if not margins:
         reason = (f"the cells of {', '.join(old)} hold no per-example outcomes (stored before "
@@ -143,11 +146,15 @@ def controls(cells: pd.DataFrame) -> Check:
 
 
 def _paired_differences(cells: pd.DataFrame, sender: str, receiver: str) -> np.ndarray | None:
-    """Per test example, trained minus random -> trained correctness averaged over the cells
-    (and seeds) both have outcomes for; None when none has."""
+    """(seeds, test examples): trained minus random -> trained correctness of each seed,
+    averaged over the cells that hold outcomes for every seed the pair's cells have (a
+    seed's row pools one fit of each cell); None when none does."""
     done = cells[cells.status == "done"]
     differences = list(paired_differences(done, sender, receiver).values())
-    return np.concatenate(differences).mean(0) if differences else None
+    if not differences:
+        return None
+    seeds = max(len(d) for d in differences)
+    return np.mean([d for d in differences if len(d) == seeds], axis=0)
 
 
 def family(model: str) -> str:
