@@ -178,6 +178,18 @@ def test_similarity_json(two_checkpoints):
     assert procrustes["examples"] == 200 and abs(procrustes["values"][0][0]) < 1e-5
     text = run_plato("similarity", str(a), str(b), "--quiet")
     assert text.returncode == 0 and "cka on 360 digits test examples" in text.stdout
+    # with a null: one number for the pair, in the JSON and in the text
+    null = run_plato("similarity", str(a), str(b), "--measure", "linear_cka",
+                     "--permutations", "9", "--null-examples", "100", "--quiet")
+    assert null.returncode == 0, null.stderr
+    assert "linear_cka, one number for the two networks (on 100 examples" in null.stdout
+    assert "the mean along relative depth, 6 cells:" in null.stdout
+    scores = plato_json("similarity", str(a), str(a), "--measure", "linear_cka",
+                        "--permutations", "9", "--null-examples", "100",
+                        "--quiet")["tables"]["linear_cka"]["scores"]
+    assert scores["depth_mean"]["value"] == pytest.approx(1) and \
+        scores["depth_mean"]["p_value"] == pytest.approx(0.1)  # itself: beats every shuffle
+    assert scores["max"]["low"] <= scores["max"]["value"] <= scores["max"]["high"]
     bad = run_plato("similarity", str(a), str(b), "--measure", "cosine")
     assert bad.returncode == 1 and "unknown similarity measure 'cosine'" in bad.stderr
     assert "Traceback" not in bad.stderr
