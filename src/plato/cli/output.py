@@ -70,6 +70,8 @@ def format_model_scores(scores: dict[str, dict]) -> list[str]:
         parts = [number(s.get("value"))]
         if s.get("low") is not None:
             parts[0] += f" [{number(s['low'])}, {number(s['high'])}]"
+        if s.get("bias_corrected") is not None:
+            parts[0] += f" (bias-corrected {number(s['bias_corrected'])})"
         if s.get("calibrated") is not None:
             parts.append(f"calibrated {number(s['calibrated'])} "
                          f"[{number(s.get('calibrated_low'))}, "
