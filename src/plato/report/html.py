@@ -147,6 +147,8 @@ def _scores_section(store_path: str | Path, spec: str | None, all_specs: bool, m
                     "score": SCORE_NAMES[name] + (f" ({s['row']}, {s['column']})"
                                                   if s.get("row") else ""),
                     "value [95%]": f"{s['value']:.4f}{interval(s)}",
+                    "bias-corrected": "" if s.get("bias_corrected") is None else
+                    f"{s['bias_corrected']:.4f}",
                     "calibrated [95%]": "" if s.get("calibrated") is None else
                     f"{s['calibrated']:.4f}{interval(s, 'calibrated_low', 'calibrated_high')}",
                     "p": "" if s.get("p_value") is None else f"{s['p_value']:.4f}",
@@ -156,7 +158,8 @@ def _scores_section(store_path: str | Path, spec: str | None, all_specs: bool, m
     return ("<h2>One number per pair of networks</h2><p>The most similar cell and the mean "
             "along relative depth (each sender point with the receiver point at the same "
             "relative position). Similarity measures with a permutation null: on the null's "
-            "examples, a jackknife interval over the examples, the p-value against the same "
+            "examples, a jackknife interval over the examples (around the jackknife's "
+            "bias-corrected estimate), the p-value against the same "
             "score of each shuffle (for the most similar cell, the family-wise one), and "
             "the score calibrated to 0 at the shuffles' mean and 1 at identity. Stitching: "
             "the interval over stitch seeds and test examples; debiased is its calibrated "
