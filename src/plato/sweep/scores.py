@@ -34,6 +34,26 @@ NO_NULL = ("no null: sweep with `similarity: {permutations: K}` for p-values, ca
            "scores and intervals")
 
 
+def model_scores(cells: pd.DataFrame, values: pd.DataFrame, sender: str, receiver: str,
+                 control: str, query, stored: pd.DataFrame) -> dict[str, dict] | None:
+    """The scores of the table `query` (a plato.sweep.views.TableQuery) asks for, where the
+    table has them: a similarity measure's mean, stitched accuracy's mean or its debiased
+    difference; None for the other metrics and statistics."""
+    from plato.sweep.tables import paired_differences
+
+    metric, debiased = query.metric, query.debiased
+    if metric in MEASURES and query.stat == "mean" and not debiased:
+        return similarity_scores(values, stored, sender, receiver, control, metric)
+    if metric != "stitched_accuracy":
+        return None
+    if debiased == "diff":
+        return stitching_scores(values, paired_differences(cells, sender, receiver,
+                                                           query.control))
+    if not debiased and query.stat == "mean":
+        return stitching_scores(values, cell_outcomes(cells, sender, receiver, control))
+    return None
+
+
 def similarity_scores(values: pd.DataFrame, stored: pd.DataFrame, sender: str, receiver: str,
                       control: str, measure: str) -> dict[str, dict]:
     """The scores of a similarity table: the stored ones (with their null) where the sweep
@@ -78,6 +98,23 @@ def stitching_scores(values: pd.DataFrame, outcomes: dict[tuple[str, str], np.nd
     return out
 
 
+def cell_outcomes(cells: pd.DataFrame, sender: str, receiver: str, control: str
+                  ) -> dict[tuple[str, str], np.ndarray]:
+    """Each cell's per-example correctness over its seeds, (seeds, test examples); a cell with
+    a seed that kept none (stores written before outcomes were kept) is left out."""
+    from plato.sweep.tables import outcomes
+
+    pick = cells[(cells.sender == sender) & (cells.receiver == receiver)
+                 & (cells.control == control)]
+    if "status" in pick:
+        pick = pick[pick.status == "done"]
+    found: dict[tuple[str, str], list] = {}
+    for r in pick.sort_values("seed").to_dict("records"):
+        found.setdefault((r["sender_point"], r["receiver_point"]), []).append(outcomes(r))
+    return {cell: np.stack(rows).astype(float) for cell, rows in found.items()
+            if all(o is not None for o in rows) and len({len(o) for o in rows}) == 1}
+
+
 def _raw(values: pd.DataFrame, larger: bool, note: str) -> dict[str, dict]:
     """The max and the depth mean of a table's values, with `note` saying what is missing."""
     table = values.to_numpy(dtype=float)
@@ -96,40 +133,3 @@ def _raw(values: pd.DataFrame, larger: bool, note: str) -> dict[str, dict]:
 
 def _number(x) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
-def cell_outcomes(cells: pd.DataFrame, sender: str, receiver: str, control: str
-                  ) -> dict[tuple[str, str], np.ndarray]:
-    """Each cell's per-example correctness over its seeds, (seeds, test examples); a cell with
-    a seed that kept none (stores written before outcomes were kept) is left out."""
-    from plato.sweep.tables import outcomes
-
-    pick = cells[(cells.sender == sender) & (cells.receiver == receiver)
-                 & (cells.control == control)]
-    if "status" in pick:
-        pick = pick[pick.status == "done"]
-    found: dict[tuple[str, str], list] = {}
-    for r in pick.sort_values("seed").to_dict("records"):
-        found.setdefault((r["sender_point"], r["receiver_point"]), []).append(outcomes(r))
-    return {cell: np.stack(rows).astype(float) for cell, rows in found.items()
-            if all(o is not None for o in rows) and len({len(o) for o in rows}) == 1}
-
-
-def model_scores(cells: pd.DataFrame, values: pd.DataFrame, sender: str, receiver: str,
-                 control: str, query, stored: pd.DataFrame) -> dict[str, dict] | None:
-    """The scores of the table `query` (a plato.sweep.views.TableQuery) asks for, where the
-    table has them: a similarity measure's mean, stitched accuracy's mean or its debiased
-    difference; None for the other metrics and statistics."""
-    from plato.sweep.tables import paired_differences
-
-    metric, debiased = query.metric, query.debiased
-    if metric in MEASURES and query.stat == "mean" and not debiased:
-        return similarity_scores(values, stored, sender, receiver, control, metric)
-    if metric != "stitched_accuracy":
-        return None
-    if debiased == "diff":
-        return stitching_scores(values, paired_differences(cells, sender, receiver,
-                                                           query.control))
-    if not debiased and query.stat == "mean":
-        return stitching_scores(values, cell_outcomes(cells, sender, receiver, control))
-    return None
