@@ -21,8 +21,9 @@
                                 resample with replacement duplicates examples, and duplicates
                                 make two representations look more alike (CKA of a bootstrap
                                 resample is biased upward); the jackknife only removes them.
-    crossed_interval(y)         the mean of an S x n array: S stitch seeds, each measured on
-                                the same n test examples. Both are samples (of the seeds a
+    crossed_interval(y)         the mean of an S x n array (seeds_examples_interval: any S,
+                                one seed a t over the examples): S stitch seeds, each measured
+                                on the same n test examples. Both are samples (of the seeds a
                                 fit could take, of the examples a test set could hold), and
                                 they are crossed: an easy example is easy for every seed, so
                                 the seeds' means share the examples' noise, and a t interval
@@ -136,6 +137,14 @@ def jackknife_estimate(estimate: float, replicates) -> float:
     r = np.asarray(replicates, dtype=float)
     g = len(r)
     return float(g * estimate - (g - 1) * r.mean()) if g >= 2 else math.nan
+
+
+def seeds_examples_interval(y) -> tuple[float, float]:
+    """A 95% interval of the mean of a (seeds, examples) array of per-example values (outcomes
+    or paired differences): crossed_interval with two seeds or more, a Student t over the
+    examples with one."""
+    y = np.asarray(y, dtype=float)
+    return crossed_interval(y) if len(y) >= 2 else mean_interval(y[0])
 
 
 def paired_interval(a, b) -> tuple[float, float]:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from plato.similarity import MEASURES
-from plato.stats import crossed_interval, mean_interval
+from plato.stats import seeds_examples_interval
 from plato.sweep.store import Store
 from plato.sweep.tables import (
     load_cells,
@@ -125,8 +125,7 @@ def controls(cells: pd.DataFrame) -> Check:
         if differences is None:
             old.append(f"{s}->{r}")
             continue
-        low, high = crossed_interval(differences) if len(differences) >= 2 else \
-            mean_interval(differences[0])
+        low, high = seeds_examples_interval(differences)
         margins[f"{s}->{r}"] = (float(differences.mean()), low, high)
     if not margins:
         reason = (f"the cells of {', '.join(old)} hold no per-example outcomes (stored before "

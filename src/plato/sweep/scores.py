@@ -25,7 +25,7 @@ import numpy as np
 
 from plato.similarity import MEASURES
 from plato.similarity.model_level import SCORES, depth_matched, score_values
-from plato.stats import crossed_interval, mean_interval
+from plato.stats import seeds_examples_interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,7 +92,7 @@ def stitching_scores(values: pd.DataFrame, outcomes: dict[tuple[str, str], np.nd
         depth["note"] = "no interval: cells without per-example outcomes, or unequal seeds"
         return out
     y = np.mean(arrays, axis=0)  # (seeds, examples): each example's mean over the cells
-    low, high = crossed_interval(y) if len(y) >= 2 else mean_interval(y[0])
+    low, high = seeds_examples_interval(y)
     depth.update(low=_number(low), high=_number(high), seeds=len(y), examples=y.shape[1])
     depth.pop("note", None)
     return out
@@ -100,19 +100,15 @@ def stitching_scores(values: pd.DataFrame, outcomes: dict[tuple[str, str], np.nd
 
 def cell_outcomes(cells: pd.DataFrame, sender: str, receiver: str, control: str
                   ) -> dict[tuple[str, str], np.ndarray]:
-    """Each cell's per-example correctness over its seeds, (seeds, test examples); a cell with
-    a seed that kept none (stores written before outcomes were kept) is left out."""
-    from plato.sweep.tables import outcomes
+    """Each cell's per-example correctness over its seeds, (seeds, test examples)
+    (tables.seed_outcomes); a cell with a seed that kept none is left out."""
+    from plato.sweep.tables import seed_outcomes
 
     pick = cells[(cells.sender == sender) & (cells.receiver == receiver)
                  & (cells.control == control)]
-    if "status" in pick:
-        pick = pick[pick.status == "done"]
-    found: dict[tuple[str, str], list] = {}
-    for r in pick.sort_values("seed").to_dict("records"):
-        found.setdefault((r["sender_point"], r["receiver_point"]), []).append(outcomes(r))
-    return {cell: np.stack(rows).astype(float) for cell, rows in found.items()
-            if all(o is not None for o in rows) and len({len(o) for o in rows}) == 1}
+    found = {cell: seed_outcomes(group)
+             for cell, group in pick.groupby(["sender_point", "receiver_point"])}
+    return {cell: y for cell, y in found.items() if y is not None}
 
 
 def _raw(values: pd.DataFrame, larger: bool, note: str) -> dict[str, dict]:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from plato.errors import PlatoError
-from plato.stats import crossed_interval, mean_interval
+from plato.stats import crossed_interval, mean_interval, seeds_examples_interval
 from plato.sweep.store import METRICS, Store
 
 STATS = ("mean", "std", "n", "low", "high")
@@ -215,8 +215,8 @@ def _interval(group: pd.DataFrame, metric: str) -> tuple[str, tuple[float, float
     """(its kind, the interval) of one cell's mean."""
     values = group[metric].dropna()
     if metric == "stitched_accuracy" and len(values) >= 2:
-        seeds = _seed_outcomes(group)
-        if seeds is not None:
+        seeds = seed_outcomes(group)
+        if seeds is not None and len(seeds) >= 2:
             return "crossed", crossed_interval(seeds)
     if len(values) >= 2:
         return "seeds", mean_interval(values)
@@ -227,12 +227,13 @@ def _interval(group: pd.DataFrame, metric: str) -> tuple[str, tuple[float, float
     return "none", (math.nan, math.nan)
 
 
-def _seed_outcomes(group: pd.DataFrame) -> np.ndarray | None:
-    """The seeds' per-example outcomes of one cell, (seeds, examples); None where a seed has
-    none stored (stores written before they were kept) or the seeds saw different examples."""
+def seed_outcomes(group: pd.DataFrame) -> np.ndarray | None:
+    """The seeds' per-example outcomes of one cell's rows, (seeds, examples); None where a seed
+    has none stored (stores written before they were kept) or the seeds saw different
+    examples."""
     rows = [outcomes(r) for r in group[group.status == "done"].to_dict("records")] \
         if "status" in group else [outcomes(r) for r in group.to_dict("records")]
-    if len(rows) < 2 or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
+    if not rows or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
         return None
     return np.stack(rows).astype(float)
 
@@ -274,9 +275,7 @@ def debiased_interval(cells: pd.DataFrame, sender: str, receiver: str,
     high = low.copy()
     for (sp, rp), differences in paired_differences(cells, sender, receiver, control).items():
         if sp in low.index and rp in low.columns:
-            low.loc[sp, rp], high.loc[sp, rp] = (
-                mean_interval(differences[0]) if len(differences) == 1  # a paired t
-                else crossed_interval(differences))
+            low.loc[sp, rp], high.loc[sp, rp] = seeds_examples_interval(differences)
     return low, high
 
 
