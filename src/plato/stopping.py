@@ -13,14 +13,20 @@ Stopping is not converging. A fit has converged when it stopped on a plateau aft
 its held-out loss improved on its start (the first look) by more than `tolerance`, and its
 parameters moved from their start by more than MOVED of their size (a BatchNorm's running
 statistics alone can lower the held-out loss of a fit whose steps are too small to move it).
+A fit that starts from a fitted solution (the closed form of `lstsq+task`, `fitted_start`)
+may have nothing left to improve: it has converged when its steps moved it by more than
+MOVED and found no look better than its start by `tolerance` (the start is what it keeps, or
+a look within `tolerance` of it). From an initialisation, not improving is never converging.
 Every fit says why it stopped (`stop_reason`):
 
-    plateau    converged: a plateau after it moved
-    step cap   stopped by the caller's last look, still improving
-    stalled    stopped on a plateau it reached without moving: its steps were too small, or it
-               started where it could not improve (a learning rate of 1e-7 gives this)
-    diverged   its steps took its held-out loss above its start (or to a non-finite value)
-               and it never came back under it
+    plateau        converged: a plateau after it moved and improved
+    optimal start  converged: a fitted start its steps moved away from and did not better
+    step cap       stopped by the caller's last look, still improving
+    stalled        stopped on a plateau it reached without moving (its steps were too small:
+                   a learning rate of 1e-7 gives this), or, from an initialisation, without
+                   improving on it
+    diverged       its last look is not finite, or its steps took its held-out loss to
+                   DIVERGED times its start and it never improved on the start
 """
 
 from __future__ import annotations
@@ -34,7 +40,12 @@ import torch
 from torch import nn
 
 MOVED = 1e-3  # a fit moved when its parameters changed by this fraction of their norm
-STOP_REASONS = ("plateau", "step cap", "stalled", "diverged")  # "plateau": converged
+# A held-out loss that ends at twice its start has diverged; a few percent above it is the
+# noise of SGD steps around a start they cannot better (self-stitches of the reference study
+# rise 1-5% at the first look and come back down).
+DIVERGED = 2.0
+CONVERGED = ("plateau", "optimal start")  # the reasons of a converged fit
+STOP_REASONS = (*CONVERGED, "step cap", "stalled", "diverged")
 
 
 class Settings(Protocol):
@@ -72,9 +83,10 @@ class StoppingRule:
     the fitted module's state at it (restored when the fit stops), and a reference that only a
     look beating it by `tolerance` moves, resetting the count of looks without improvement."""
 
-    def __init__(self, settings: Settings,
-                 decay: Callable[[Watched], None] | None = None) -> None:
+    def __init__(self, settings: Settings, decay: Callable[[Watched], None] | None = None,
+                 fitted_start: bool = False) -> None:
         self.config, self.decay = settings, decay
+        self.fitted_start = fitted_start  # the first look is a fitted solution, not an init
         self.decays: dict[int, int] = {}  # plateaus each fit went on from at a lower rate
         self.best: dict[int, tuple[float, dict]] = {}
         self.start: dict[int, tuple[float, torch.Tensor]] = {}  # first look, parameters
@@ -130,11 +142,15 @@ class StoppingRule:
             improved = self.lowest(fit) < start * (1 - tolerance)
             last = fit.curve[-1][1]
             if not math.isfinite(last) or (moved(end) and not improved
-                                           and last > start * (1 + tolerance)):
+                                           and last > start * DIVERGED):
                 fit.stop_reason = "diverged"
-            elif plateau and not (improved and moved(_parameters(fit.fitted))):
+            elif not plateau or (improved and moved(_parameters(fit.fitted))):
+                pass  # the step cap, or converged on a plateau
+            elif self.fitted_start and not improved and moved(end):
+                fit.stop_reason = "optimal start"
+            else:
                 fit.stop_reason = "stalled"
-        fit.converged = fit.stop_reason == "plateau"
+        fit.converged = fit.stop_reason in CONVERGED
 
     def lowest(self, fit: Watched) -> float:
         """The fit's lowest held-out loss so far."""

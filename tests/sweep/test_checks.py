@@ -239,3 +239,21 @@ def test_seeds_that_disagree_widen_the_controls_interval(tmp_path):
     assert mean_interval(per_seed[0])[0] > 0 and mean_interval(per_seed.mean(0))[0] > 0
     agree = store(tmp_path / "agree.sqlite", (0.06, 0.05))
     assert agree.passed, agree.detail
+
+
+def test_the_convergence_check_counts_closed_forms_kept_as_converged():
+    """A cell that kept the closed form its SGD could not better converged (plato.stopping:
+    `optimal start`), and the check says how many did; a stalled cell still counts against."""
+    import pandas as pd
+
+    from plato.sweep.checks import convergence
+
+    reasons = ["plateau", "optimal start", "optimal start", "stalled"]
+    cells = pd.DataFrame({"status": "done", "converged": [1, 1, 1, 0],
+                          "result": [json.dumps({"stop_reason": r}) for r in reasons]})
+    check = convergence(cells)
+    assert check.value == 0.75 and check.passed is False, check.detail
+    assert check.detail.startswith("3/4 cells converged (2 at the closed form they started "
+                                   "from)") and "the others: 1 stalled" in check.detail
+    check = convergence(cells.iloc[:3])
+    assert check.passed is True and check.value == 1.0, check.detail

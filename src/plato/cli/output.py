@@ -50,6 +50,8 @@ def result_line(r) -> str:
             f"(its own test activations {r.receiver_own_distance:.3g})\n"
             f"  stitch loss {r.stitch_loss:.4g}  {r.epochs} epochs, {r.steps} steps"
             + ("" if r.converged is None else
+               "  converged at its closed form (SGD did not better it)"
+               if r.stop_reason == "optimal start" else
                "  converged" if r.converged else f"  NOT converged ({r.stop_reason})")
             + f"  {r.seconds:.1f} s")
 

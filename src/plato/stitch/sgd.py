@@ -306,7 +306,8 @@ class _Loop:
         ledger = LossLedger(live, config.max_steps, self.device)
         self.bar.total = config.max_steps
         self.bar.refresh()
-        rule = StoppingRule(config, decay)
+        # lstsq+task starts at the closed form: a start its steps cannot better is converged
+        rule = StoppingRule(config, decay, fitted_start=config.objective.startswith("lstsq+"))
 
         def look(live: list[FitCell], last: bool) -> list[FitCell]:
             """Each live cell's held-out loss in its history and before the rule; the cells

@@ -227,7 +227,8 @@ def _identification(cells: pd.DataFrame, metric: str, name: str, tables: list,
 
 def convergence(cells: pd.DataFrame) -> Check:
     """The share of fitted cells that say they converged (stopped on a plateau after they
-    moved: plato.stopping), with why the others stopped."""
+    moved and improved, or at a closed-form start they could not better: plato.stopping), with
+    how many kept their closed form and why the others stopped."""
     fitted = cells[cells.status == "done"]
     known = fitted["converged"].dropna() if "converged" in fitted.columns else pd.Series([])
     if known.empty:
@@ -235,9 +236,11 @@ def convergence(cells: pd.DataFrame) -> Check:
                      "(cells fitted for a fixed number of epochs)")
     share = float(known.astype(bool).mean())
     reasons = _stop_reasons(fitted.loc[known.index[~known.astype(bool)]])
+    at_start = _stop_reasons(fitted.loc[known.index[known.astype(bool)]]).get("optimal start")
     return Check("convergence", share >= CONVERGED_SHARE, round(share, 4),
-                 f"{int(known.astype(bool).sum())}/{len(known)} cells converged (passes at "
-                 f"{CONVERGED_SHARE:g})"
+                 f"{int(known.astype(bool).sum())}/{len(known)} cells converged"
+                 + (f" ({at_start} at the closed form they started from)" if at_start else "")
+                 + f" (passes at {CONVERGED_SHARE:g})"
                  + (f"; the others: {', '.join(f'{n} {r}' for r, n in reasons.items())}"
                     if reasons else ""))
 
