@@ -220,16 +220,17 @@ def train_and_save(model: str, dataset: Dataset, recipe: Recipe, path: str | Pat
 
 def import_and_save(model: str, dataset: Dataset, path: str | Path,
                     weights: str | Path | None = None, device: str = "auto",
+                    prefix: str | None = None, key: str | None = None,
                     **options) -> tuple[Checkpoint, float]:
     """A checkpoint of `model` (any model name: zoo, python:, timm:, torchvision:) with the
-    user's `weights` for it (safetensors, or a state dict read with weights_only; None: its
+    user's `weights` for it (plato.models.weights: the formats, `prefix` and `key`; None: its
     initialisation), measured on the dataset's test split: (the checkpoint, its accuracy)."""
-    from plato.models.external import load_weights
+    from plato.models.weights import load_weights
 
     net = create_model(model, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
                        **options)
     if weights is not None:
-        load_weights(net, weights)
+        load_weights(net, weights, prefix=prefix, key=key)
     dev = resolve_device(device)
     accuracy = evaluate(net.to(dev), dataset, device=dev)["accuracy"]
     checkpoint = save_checkpoint(path, net.cpu(), dataset=dataset.name, test_accuracy=accuracy,

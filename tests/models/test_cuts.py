@@ -150,3 +150,70 @@ def test_any_traceable_module():
         assert torch.equal(suffix(prefix(x)), model(x))
     with pytest.raises(ModelError, match="input_shape"):
         cut_graph(UserNet())
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return torch.relu(x + self.bn(self.conv(x)))
+
+
+class Encoder(nn.Module):
+    """A wrapper around a list of blocks (torchvision's ViT encoder)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(Residual(c), Residual(c))
+        self.norm = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return self.norm(self.layers(x))
+
+
+class LibraryShaped(nn.Module):
+    """What libraries build: a stack of plain layers (VGG's features), an nn.Identity, a list
+    of blocks, a wrapper around one, and a one-conv unit that stays one point."""
+
+    def __init__(self, kwarg_default: bool = False) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4),
+                                      nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.norm_pre = nn.Identity()
+        self.stages = nn.Sequential(Residual(4), Residual(4), Residual(4))
+        self.encoder = Encoder(4)
+        self.unit = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x, scale=None, causal=False):  # defaults fixed when traced (timm's)
+        x = self.unit(self.encoder(self.stages(self.norm_pre(self.features(x)))))
+        x = self.pool(x).flatten(1) if scale is None else self.pool(x * scale).flatten(1)
+        return self.head(x)
+
+
+BLOCKS = ["features.3", "features.5", "stages.0", "stages.1", "stages.2",
+          "encoder.layers.0", "encoder.layers.1", "encoder", "unit", "pool"]
+
+
+@pytest.mark.parametrize("mechanism", ["torch.fx", "forward hooks"])
+def test_a_model_without_cut_blocks_opens_its_lists_of_blocks(mechanism):
+    """Block-level points of a library-shaped model: its units, blocks and wrapped blocks; a
+    forward argument with a default (timm's attn_mask) is fixed when traced, not an input
+    that would flow into every block; each point splits the model exactly."""
+    from plato.models.hooks import HookCutGraph
+
+    torch.manual_seed(0)
+    net = LibraryShaped().eval()
+    graph = cut_graph(net, (3, 8, 8)) if mechanism == "torch.fx" else \
+        HookCutGraph(net, (3, 8, 8), fx_error="(tested through hooks)")
+    assert graph.mechanism == mechanism
+    assert [p.name for p in graph.points()] == BLOCKS
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        for point in graph.points():
+            prefix, suffix = graph.split(point)
+            assert torch.equal(suffix(prefix(x)), net(x)), point.name

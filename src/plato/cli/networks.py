@@ -134,8 +134,15 @@ def import_cmd(
         help="A model name: zoo, python:package.module:factory, timm:NAME or "
         "torchvision:NAME.")],
     weights: Annotated[Path | None, typer.Option(
-        help="The trained weights: safetensors, or a PyTorch state dict (read with "
-        "torch.load(weights_only=True)); default none (random init).")] = None,
+        help="The trained weights: safetensors (timm, Hugging Face), a PyTorch state dict "
+        "(.pth, .pt, pytorch_model.bin; read with torch.load(weights_only=True), onto the "
+        "CPU), or a Lightning .ckpt; default none (random init).")] = None,
+    prefix: Annotated[str | None, typer.Option(
+        help="The name the model's tensors have in the file before their own, e.g. "
+        "'model.' (Lightning) or 'module.' (DataParallel); only those are read.")] = None,
+    key: Annotated[str | None, typer.Option(
+        help="Where the state dict is in the file's dict, e.g. 'ema' or 'ema.module' "
+        "(default: the file itself, or state_dict / model / model_state_dict).")] = None,
     dataset: Annotated[str, typer.Option(
         help=DATASET_HELP + " (the data it classifies)")] = "digits",
     root: Root = None,
@@ -155,7 +162,8 @@ def import_cmd(
     options = settings(option, "--option", "width=16", what="model option")
     ds = load_dataset(dataset, root=root)
     check_writable(out.parent)
-    _, accuracy = import_and_save(model, ds, out, weights, device, **options)
+    _, accuracy = import_and_save(model, ds, out, weights, device, prefix=prefix, key=key,
+                                  **options)
     emit({"checkpoint": str(out), "model": model, "dataset": ds.name,
           "test_accuracy": accuracy, "weights": str(weights) if weights else None}, as_json,
          f"{model} on {ds.name}: test accuracy {accuracy:.4f}"

@@ -6,6 +6,9 @@ model it can trace, and forward hooks (plato.models.hooks) for the others. A zoo
 names: its `cut_blocks` lists the module paths whose outputs are the block-level points (stem,
 blocks, pooled features).
 
+A model without `cut_blocks` (a library's, a user's) gets block-level points at the outputs of
+its top-level children, with lists of blocks opened (`block_paths`).
+
 Conventions: index 0 is the stem's output and the last point is the pre-logit feature vector.
 `granularity="layer"` adds every cut point between those two (after each conv, BN,
 activation, ...); a point that is also a block point keeps the block's name.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from plato.errors import ModelError
@@ -106,3 +110,47 @@ class CutGraph:
                granularity: str = "block") -> nn.Module:
         """The whole model, returning (its output, {point name: activation}) from one pass."""
         raise NotImplementedError
+
+
+def block_paths(model: nn.Module) -> list[str]:
+    """The modules whose outputs are a user model's block-level points: its top-level children,
+    with three kinds opened:
+    - a list of blocks (an nn.Sequential or nn.ModuleList of two or more modules that have
+      modules of their own: residual blocks, transformer blocks, stages) into its blocks;
+    - a child that wraps one such list (torchvision's ViT encoder) into the list's blocks, then
+      itself;
+    - a stack of layers (a list of plain layers holding two or more convolutions or linear
+      maps: VGG's `features`) into its units, each ending where the next conv or linear map
+      begins (conv, BN, ReLU, pool: the pool's output). A list with one (a conv, BN and ReLU
+      in a row) stays one point."""
+    def blocks(module: nn.Module) -> bool:
+        return (isinstance(module, nn.Sequential | nn.ModuleList) and len(module) >= 2
+                and all(any(True for _ in c.children()) for c in module))
+
+    def starts_unit(module: nn.Module) -> bool:
+        weight = getattr(module, "weight", None)
+        return isinstance(weight, torch.Tensor) and weight.dim() >= 2  # a conv or linear map
+
+    def unit_ends(name: str, stack: nn.Module) -> list[str] | None:
+        if not isinstance(stack, nn.Sequential | nn.ModuleList) or blocks(stack):
+            return None
+        children = list(stack.named_children())
+        starts = [i for i, (_, c) in enumerate(children) if starts_unit(c)]
+        if len(starts) < 2:
+            return None
+        ends = [s - 1 for s in starts[1:] if s > 0] + [len(children) - 1]
+        return [f"{name}.{children[i][0]}" for i in ends]
+
+    paths = []
+    for name, child in model.named_children():
+        if isinstance(child, nn.Identity):  # computes nothing: its input's point, again
+            continue
+        inner = [(n, c) for n, c in child.named_children() if blocks(c)]
+        if blocks(child):
+            paths += [f"{name}.{i}" for i, _ in child.named_children()]
+        elif len(inner) == 1:
+            paths += [f"{name}.{inner[0][0]}.{i}" for i, _ in inner[0][1].named_children()]
+            paths.append(name)
+        else:
+            paths += unit_ends(name, child) or [name]
+    return paths

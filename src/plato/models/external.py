@@ -6,7 +6,7 @@
     timm:NAME                       timm.create_model(NAME, pretrained=False, ...)
     torchvision:NAME                torchvision.models.get_model(NAME, weights=None, ...)
 
-Nothing is downloaded: random init, or the user's weights (`load_weights`). Where timm or
+Nothing is downloaded: random init, or the user's weights (plato.models.weights). Where timm or
 torchvision cannot be imported (a CPU build of torch with the registry's torchvision wheels,
 for one) the shorthand fails with one line saying why and what to install.
 """
@@ -17,9 +17,7 @@ import difflib
 import importlib
 import inspect
 from collections.abc import Callable
-from pathlib import Path
 
-import torch
 from torch import nn
 
 from plato.errors import ModelError
@@ -43,9 +41,11 @@ def _import(module: str, why: str):
 
 
 def _install_hint(module: str) -> str:
-    if module in ("timm", "torchvision"):
-        return (f"install {module} built for this torch (pip install {module}; torchvision "
-                "wheels must match the torch build, and timm needs torchvision)")
+    if module in ("timm", "torchvision"):  # the registry's wheels link its CUDA torch
+        return ("install torch, torchvision and timm from one index (pip install "
+                "'plato[vision]' where torch is the registry's build; on a CPU-only machine "
+                "with a CPU torch, a separate environment with torch==2.14.1 "
+                "torchvision==0.29.1 timm, as `make test-vision` builds)")
     return "put it on PYTHONPATH or install its package"
 
 
@@ -88,64 +88,54 @@ def options_of(name: str) -> tuple[list[str], bool]:
     return named, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
+# The keyword a library's models take their input size by, where they need one (ViTs: their
+# position embeddings are sized for it); models without one run at any size.
+SIZE_KEYWORD = {"timm": "img_size", "torchvision": "image_size"}
+
+
 def build(name: str, num_classes: int, input_shape: tuple[int, int, int],
           **options) -> nn.Module:
+    """The model `name` for `num_classes` classes and inputs of `input_shape` (C, H, W): timm
+    gets the channels (`in_chans`); timm and torchvision ViTs get the size (built for the
+    data's size, not the 224 they default to); torchvision, whose models take 3 channels only,
+    refuses other inputs in one line."""
     built, library = factory(name)
-    if library:  # timm and torchvision take the classes and the input channels by keyword
-        keywords = {"num_classes": num_classes, **options}
-        if name.startswith("timm:"):
-            keywords.setdefault("in_chans", input_shape[0])
-    else:
+    kind = name.partition(":")[0]
+    if not library:
         wanted = inspect.signature(built).parameters
         keywords = {**options, **{k: v for k, v in (("num_classes", num_classes),
                                                        ("input_shape", tuple(input_shape)))
                                   if k in wanted}}
+        return _call(name, built, keywords)
+    if kind == "torchvision" and input_shape[0] != 3:
+        raise ModelError(f"{name} takes 3-channel images and this input has {input_shape[0]} "
+                         f"channel(s) ({tuple(input_shape)}): use a dataset of colour images, "
+                         "or a timm model (built for any number of channels) or a python: "
+                         "factory")
+    keywords = {"num_classes": num_classes, **options}
+    if kind == "timm":
+        keywords.setdefault("in_chans", input_shape[0])
+    size = SIZE_KEYWORD[kind]
+    if size in options:
+        return _call(name, built, keywords)
+    height, width = input_shape[1:]
+    try:  # the models that have no size keyword refuse it: they are built without it
+        return _call(name, built, {**keywords, size: height if height == width else
+                                   (height, width)}, raise_type_error=True)
+    except TypeError as e:
+        if size not in str(e):
+            raise ModelError(f"{name} refused its options {sorted(keywords)}: {e}") from None
+    return _call(name, built, keywords)
+
+
+def _call(name: str, built: Callable[..., nn.Module], keywords: dict,
+          raise_type_error: bool = False) -> nn.Module:
     try:
         model = built(**keywords)
     except TypeError as e:
+        if raise_type_error:
+            raise
         raise ModelError(f"{name} refused its options {sorted(keywords)}: {e}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{name} returned {type(model).__name__}, not a torch.nn.Module")
     return model
-
-
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """A user's trained weights into `model`: a safetensors file, or a PyTorch file read with
-    torch.load(weights_only=True) (a state dict, or a dict holding one under 'state_dict' or
-    'model'; never an unpickled object). Names and shapes must match the model's exactly:
-    the first that does not is named."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # not a weights file, or one that would need unpickling
-        first = str(e).strip().splitlines()[0]
-        raise ModelError(f"cannot read weights from {path} ({type(e).__name__}: {first}): "
-                         "give a safetensors file or a state dict saved with torch.save"
-                         ) from None
-    if isinstance(state, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise ModelError(f"{path} holds no state dict of tensors")
-    own = model.state_dict()
-    for key, value in own.items():
-        if key not in state:
-            raise ModelError(f"{path} has no tensor '{key}' of the model (it holds "
-                             f"{len(state)} tensors): weights of another model?")
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise ModelError(f"{path}: tensor '{key}' has shape {tuple(state[key].shape)}, the "
-                             f"model's has {tuple(value.shape)}: weights of another model?")
-    extra = sorted(set(state) - set(own))
-    if extra:
-        raise ModelError(f"{path} holds tensors the model does not have, first '{extra[0]}' "
-                         f"({len(extra)} in all): weights of another model?")
-    model.load_state_dict(state, strict=True)

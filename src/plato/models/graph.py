@@ -3,18 +3,18 @@ forward hooks where it cannot (plato.models.hooks); both give the CutGraph inter
 
 from __future__ import annotations
 
-from torch import fx, nn
+from torch import nn
 
 from plato.models.cuts import CutGraph, CutPoint
 from plato.models.hooks import HookCutGraph
-from plato.models.traced import TracedCutGraph
+from plato.models.traced import TracedCutGraph, trace
 
 
 def cut_graph(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> CutGraph:
     """The model's cut points and splits, by torch.fx, or by forward hooks where fx cannot
     trace it (data-dependent control flow)."""
     try:
-        traced = fx.symbolic_trace(model)
+        traced = trace(model)
     except Exception as e:  # fx raises many kinds on data-dependent control flow
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"
         return HookCutGraph(model, input_shape, fx_error=reason)

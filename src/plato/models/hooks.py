@@ -19,7 +19,8 @@ The contract, and where it differs from torch.fx's splits:
   part before the point runs again on zeros each time (a fallback costs a prefix's work).
 - extract(points) runs the model once with a hook at each point.
 Block-level points are the model's `cut_blocks` where it names them, else the outputs of its
-top-level children that are cut points; "layer" adds every verified module in between.
+blocks (plato.models.cuts.block_paths) that are cut points; "layer" adds every verified module
+in between.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from plato.errors import ModelError
-from plato.models.cuts import CutGraph, CutPoint
+from plato.models.cuts import CutGraph, CutPoint, block_paths
 from plato.models.tokens import layout_of
 
 
@@ -188,11 +189,11 @@ class HookCutGraph(CutGraph):
             if reason:
                 raise ModelError(f"'{block}' is not a cut point of this model: {reason}")
         valid = [n for n in candidates if verify(self.model, n, self.input_shape) is None]
-        if not blocks:  # the outputs of the top-level children that are cut points
-            # (a child whose output is an inner module's tensor was left out of `valid`)
-            tops = dict.fromkeys(n.split(".")[0] for n in valid)
-            blocks = [t for t in tops if t in valid or (
-                t in names and verify(self.model, t, self.input_shape) is None)]
+        if not blocks:  # the outputs of its blocks (block_paths) that are cut points
+            # (a block whose output is an inner module's tensor was left out of `valid`)
+            blocks = [t for t in block_paths(self.model) if t in valid or (
+                any(n.startswith(t + ".") for n in valid)
+                and verify(self.model, t, self.input_shape) is None)]
         if not blocks:
             raise ModelError(f"{type(self.model).__name__}: no module's output is a cut point "
                              "(every one is bypassed or runs more than once)")

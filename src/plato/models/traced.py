@@ -7,12 +7,16 @@ layer is). Any module that torch.fx can trace gets this treatment; the others ge
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
+
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from plato.errors import ModelError
-from plato.models.cuts import GRANULARITIES, CutGraph, CutPoint
+from plato.models.cuts import GRANULARITIES, CutGraph, CutPoint, block_paths
 from plato.models.tokens import layout_of
 
 
@@ -32,6 +36,16 @@ def _op_name(node: fx.Node) -> str:
     return f"{scope}.{fn}" if scope else str(fn)
 
 
+def trace(model: nn.Module) -> fx.GraphModule:
+    """torch.fx's graph of `model`, its forward's arguments after the input fixed at their
+    defaults (timm's `forward(x, attn_mask=None, is_causal=False)`): traced as inputs, they
+    would flow into every block, and no block's output would carry the whole state alone."""
+    params = list(inspect.signature(model.forward).parameters.values())[1:]
+    fixed = {p.name: p.default for p in params if p.default is not p.empty
+             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return fx.symbolic_trace(model, concrete_args=fixed or None)
+
+
 class TracedCutGraph(CutGraph):
     """A model traced once by torch.fx, with its cut points and exact splits at any of them."""
 
@@ -40,7 +54,7 @@ class TracedCutGraph(CutGraph):
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None,
                  traced: fx.GraphModule | None = None) -> None:
         super().__init__(model, input_shape)
-        self.traced = traced if traced is not None else fx.symbolic_trace(model)
+        self.traced = traced if traced is not None else trace(model)
         self.nodes = list(self.traced.graph.nodes)
         self.position = {n: i for i, n in enumerate(self.nodes)}
         self._propagate_shapes()
@@ -54,13 +68,17 @@ class TracedCutGraph(CutGraph):
     def _propagate_shapes(self) -> None:
         was_training = self.model.training
         self.model.eval()  # BatchNorm in train mode cannot run a batch of one
-        try:
+        try:  # ShapeProp prints the traceback of a failing node: the error says it all
             device = next(self.model.parameters(), torch.empty(0)).device
-            with torch.no_grad():
+            with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
                 ShapeProp(self.traced).propagate(torch.zeros(1, *self.input_shape, device=device))
         except Exception as e:
+            cause = e.__cause__ or e  # ShapeProp wraps the node's own error
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             raise ModelError(
-                f"{type(self.model).__name__} cannot run on input shape {self.input_shape}: {e}"
+                f"{type(self.model).__name__} cannot run on input shape {self.input_shape} "
+                f"({type(cause).__name__}: {first}): give it inputs of a size it runs on, or "
+                "build it for this size (a ViT's image size option)"
             ) from None
         finally:
             self.model.train(was_training)
@@ -92,11 +110,15 @@ class TracedCutGraph(CutGraph):
         blocks = getattr(self.model, "cut_blocks", None)
         if blocks:
             named = {self._block_output(b): b for b in blocks}
-        else:  # a user model: the outputs of its top-level children, classifier excluded
+        else:  # a user model: the outputs of its blocks (block_paths), classifier excluded
+            paths = sorted(block_paths(self.model), key=len, reverse=True)  # deepest first
             tops = {}
             for n in self.nodes:
-                if n in self._valid and _scope(n):
-                    tops[_scope(n).split(".")[0]] = n
+                scope = _scope(n)
+                block = next((p for p in paths if scope == p or scope.startswith(p + ".")),
+                             None)
+                if n in self._valid and block:
+                    tops[block] = n
             named = {n: name for name, n in tops.items() if n.users and
                      not any(u.op == "output" for u in n.users)}
         for node, name in named.items():
