@@ -58,11 +58,38 @@ class Checkpoint:
                 f"{self.path or self.name} expects {classes} classes of shape {shape}; "
                 f"{dataset.name} has {dataset.num_classes} of shape {dataset.input_shape}")
 
+    def for_dataset(self, dataset) -> nn.Module:
+        """The model, checked against `dataset` and fed its own normalisation where it has one
+        (`input`: plato.models.inputs): what every path that runs it on the dataset's images
+        uses (plato.checkpoint.dataset_for, a sweep's networks)."""
+        from plato.models.inputs import feed_own_input, own_input
+
+        self.check_dataset(dataset)
+        spec, fed = self.meta.get("input"), own_input(self.model)
+        if spec and fed is None:
+            feed_own_input(self.model, dataset.mean, dataset.std, spec["mean"], spec["std"])
+        elif spec and (fed.data_mean, fed.data_std) != (tuple(dataset.mean),
+                                                        tuple(dataset.std)):
+            raise CheckpointError(f"{self.path or self.name} is fed from another dataset's "
+                                  "statistics already: load it again for this one")
+        return self.model
+
+    @property
+    def normalisation(self) -> str:
+        """Which normalisation the network takes, in words (what the commands print)."""
+        spec = self.meta.get("input")
+        if not spec:
+            return "the dataset's"
+        return (f"its own (mean {', '.join(f'{m:g}' for m in spec['mean'])}; std "
+                f"{', '.join(f'{s:g}' for s in spec['std'])})")
+
     @property
     def content_hash(self) -> str:
-        """Identifies the network: its weights and how to build it."""
-        ident = json.dumps([self.meta["model"], self.meta["config"], self.meta["weights_sha256"]],
-                           sort_keys=True)
+        """Identifies the network: its weights, how to build it, and the normalisation it
+        takes where it has its own (checkpoints without one keep their hash)."""
+        own = [self.meta["input"]] if self.meta.get("input") else []
+        ident = json.dumps([self.meta["model"], self.meta["config"], self.meta["weights_sha256"],
+                            *own], sort_keys=True)
         return hashlib.sha256(ident.encode()).hexdigest()
 
 
@@ -74,6 +101,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
     from safetensors import SafetensorError
 
     from plato import __version__
+    from plato.models.inputs import own_input
 
     if not hasattr(model, "plato_name"):
         raise PlatoError("only models built by plato.create_model can be saved as checkpoints")
@@ -81,6 +109,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
     for k, v in tensors.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"refusing to save: '{k}' holds NaN or infinite values")
+    fed = own_input(model)  # the normalisation it takes, where not the dataset's
+    if fed is not None:
+        meta = {"input": {"mean": list(fed.mean), "std": list(fed.std)}, **meta}
     full = {
         "format": FORMAT,
         **({"narrowed": True} if _narrowed(model, tensors) else {}),
@@ -181,7 +212,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 
 def dataset_for(checkpoints: list[Checkpoint], name: str | None = None,
                 root: str | Path | None = None):
-    """The dataset named, else the first checkpoint's own; every checkpoint must take it."""
+    """The dataset named, else the first checkpoint's own; every checkpoint must take it, and
+    is fed its own normalisation where it has one (Checkpoint.for_dataset)."""
     from plato.data import load_dataset
 
     name = name or checkpoints[0].meta.get("dataset")
@@ -189,5 +221,5 @@ def dataset_for(checkpoints: list[Checkpoint], name: str | None = None,
         raise PlatoError(f"{checkpoints[0].path} records no dataset: pass --dataset")
     ds = load_dataset(name, root=root)
     for ckpt in checkpoints:
-        ckpt.check_dataset(ds)
+        ckpt.for_dataset(ds)  # fed its own normalisation where it has one
     return ds

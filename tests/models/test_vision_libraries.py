@@ -111,3 +111,25 @@ def test_a_library_shorthand_builds_its_models_where_it_imports(library, name, t
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 7)
     with pytest.raises(ModelError, match=f"no model '{typo}'.*close: .*{name}"):
         plato.create_model(f"{library}:{typo}")
+
+
+def test_a_timm_model_brings_its_own_normalisation():
+    """`plato import timm:...` feeds a timm model the mean and std of its own pretrained
+    configuration by default (where it has the data's channels); a named preset or
+    --mean/--std overrides it; a torchvision model has none of its own (the dataset's, unless
+    named)."""
+    from plato.models.inputs import PRESETS, chosen_normalisation
+
+    needs("timm")
+    needs("torchvision")
+    vit = plato.create_model("timm:vit_tiny_patch16_224", input_shape=(3, 32, 32))
+    config = vit.pretrained_cfg
+    assert chosen_normalisation(vit, 3) == (tuple(config["mean"]), tuple(config["std"]))
+    assert chosen_normalisation(vit, 3, "imagenet") == PRESETS["imagenet"]
+    assert chosen_normalisation(vit, 3, "dataset") is None
+    grey = plato.create_model("timm:resnet18", input_shape=(1, 28, 28))
+    assert chosen_normalisation(grey, 1) is None  # its configuration is for 3 channels
+    resnet = plato.create_model("torchvision:resnet18", input_shape=(3, 32, 32))
+    assert chosen_normalisation(resnet, 3) is None
+    assert chosen_normalisation(resnet, 3, mean=[0.5] * 3, std=[0.25] * 3) == ((0.5,) * 3,
+                                                                               (0.25,) * 3)

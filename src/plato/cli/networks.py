@@ -140,6 +140,13 @@ def import_cmd(
     prefix: Annotated[str | None, typer.Option(
         help="The name the model's tensors have in the file before their own, e.g. "
         "'model.' (Lightning) or 'module.' (DataParallel); only those are read.")] = None,
+    normalisation: Annotated[str | None, typer.Option(
+        help="The normalisation it was trained with: imagenet, inception, or dataset (the "
+        "dataset's own); default: a timm model's own, else the dataset's.")] = None,
+    mean: Annotated[str | None, typer.Option(
+        help="Its own per-channel input mean, e.g. 0.4914,0.4822,0.4465 (with --std).")] = None,
+    std: Annotated[str | None, typer.Option(
+        help="Its own per-channel input std, e.g. 0.2470,0.2435,0.2616 (with --mean).")] = None,
     key: Annotated[str | None, typer.Option(
         help="Where the state dict is in the file's dict, e.g. 'ema' or 'ema.module' "
         "(default: the file itself, or state_dict / model / model_state_dict).")] = None,
@@ -162,12 +169,28 @@ def import_cmd(
     options = settings(option, "--option", "width=16", what="model option")
     ds = load_dataset(dataset, root=root)
     check_writable(out.parent)
-    _, accuracy = import_and_save(model, ds, out, weights, device, prefix=prefix, key=key,
-                                  **options)
+    ckpt, accuracy = import_and_save(
+        model, ds, out, weights, device, prefix=prefix, key=key, normalisation=normalisation,
+        mean=_values(mean, "--mean"), std=_values(std, "--std"), **options)
     emit({"checkpoint": str(out), "model": model, "dataset": ds.name,
-          "test_accuracy": accuracy, "weights": str(weights) if weights else None}, as_json,
+          "test_accuracy": accuracy, "weights": str(weights) if weights else None,
+          "normalisation": ckpt.meta.get("input")}, as_json,
          f"{model} on {ds.name}: test accuracy {accuracy:.4f}"
-         f"{'' if weights else ' (random init: no --weights)'}\ncheckpoint: {out}")
+         f"{'' if weights else ' (random init: no --weights)'}\n"
+         f"normalisation: {ckpt.normalisation}\ncheckpoint: {out}")
+
+
+def _values(text: str | None, flag: str) -> list[float] | None:
+    """Comma-separated numbers, or one line saying what was wrong."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        from plato.errors import PlatoError
+
+        raise PlatoError(f"{flag} takes numbers separated by commas, one per channel (e.g. "
+                         f"0.485,0.456,0.406), not '{text}'") from None
 
 
 @app.command("eval")
@@ -188,7 +211,8 @@ def eval_cmd(
     ds = dataset_for([ckpt], dataset, root)
     res = evaluate(ckpt.model, ds, device=dev)
     obj = {"checkpoint": str(checkpoint), "model": ckpt.name, "dataset": ds.name,
-           "test_accuracy": res["accuracy"], "test_loss": res["loss"], "n": res["n"]}
+           "test_accuracy": res["accuracy"], "test_loss": res["loss"], "n": res["n"],
+           "normalisation": ckpt.meta.get("input")}
     emit(obj, as_json, f"{ckpt.name} on {ds.name}: test accuracy {res['accuracy']:.4f} "
-         f"(loss {res['loss']:.4f}, n={res['n']})")
+         f"(loss {res['loss']:.4f}, n={res['n']}; normalisation: {ckpt.normalisation})")
 

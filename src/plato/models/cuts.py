@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from plato.errors import ModelError
+from plato.models.inputs import INPUT_MODULE
 from plato.models.tokens import TokenLayout
 
 GRANULARITIES = ("block", "layer")
@@ -143,8 +144,8 @@ def block_paths(model: nn.Module) -> list[str]:
 
     paths = []
     for name, child in model.named_children():
-        if isinstance(child, nn.Identity):  # computes nothing: its input's point, again
-            continue
+        if isinstance(child, nn.Identity) or name == INPUT_MODULE:  # nothing, or the input's
+            continue  # renormalisation (plato.models.inputs): no point of the network
         inner = [(n, c) for n, c in child.named_children() if blocks(c)]
         if blocks(child):
             paths += [f"{name}.{i}" for i, _ in child.named_children()]

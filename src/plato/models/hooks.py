@@ -30,6 +30,7 @@ from torch import nn
 
 from plato.errors import ModelError
 from plato.models.cuts import CutGraph, CutPoint, block_paths
+from plato.models.inputs import INPUT_MODULE
 from plato.models.tokens import layout_of
 
 
@@ -164,7 +165,9 @@ class HookCutGraph(CutGraph):
         self._splits: dict[str, tuple[nn.Module, nn.Module]] = {}
 
     def _find_points(self) -> dict[str, list[CutPoint]]:
-        names = [n for n, _ in self.model.named_modules() if n]
+        # (the input's renormalisation, plato.models.inputs, is part of the input: no point)
+        names = [n for n, _ in self.model.named_modules()
+                 if n and n.split(".")[0] != INPUT_MODULE]
         device = next(self.model.parameters(), torch.empty(0)).device
         try:
             with torch.no_grad(), _Capture(self.model, names) as probe:

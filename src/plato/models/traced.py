@@ -17,6 +17,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from plato.errors import ModelError
 from plato.models.cuts import GRANULARITIES, CutGraph, CutPoint, block_paths
+from plato.models.inputs import INPUT_MODULE, own_input
 from plato.models.tokens import layout_of
 
 
@@ -43,7 +44,18 @@ def trace(model: nn.Module) -> fx.GraphModule:
     params = list(inspect.signature(model.forward).parameters.values())[1:]
     fixed = {p.name: p.default for p in params if p.default is not p.empty
              and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return fx.symbolic_trace(model, concrete_args=fixed or None)
+    traced = fx.symbolic_trace(model, concrete_args=fixed or None)
+    adapter = own_input(model)
+    if adapter is not None:  # fx ignores the root's pre-hook: the renormalisation goes first
+        traced.add_submodule(INPUT_MODULE, adapter)
+        graph = traced.graph
+        x = next(n for n in graph.nodes if n.op == "placeholder")
+        with graph.inserting_after(x):
+            renormalised = graph.call_module(INPUT_MODULE, (x,))
+        x.replace_all_uses_with(renormalised, delete_user_cb=lambda user: user is not
+                                renormalised)
+        traced.recompile()
+    return traced
 
 
 class TracedCutGraph(CutGraph):

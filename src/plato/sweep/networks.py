@@ -16,6 +16,7 @@ from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_ch
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
 from plato.models import CutGraph, create_model, cut_graph
+from plato.models.inputs import feed_own_input, own_input
 from plato.models.narrow import narrow_to, shapes_of, tensor_shapes
 from plato.sweep.entries import (
     DistilledNetwork,
@@ -54,6 +55,7 @@ class Network:
                 "accuracy": self.accuracy, "model": self.model.plato_name,
                 "config": self.model.plato_config,
                 "recipe": getattr(self.model, "plato_recipe", None),  # the stitch loss follows it
+                "input": fed.spec() if (fed := own_input(self.model)) else None,
                 "state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
 
     @classmethod
@@ -61,6 +63,8 @@ class Network:
         model = create_model(payload["model"], **payload["config"])
         narrow_to(model, shapes_of(payload["state"]))
         model.load_state_dict(payload["state"])
+        if payload.get("input"):  # the normalisation it takes (plato.models.inputs)
+            feed_own_input(model, **payload["input"])
         model.plato_recipe = payload["recipe"]
         return cls(payload["name"], payload["role"], model.eval(), payload["identity"],
                    payload["accuracy"])
@@ -77,7 +81,7 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
     for name, entry in spec.networks.items():
         try:
             ckpt = load_checkpoint(made.path(name), device=device)
-            ckpt.check_dataset(dataset)
+            ckpt.for_dataset(dataset)  # fed its own normalisation where it has one
         except PlatoError as e:
             raise SpecError(f"spec field 'networks.{name}': {e}") from None
         compression = _compression(entry, ckpt)
@@ -132,6 +136,7 @@ class _Made:
         where = f"networks.{entry.axis.family or entry.name}.{entry.kind}"
         try:
             source = load_checkpoint(self.path(entry.source), device=self.device)
+            source.for_dataset(self.dataset)  # fed its own normalisation where it has one
         except PlatoError as e:
             raise SpecError(f"spec field '{where}': its source '{entry.source}': {e}") from None
         key = content_key([entry.written, source.content_hash, self.dataset.fingerprint()])
@@ -206,8 +211,11 @@ def random_control(name: str, ckpt: Checkpoint, random_seed: int, dataset: Datas
     model = create_model(ckpt.name, **cfg)
     if ckpt.meta.get("narrowed"):  # channels removed: the fresh init cut to its widths
         narrow_to(model, tensor_shapes(ckpt.model))
+    own = ckpt.meta.get("input")  # it poses as the network: fed what the network is fed
+    if own:
+        feed_own_input(model, dataset.mean, dataset.std, own["mean"], own["std"])
     model = model.to(device).eval()
-    identity = content_key(["random", ckpt.name, cfg, init_seed])
+    identity = content_key(["random", ckpt.name, cfg, init_seed, *([own] if own else [])])
     if ckpt.meta.get("narrowed"):  # another architecture than its config's
         identity = content_key([identity, sorted(tensor_shapes(model).items())])
     acc = evaluate(model, dataset, device=device)["accuracy"]
