@@ -168,3 +168,24 @@ def test_the_normalisation_asked_for_is_checked():
         feed_own_input(network(), *DATA, OWN[0], (0.2, 0.0, 0.2))
     with pytest.raises(ModelError, match="has 1 channels' mean"):
         feed_own_input(network(), *DATA, (0.5,), (0.2,))
+
+
+@pytest.mark.parametrize("method", ["magnitude", "channels"])
+def test_a_pruned_network_keeps_its_normalisation(tmp_path, method):
+    """Pruning copies the network with what it is fed (the renormalisation has no weights to
+    prune), and its checkpoint records it: at amount 0 the pruned network is the network."""
+    from plato.checkpoint import load_checkpoint, save_checkpoint
+    from plato.compress import PruneConfig, prune_network
+
+    fed = network()
+    feed_own_input(fed, *DATA, *OWN)
+    x = torch.randn(2, 3, 32, 32)
+    for amount in (0.0, 0.5):
+        pruned = prune_network(fed, PruneConfig(method=method, amount=amount)).model.eval()
+        assert own_input(pruned).spec() == own_input(fed).spec()
+        with torch.no_grad():
+            same = torch.equal(pruned(x), fed(x))
+        assert same == (amount == 0.0), (method, amount)
+        saved = save_checkpoint(tmp_path / f"{method}-{amount}.ckpt", pruned, dataset="x")
+        assert saved.meta["input"] == {"mean": list(OWN[0]), "std": list(OWN[1])}
+        assert load_checkpoint(saved.path).meta["input"] == saved.meta["input"]
