@@ -189,3 +189,40 @@ def test_a_pruned_network_keeps_its_normalisation(tmp_path, method):
         saved = save_checkpoint(tmp_path / f"{method}-{amount}.ckpt", pruned, dataset="x")
         assert saved.meta["input"] == {"mean": list(OWN[0]), "std": list(OWN[1])}
         assert load_checkpoint(saved.path).meta["input"] == saved.meta["input"]
+
+
+@pytest.mark.slow
+def test_a_sweep_feeds_each_network_its_own_normalisation(tmp_path, digits):
+    """A sweep over a network trained under its own normalisation: its recorded accuracy is
+    its own, its self-stitches recover it (the sender's prefix got its input), and its random
+    control is another control than the same weights fed the dataset's; the same weights
+    without the normalisation (the negative control) classify far worse in the same sweep."""
+    from plato.checkpoint import save_checkpoint
+    from plato.sweep.run import run_sweep
+    from plato.sweep.spec import load_spec
+    from plato.sweep.store import Store
+    from tests.sweep.conftest import write_spec
+
+    torch.manual_seed(0)
+    net = plato.create_model("resnet-1111", width=4, input_shape=digits.input_shape)
+    feed_own_input(net, digits.mean, digits.std, (0.8,), (0.05,))
+    train(net, digits, Recipe(epochs=4, batch_size=64, device="cpu"), progress=False)
+    accuracy = evaluate(net.eval(), digits, device="cpu")["accuracy"]
+    fed = save_checkpoint(tmp_path / "fed.ckpt", net, dataset="digits").path
+    plain_net = plato.create_model("resnet-1111", width=4, input_shape=digits.input_shape)
+    plain_net.load_state_dict(net.state_dict())
+    plain = save_checkpoint(tmp_path / "plain.ckpt", plain_net, dataset="digits").path
+    spec = load_spec(write_spec(tmp_path / "s.yaml", {"fed": fed, "plain": plain},
+                                pairs=[["fed", "fed"]], points=["stem", "layer1.0", "layer2.0"]))
+    summary = run_sweep(spec, tmp_path / "run", device="cpu", progress=False)
+    with Store(summary.store) as store:
+        networks = store.networks().set_index(["name", "role"])
+        cells = store.cells()
+    assert networks.loc[("fed", "trained"), "accuracy"] == accuracy
+    assert networks.loc[("plain", "trained"), "accuracy"] < accuracy - 0.3
+    assert networks.loc[("fed", "random"), "identity"] != \
+        networks.loc[("plain", "random"), "identity"]
+    diagonal = cells[(cells.control == "trained->trained")
+                     & (cells.sender_point == cells.receiver_point)]
+    assert len(diagonal) == 3
+    assert (abs(diagonal.stitched_accuracy - accuracy) <= 0.02).all(), diagonal
