@@ -22,6 +22,7 @@ from plato.cli.options import (
     settings,
 )
 from plato.cli.output import emit
+from plato.errors import PlatoError
 
 
 @app.command()
@@ -187,8 +188,6 @@ def _values(text: str | None, flag: str) -> list[float] | None:
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        from plato.errors import PlatoError
-
         raise PlatoError(f"{flag} takes numbers separated by commas, one per channel (e.g. "
                          f"0.485,0.456,0.406), not '{text}'") from None
 

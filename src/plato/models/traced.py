@@ -29,6 +29,12 @@ def _scope(node: fx.Node) -> str:
     return next(reversed(stack)) if stack else ""
 
 
+def _inside(node: fx.Node, module: str) -> bool:
+    """Whether a node runs in `module` or in one of its submodules."""
+    scope = _scope(node)
+    return scope == module or scope.startswith(module + ".")
+
+
 def _op_name(node: fx.Node) -> str:
     if node.op == "call_module":
         return str(node.target)
@@ -113,7 +119,7 @@ class TracedCutGraph(CutGraph):
         return valid
 
     def _block_output(self, block: str) -> fx.Node:
-        inside = [n for n in self.nodes if _scope(n) == block or _scope(n).startswith(block + ".")]
+        inside = [n for n in self.nodes if _inside(n, block)]
         if not inside:
             raise ModelError(f"cut block '{block}' is not a module of {type(self.model).__name__}")
         return inside[-1]
@@ -126,10 +132,10 @@ class TracedCutGraph(CutGraph):
             paths = sorted(block_paths(self.model), key=len, reverse=True)  # deepest first
             tops = {}
             for n in self.nodes:
-                scope = _scope(n)
-                block = next((p for p in paths if scope == p or scope.startswith(p + ".")),
-                             None)
-                if n in self._valid and block:
+                if n not in self._valid:
+                    continue
+                block = next((p for p in paths if _inside(n, p)), None)
+                if block:
                     tops[block] = n
             named = {n: name for name, n in tops.items() if n.users and
                      not any(u.op == "output" for u in n.users)}
