@@ -50,24 +50,29 @@ class Checkpoint:
         return self.meta.get("test_accuracy")
 
     def check_dataset(self, dataset) -> None:
-        """Refuse a dataset whose images or classes this network does not take."""
+        """Refuse a dataset whose images or classes this network does not take. A network with
+        its own input size (`input.size`: resized to it) takes images of any size with its
+        number of channels."""
         cfg = self.meta["config"]
         shape, classes = tuple(cfg["input_shape"]), cfg["num_classes"]
-        if shape != dataset.input_shape or classes != dataset.num_classes:
+        resized = bool((self.meta.get("input") or {}).get("size"))
+        takes = shape[:1] == dataset.input_shape[:1] if resized else shape == dataset.input_shape
+        if not takes or classes != dataset.num_classes:
             raise CheckpointError(
-                f"{self.path or self.name} expects {classes} classes of shape {shape}; "
+                f"{self.path or self.name} expects {classes} classes of shape {shape}"
+                f"{' (any size: it resizes)' if resized else ''}; "
                 f"{dataset.name} has {dataset.num_classes} of shape {dataset.input_shape}")
 
     def for_dataset(self, dataset) -> nn.Module:
-        """The model, checked against `dataset` and fed its own normalisation where it has one
-        (`input`: plato.models.inputs): what every path that runs it on the dataset's images
-        uses (plato.checkpoint.dataset_for, a sweep's networks)."""
-        from plato.models.inputs import feed_own_input, own_input
+        """The model, checked against `dataset` and fed its own input where it has one
+        (`input`: normalisation and size, plato.models.inputs): what every path that runs it on
+        the dataset's images uses (plato.checkpoint.dataset_for, a sweep's networks)."""
+        from plato.models.inputs import feed_recorded_input, own_input
 
         self.check_dataset(dataset)
         spec, fed = self.meta.get("input"), own_input(self.model)
         if spec and fed is None:
-            feed_own_input(self.model, dataset.mean, dataset.std, spec["mean"], spec["std"])
+            feed_recorded_input(self.model, spec, dataset)
         elif spec and (fed.data_mean, fed.data_std) != (tuple(dataset.mean),
                                                         tuple(dataset.std)):
             raise CheckpointError(f"{self.path or self.name} is fed from another dataset's "
@@ -76,12 +81,14 @@ class Checkpoint:
 
     @property
     def normalisation(self) -> str:
-        """Which normalisation the network takes, in words (what the commands print)."""
-        spec = self.meta.get("input")
-        if not spec:
-            return "the dataset's"
-        return (f"its own (mean {', '.join(f'{m:g}' for m in spec['mean'])}; std "
-                f"{', '.join(f'{s:g}' for s in spec['std'])})")
+        """Which input the network takes, in words (what the commands print)."""
+        spec = self.meta.get("input") or {}
+        said = "the dataset's" if not spec.get("mean") else (
+            f"its own (mean {', '.join(f'{m:g}' for m in spec['mean'])}; std "
+            f"{', '.join(f'{s:g}' for s in spec['std'])})")
+        if spec.get("size"):
+            said += f"; images resized to {spec['size'][0]}x{spec['size'][1]}"
+        return said
 
     @property
     def content_hash(self) -> str:
@@ -109,9 +116,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> Checkpoint:
     for k, v in tensors.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"refusing to save: '{k}' holds NaN or infinite values")
-    fed = own_input(model)  # the normalisation it takes, where not the dataset's
+    fed = own_input(model)  # the normalisation and size it takes, where not the dataset's
     if fed is not None:
-        meta = {"input": {"mean": list(fed.mean), "std": list(fed.std)}, **meta}
+        own = {"mean": list(fed.mean), "std": list(fed.std)} if fed.renormalises else {}
+        meta = {"input": {**own, **({"size": list(fed.size)} if fed.size else {})}, **meta}
     full = {
         "format": FORMAT,
         **({"narrowed": True} if _narrowed(model, tensors) else {}),

@@ -222,22 +222,27 @@ def import_and_save(model: str, dataset: Dataset, path: str | Path,
                     weights: str | Path | None = None, device: str = "auto",
                     prefix: str | None = None, key: str | None = None,
                     normalisation: str | None = None, mean: list[float] | None = None,
-                    std: list[float] | None = None, **options) -> tuple[Checkpoint, float]:
+                    std: list[float] | None = None, input_size: tuple[int, int] | None = None,
+                    **options) -> tuple[Checkpoint, float]:
     """A checkpoint of `model` (any model name: zoo, python:, timm:, torchvision:) with the
     user's `weights` for it (plato.models.weights: the formats, `prefix` and `key`; None: its
     initialisation), measured on the dataset's test split: (the checkpoint, its accuracy).
     The normalisation it was trained with (`mean`/`std`, a named `normalisation`, a timm
-    model's own by default: plato.models.inputs) is recorded and fed to it."""
+    model's own by default) and the input size it takes (`input_size` (h, w), built for it;
+    the dataset's images are resized to it) are recorded and fed to it (plato.models.inputs)."""
     from plato.models.inputs import chosen_normalisation, feed_own_input
-    from plato.models.weights import load_weights
 
-    net = create_model(model, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
-                       **options)
+    channels, *data_size = dataset.input_shape
+    size = tuple(input_size) if input_size and tuple(input_size) != tuple(data_size) else None
+    net = create_model(model, num_classes=dataset.num_classes,
+                       input_shape=(channels, *(size or data_size)), **options)
     if weights is not None:
+        from plato.models.weights import load_weights
+
         load_weights(net, weights, prefix=prefix, key=key)
-    own = chosen_normalisation(net, dataset.input_shape[0], normalisation, mean, std)
-    if own is not None:
-        feed_own_input(net, dataset.mean, dataset.std, *own)
+    own = chosen_normalisation(net, channels, normalisation, mean, std)
+    if own is not None or size is not None:
+        feed_own_input(net, dataset.mean, dataset.std, *(own or (None, None)), size=size)
     dev = resolve_device(device)
     accuracy = evaluate(net.to(dev), dataset, device=dev)["accuracy"]
     checkpoint = save_checkpoint(path, net.cpu(), dataset=dataset.name, test_accuracy=accuracy,

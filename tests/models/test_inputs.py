@@ -13,7 +13,7 @@ import plato
 from plato.errors import ModelError
 from plato.models import cut_graph
 from plato.models.hooks import HookCutGraph
-from plato.models.inputs import InputNormalisation, feed_own_input, own_input
+from plato.models.inputs import InputAdapter, feed_own_input, own_input
 from plato.train import Recipe, evaluate, train
 from tests.helpers import one_line_error, plato_json, run_plato
 
@@ -33,7 +33,7 @@ def network(name: str = "resnet-1111") -> torch.nn.Module:
 
 
 def test_the_renormalisation_is_the_formula():
-    adapter = InputNormalisation(*DATA, *OWN)
+    adapter = InputAdapter(*DATA, *OWN)
     pixels = torch.rand(2, 3, 4, 4)  # images in [0, 1]
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in DATA)
     own_mean, own_std = (torch.tensor(v).view(1, 3, 1, 1) for v in OWN)
@@ -226,3 +226,88 @@ def test_a_sweep_feeds_each_network_its_own_normalisation(tmp_path, digits):
                      & (cells.sender_point == cells.receiver_point)]
     assert len(diagonal) == 3
     assert (abs(diagonal.stitched_accuracy - accuracy) <= 0.02).all(), diagonal
+
+
+def test_the_resize_is_the_stated_policy():
+    """Scaled by the one factor that covers the target (bilinear, antialiased), then the centre
+    cut out; a constant image stays constant (the weights sum to one), the resize commutes
+    with the renormalisation, and an image already at the size passes untouched."""
+    import torch.nn.functional as F
+
+    from plato.models.inputs import resize
+
+    x = torch.rand(2, 3, 40, 30)
+    scaled = F.interpolate(x, size=(32, 24), mode="bilinear", antialias=True)  # 24/30 = 0.8
+    assert torch.equal(resize(x, (24, 24)), scaled[..., 4:28, :])
+    up = F.interpolate(x, size=(160, 120), mode="bilinear", antialias=True)  # 120/30 = 4
+    assert torch.equal(resize(x, (100, 120)), up[..., 30:130, :])
+    assert torch.allclose(resize(torch.full((1, 3, 7, 9), 0.3), (64, 64)),
+                          torch.full((1, 3, 64, 64), 0.3))
+    both = InputAdapter(*DATA, *OWN, size=(64, 64))
+    assert torch.allclose(both(x), resize(InputAdapter(*DATA, *OWN)(x), (64, 64)), atol=1e-5)
+    assert torch.allclose(both(x), InputAdapter(*DATA, *OWN)(resize(x, (64, 64))), atol=1e-5)
+    only_size = InputAdapter(*DATA, size=(40, 30))
+    assert torch.equal(only_size(x), x) and not only_size.renormalises
+    with pytest.raises(ModelError, match="input size is"):
+        InputAdapter(*DATA, size=(0, 3))
+
+
+@pytest.mark.slow
+def test_plato_import_feeds_a_network_at_its_own_size(tmp_path, digits):
+    """A network trained on digits seen at 4x their size (32 x 32), imported with
+    `--input-size 32`, classifies as it did (and eval, a self-stitch and its checkpoint's
+    record agree); imported at the dataset's size (the negative control) it does not."""
+    from plato.checkpoint import load_checkpoint
+
+    torch.manual_seed(0)
+    net = plato.create_model("resnet-1111", width=8, input_shape=(1, 32, 32))
+    feed_own_input(net, digits.mean, digits.std, size=(32, 32))
+    train(net, digits, Recipe(epochs=4, batch_size=64, device="cpu"), progress=False)
+    accuracy = evaluate(net.eval(), digits, device="cpu")["accuracy"]
+    assert accuracy > 0.85
+    torch.save(net.state_dict(), tmp_path / "theirs.pth")
+    common = ["import", "resnet-1111", "--option", "width=8", "--dataset", "digits",
+              "--weights", tmp_path / "theirs.pth", "--device", "cpu"]
+    sized = plato_json(*common, "--input-size", "32", "--out", tmp_path / "sized.ckpt")
+    assert sized["test_accuracy"] == accuracy and sized["normalisation"] == {"size": [32, 32]}
+    ckpt = load_checkpoint(tmp_path / "sized.ckpt")
+    assert ckpt.meta["config"]["input_shape"] == [1, 32, 32]
+    plain = plato_json(*common, "--out", tmp_path / "plain.ckpt")
+    assert plain["test_accuracy"] < accuracy - 0.3, (plain, accuracy)
+    evaluated = run_plato("eval", tmp_path / "sized.ckpt", "--device", "cpu", ok=True).stdout
+    assert f"test accuracy {accuracy:.4f}" in evaluated
+    assert "normalisation: the dataset's; images resized to 32x32" in evaluated
+    stitched = plato_json("stitch", tmp_path / "sized.ckpt", tmp_path / "sized.ckpt",
+                          "--from", "layer1.0", "--to", "layer1.0", "--device", "cpu")
+    assert abs(stitched["stitched_accuracy"] - accuracy) <= 0.02, stitched
+    for size in ("0", "a,b", "32,32,3", "99999"):
+        bad = run_plato(*common, "--input-size", size, "--out", tmp_path / "b.ckpt")
+        assert "--input-size takes HEIGHT,WIDTH" in one_line_error(bad)
+
+
+def test_a_checkpoint_at_its_own_size_takes_any_size_of_its_channels(tmp_path, digits):
+    """Saved with the size it is fed, a network takes the dataset at another size (resized),
+    its random control and a remote worker's copy are fed the same, and a network without a
+    size still refuses images of another size than it was built for."""
+    from plato.checkpoint import load_checkpoint, save_checkpoint
+    from plato.errors import CheckpointError
+    from plato.sweep.networks import Network, random_control
+
+    torch.manual_seed(0)
+    net = plato.create_model("resnet-1111", width=8, input_shape=(1, 16, 16)).eval()
+    feed_own_input(net, digits.mean, digits.std, (0.8,), (0.05,), size=(16, 16))
+    saved = save_checkpoint(tmp_path / "sized.ckpt", net, dataset="digits")
+    assert saved.meta["input"] == {"mean": [0.8], "std": [0.05], "size": [16, 16]}
+    loaded = load_checkpoint(saved.path)
+    model = loaded.for_dataset(digits)
+    x = torch.randn(3, *digits.input_shape)  # (1, 8, 8): resized to 16 x 16 inside
+    with torch.no_grad():
+        assert torch.equal(model(x), net(x))
+        remote = Network.from_payload(Network("n", "trained", model, "id", 0.5).payload())
+        assert torch.equal(remote.model(x), net(x))
+    control = random_control("n", loaded, 0, digits, torch.device("cpu"))
+    assert own_input(control.model).spec() == own_input(net).spec()
+    unsized = plato.create_model("resnet-1111", width=8, input_shape=(1, 16, 16))
+    save_checkpoint(tmp_path / "unsized.ckpt", unsized, dataset="digits")
+    with pytest.raises(CheckpointError, match=r"of shape \(1, 16, 16\); digits"):
+        load_checkpoint(tmp_path / "unsized.ckpt").for_dataset(digits)

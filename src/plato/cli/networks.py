@@ -148,6 +148,10 @@ def import_cmd(
         help="Its own per-channel input mean, e.g. 0.4914,0.4822,0.4465 (with --std).")] = None,
     std: Annotated[str | None, typer.Option(
         help="Its own per-channel input std, e.g. 0.2470,0.2435,0.2616 (with --mean).")] = None,
+    input_size: Annotated[str | None, typer.Option(
+        help="The image size it takes, HEIGHT,WIDTH or one number for a square (e.g. 224): "
+        "built for it, and fed the dataset's images resized to it (scaled to cover it, "
+        "bilinearly, then centre-cropped); default the dataset's.")] = None,
     key: Annotated[str | None, typer.Option(
         help="Where the state dict is in the file's dict, e.g. 'ema' or 'ema.module' "
         "(default: the file itself, or state_dict / model / model_state_dict).")] = None,
@@ -172,7 +176,8 @@ def import_cmd(
     check_writable(out.parent)
     ckpt, accuracy = import_and_save(
         model, ds, out, weights, device, prefix=prefix, key=key, normalisation=normalisation,
-        mean=_values(mean, "--mean"), std=_values(std, "--std"), **options)
+        mean=_values(mean, "--mean"), std=_values(std, "--std"),
+        input_size=_size(input_size), **options)
     emit({"checkpoint": str(out), "model": model, "dataset": ds.name,
           "test_accuracy": accuracy, "weights": str(weights) if weights else None,
           "normalisation": ckpt.meta.get("input")}, as_json,
@@ -190,6 +195,23 @@ def _values(text: str | None, flag: str) -> list[float] | None:
     except ValueError:
         raise PlatoError(f"{flag} takes numbers separated by commas, one per channel (e.g. "
                          f"0.485,0.456,0.406), not '{text}'") from None
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    """HEIGHT,WIDTH or one number (a square), or one line saying what was wrong."""
+    if text is None:
+        return None
+    try:
+        sides = [int(v) for v in text.split(",")]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 1 or max(sides) > MAX_SIDE:
+        raise PlatoError(f"--input-size takes HEIGHT,WIDTH or one number for a square, each "
+                         f"1 to {MAX_SIDE} pixels (e.g. 224), not '{text}'")
+    return (sides[0], sides[-1])
+
+
+MAX_SIDE = 4096  # pixels: a side beyond it is a typo, not a network's input
 
 
 @app.command("eval")

@@ -16,7 +16,7 @@ from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_ch
 from plato.data.datasets import Dataset
 from plato.errors import PlatoError
 from plato.models import CutGraph, create_model, cut_graph
-from plato.models.inputs import feed_own_input, own_input
+from plato.models.inputs import feed_own_input, feed_recorded_input, own_input
 from plato.models.narrow import narrow_to, shapes_of, tensor_shapes
 from plato.sweep.entries import (
     DistilledNetwork,
@@ -213,7 +213,7 @@ def random_control(name: str, ckpt: Checkpoint, random_seed: int, dataset: Datas
         narrow_to(model, tensor_shapes(ckpt.model))
     own = ckpt.meta.get("input")  # it poses as the network: fed what the network is fed
     if own:
-        feed_own_input(model, dataset.mean, dataset.std, own["mean"], own["std"])
+        feed_recorded_input(model, own, dataset)
     model = model.to(device).eval()
     identity = content_key(["random", ckpt.name, cfg, init_seed, *([own] if own else [])])
     if ckpt.meta.get("narrowed"):  # another architecture than its config's
