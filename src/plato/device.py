@@ -66,3 +66,18 @@ def layout_of(t: torch.Tensor) -> torch.memory_format:
             and not t.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
+
+
+def free_memory(device: torch.device) -> int:
+    """Memory free for a cache on `device`: CUDA's free memory, or Linux's MemAvailable; 0
+    where unknown (no cache)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -29,6 +29,7 @@ def check_types(config, what: str) -> None:
 _KINDS = {"int": ((int,), "an integer"), "float": ((int, float), "a number"),
           "bool": ((bool,), "true or false"), "str": ((str,), "a string"),
           "int | None": ((int, type(None)), "an integer or null"),
+          "float | None": ((int, float, type(None)), "a number or null"),
           "float | str": ((int, float, str), "a number or a name")}
 
 

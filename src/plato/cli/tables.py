@@ -99,6 +99,9 @@ def similarity(
         "calibrated scores (0: none).")] = SIMILARITY.permutations,
     null_examples: Annotated[int, typer.Option(
         help="Examples the permutation null is computed on.")] = SIMILARITY.null_examples,
+    memory_gb: Annotated[float | None, typer.Option(
+        help="Memory the held examples may take, in GB (default: half of what is free); "
+        "layers that do not fit at once are held in several passes.")] = None,
     granularity: Annotated[str, typer.Option(help="block or layer cut points.")] = "block",
     device: Device = "auto",
     quiet: Quiet = False,
@@ -110,7 +113,7 @@ def similarity(
 
     config = SimilarityConfig(layout=layout, batch_size=batch_size, examples=examples,
                               collect=collect, split=split, permutations=permutations,
-                              null_examples=null_examples)
+                              null_examples=null_examples, memory_gb=memory_gb)
     a, b = load_checkpoint(net_a), load_checkpoint(net_b)
     ds = dataset_for([a, b], dataset, root)
     tables = similarity_grid(a.model, b.model, ds, tuple(measure or ("cka",)), config,

@@ -24,15 +24,15 @@ from torch import nn
 
 from plato.data.datasets import Dataset
 from plato.data.loader import make_loader
-from plato.device import resolve_device
+from plato.device import free_memory, resolve_device
 from plato.errors import PlatoError, SettingError
 from plato.models import cut_graph
 from plato.models.cuts import CutGraph, CutPoint
 from plato.settings import check_choice, check_types
-from plato.similarity.base import LAYOUTS, MEASURES, Score, as_matrix, get_measure, undefined
+from plato.similarity.base import LAYOUTS, MEASURES, Score, get_measure, undefined
 from plato.similarity.cka import MinibatchCKA
+from plato.similarity.held import HeldLayer, example_rows, for_measure, hold_layer, plan_groups
 from plato.similarity.model_level import ModelScore, jackknife_groups, model_scores
-from plato.similarity.procrustes import gram_factor
 
 STREAMING = ("cka",)
 GRAM_ONLY = ("linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes",
@@ -51,6 +51,9 @@ class SimilarityConfig:
     permutations: int = 0  # permutation null: shuffles of B's examples against A's (0: none)
     null_examples: int = 512  # the first this-many examples the null is computed on
     seed: int = 0  # of the permutations
+    # Memory the held examples may take (plato.similarity.held), in GB; None: half of what
+    # the machine has free. It decides how many passes hold them, never a value.
+    memory_gb: float | None = None
 
     def __post_init__(self) -> None:
         check_types(self, "similarity")
@@ -63,11 +66,21 @@ class SimilarityConfig:
         if self.permutations < 0:
             raise SettingError("permutations", "similarity permutations must be >= 0 (0: no "
                                f"null), got {self.permutations}")
+        if self.memory_gb is not None and not 0 < self.memory_gb < 2**20:
+            raise SettingError("memory_gb", "similarity memory_gb must be a positive number of "
+                               f"GB, got {self.memory_gb}")
+
+    def memory_budget(self) -> int:
+        """Bytes the held examples may take."""
+        if self.memory_gb is not None:
+            return int(self.memory_gb * 2**30)
+        return free_memory(torch.device("cpu")) // 2
 
     def key_fields(self) -> dict:
         """The fields that name a similarity cell's result in a store: without a null, those
         of stores written before the null existed."""
         out = asdict(self)
+        del out["memory_gb"]  # how the examples are held, not what is computed
         if not self.permutations:
             for name in ("permutations", "null_examples", "seed"):
                 del out[name]
@@ -164,54 +177,73 @@ def similarity_grid(
     pa, pb = _points(graphs[0], points_a, granularity), _points(graphs[1], points_b, granularity)
     for net in (net_a, net_b):
         net.to(device).eval()
-    extract_a, extract_b = graphs[0].extract(pa), graphs[1].extract(pb)
     streaming = [m for m in measures if m in STREAMING]
     whole = [m for m in measures if m not in STREAMING]
     accumulators = {m: MinibatchCKA(config.layout) for m in streaming}
-    held_a: list[list[torch.Tensor]] = [[] for _ in pa]
-    held_b: list[list[torch.Tensor]] = [[] for _ in pb]
     # examples held in memory: the whole-matrix measures' and the null's
     hold = max(config.collect if whole else 0,
                config.null_examples if config.permutations else 0)
-    seen = held = 0
+    held_measures = whole + (streaming if config.permutations else [])
+    gram_only = all(m in GRAM_ONLY for m in held_measures)
     loader = make_loader(dataset, config.split, config.batch_size, device=device)
     total = min(config.examples or loader.num_examples, loader.num_examples)
-    bar = tqdm(total=total, desc="similarity", unit="img", leave=False, disable=not progress,
-               file=sys.stderr)
-    for x, _ in loader:
-        if seen >= total:
-            break
-        x = x[: total - seen]
-        acts_a, acts_b = extract_a(x), extract_b(x)
-        a = [acts_a[p.name] for p in pa]
-        b = [acts_b[p.name] for p in pb]
-        for acc in accumulators.values():
-            acc.update(a, b)
-        if held < hold:
-            take = min(hold - held, len(x))
-            for store, reps in ((held_a, a), (held_b, b)):
-                for i, r in enumerate(reps):
-                    store[i].append(r[:take].float().cpu())
-            held += take
-        seen += len(x)
-        bar.update(len(x))
-    bar.close()
+    held = min(hold, total)
+    layers = [(0, p) for p in pa] + [(1, p) for p in pb]  # (network, point)
+    groups = plan_groups([p.shape for _, p in layers],
+                         [f"{'AB'[side]} {p.name}" for side, p in layers], held, config.layout,
+                         gram_only, config.memory_budget()) if held else []
+    kept: dict[tuple[int, str], HeldLayer | Score] = {}
+    seen = 0
+    for number, group in enumerate(groups or [[]]):
+        stream = number == 0 and bool(streaming)  # the streaming measures: the first pass
+        holding = [layers[k] for k in group]
+        wanted = [pa if stream else [p for side, p in holding if side == 0],
+                  pb if stream else [p for side, p in holding if side == 1]]
+        extract = [graphs[side].extract(points) if points else None
+                   for side, points in enumerate(wanted)]
+        limit = total if stream else held
+        raw: dict[tuple[int, str], list[torch.Tensor]] = {(s, p.name): [] for s, p in holding}
+        bar = tqdm(total=limit, unit="img", leave=False, disable=not progress, file=sys.stderr,
+                   desc="similarity" if number == 0 else
+                   f"similarity: holding layers, pass {number + 1}/{len(groups)}")
+        done = 0
+        for x, _ in loader:
+            if done >= limit:
+                break
+            x = x[: limit - done]
+            acts = [ex(x) if ex is not None else {} for ex in extract]
+            if stream:
+                a, b = ([acts[side][p.name] for p in points] for side, points in
+                        enumerate(wanted))
+                for acc in accumulators.values():
+                    acc.update(a, b)
+            if done < held:
+                for side, name in raw:
+                    raw[side, name].append(acts[side][name][: held - done].float().cpu())
+            done += len(x)
+            bar.update(len(x))
+        bar.close()
+        seen = done if number == 0 else seen
+        for side, name in list(raw):  # reduced one at a time: the raw rows go as they do
+            kept[side, name] = hold_layer(torch.cat(raw.pop((side, name))), config.layout,
+                                          gram_only)
+    if not streaming and not held:
+        seen = 0
 
     tables = {}
     for m, acc in accumulators.items():
         values, reasons = acc.value()
         tables[m] = SimilarityTable(m, [p.name for p in pa], [p.name for p in pb],
                                     values.numpy(), reasons, seen)
-    mats_a = [torch.cat(h) if h else None for h in held_a]
-    mats_b = [torch.cat(h) if h else None for h in held_b]
+    held_a = [kept.get((0, p.name)) for p in pa]
+    held_b = [kept.get((1, p.name)) for p in pb]
     for m in whole:
         n = min(held, config.collect)
-        tables[m] = _pairwise(m, [a[:n] for a in mats_a], [b[:n] for b in mats_b],
-                              [p.name for p in pa], [p.name for p in pb], config.layout, n)
+        tables[m] = _pairwise(m, held_a, held_b, [p.name for p in pa], [p.name for p in pb],
+                              config.layout, n)
     if config.permutations:
-        n = min(held, config.null_examples)
         for m in measures:
-            _permutation_null(tables[m], [a[:n] for a in mats_a], [b[:n] for b in mats_b],
+            _permutation_null(tables[m], held_a, held_b, min(held, config.null_examples),
                               config)
     return {m: tables[m] for m in measures}
 
@@ -229,26 +261,35 @@ def similarity_table(measure: str, layers_a: Sequence[torch.Tensor],
     rows = list(rows or [f"a{i}" for i in range(len(layers_a))])
     columns = list(columns or [f"b{j}" for j in range(len(layers_b))])
     n = min(len(x) for x in (*layers_a, *layers_b))
-    table = _pairwise(measure, [x[:n] for x in layers_a], [x[:n] for x in layers_b], rows,
-                      columns, config.layout, n)
+    gram_only = measure in GRAM_ONLY
+    held_a, held_b = ([hold_layer(torch.as_tensor(x[:n]), config.layout, gram_only)
+                       for x in layers] for layers in (layers_a, layers_b))
+    table = _pairwise(measure, held_a, held_b, rows, columns, config.layout, n)
     if config.permutations:
-        m = min(n, config.null_examples)
-        _permutation_null(table, [x[:m] for x in layers_a], [x[:m] for x in layers_b], config)
+        _permutation_null(table, held_a, held_b, min(n, config.null_examples), config)
     return table
 
 
-def _permutation_null(table: SimilarityTable, mats_a: list[torch.Tensor],
-                      mats_b: list[torch.Tensor], config: SimilarityConfig) -> None:
-    """Fill `table`'s null: each cell's measure on the same n examples with B's examples
+Held = HeldLayer | Score
+
+
+def _first(held: Held, n: int, gram_only: bool) -> torch.Tensor | Score:
+    """A held layer's first `n` examples as a measure takes them (a Score stays itself)."""
+    return held if isinstance(held, Score) else for_measure(held.first(n), gram_only)
+
+
+def _permutation_null(table: SimilarityTable, held_a: list[Held], held_b: list[Held], n: int,
+                      config: SimilarityConfig) -> None:
+    """Fill `table`'s null: each cell's measure on the first n examples with B's examples
     shuffled against A's, `config.permutations` times (the same shuffles for every cell), the
     family's (null_family: each shuffle's most similar cell), and the model-level scores with
     their jackknife intervals (plato.similarity.model_level)."""
-    measure, n, k = MEASURES[table.measure], len(mats_a[0]), config.permutations
+    measure, k = MEASURES[table.measure], config.permutations
     gram_only = table.measure in GRAM_ONLY
     generator = torch.Generator().manual_seed(config.seed)
     perms = [torch.randperm(n, generator=generator) for _ in range(k)]
-    red_a = [_reduce(m, config.layout, gram_only) for m in mats_a]  # each layer once
-    red_b = [_reduce(m, config.layout, gram_only) for m in mats_b]
+    red_a = [_first(h, n, gram_only) for h in held_a]  # each layer once
+    red_b = [_first(h, n, gram_only) for h in held_b]
     observed = np.full((len(red_a), len(red_b)), np.nan)
     nulls = np.full((k, len(red_a), len(red_b)), np.nan)  # (shuffle, row, column)
     for i, xa in enumerate(red_a):
@@ -257,31 +298,30 @@ def _permutation_null(table: SimilarityTable, mats_a: list[torch.Tensor],
                 continue  # undefined without a shuffle: no null either
             per = len(xb) // n  # rows per example (positions: one per spatial position)
             value = float(measure(xa, xb))
-            null = np.array([float(measure(xa, xb[_rows(p, per)])) for p in perms])
+            null = np.array([float(measure(xa, xb[example_rows(p, per)])) for p in perms])
             if np.isfinite(value) and np.isfinite(null).all():
                 observed[i, j], nulls[:, i, j] = value, null
     null_family(table, observed, nulls, measure)
     table.permutations, table.null_examples = k, n
-    replicates = _jackknife(mats_a, mats_b, np.isfinite(observed), measure, config, gram_only)
+    replicates = _jackknife(held_a, held_b, n, np.isfinite(observed), measure, config,
+                            gram_only)
     table.scores = model_scores(observed, nulls, replicates, measure, table.rows, table.columns)
 
 
-def _jackknife(mats_a: list[torch.Tensor], mats_b: list[torch.Tensor], cells: np.ndarray,
-               measure, config: SimilarityConfig, gram_only: bool) -> np.ndarray:
-    """(G, N, M): each of the `cells` recomputed with each group of examples left out (the
-    layers centred and reduced again without them); NaN elsewhere."""
-    n = len(mats_a[0])
+def _jackknife(held_a: list[Held], held_b: list[Held], n: int, cells: np.ndarray, measure,
+               config: SimilarityConfig, gram_only: bool) -> np.ndarray:
+    """(G, N, M): each of the `cells` recomputed on the first n examples with each group of
+    them left out (the layers centred and reduced again without them); NaN elsewhere."""
     groups = jackknife_groups(n, config.seed)
     out = np.full((len(groups), *cells.shape), np.nan)
     for g, left_out in enumerate(groups):
         keep = torch.from_numpy(np.setdiff1d(np.arange(n), left_out))
-        red_a = [_reduce(m[keep], config.layout, gram_only) if cells[i].any() else None
-                 for i, m in enumerate(mats_a)]
-        red_b = [_reduce(m[keep], config.layout, gram_only) if cells[:, j].any() else None
-                 for j, m in enumerate(mats_b)]
+        red_a = [for_measure(h.of(keep), gram_only) if cells[i].any() else None
+                 for i, h in enumerate(held_a)]
+        red_b = [for_measure(h.of(keep), gram_only) if cells[:, j].any() else None
+                 for j, h in enumerate(held_b)]
         for i, j in zip(*np.nonzero(cells), strict=True):
-            if not isinstance(red_a[i], Score) and not isinstance(red_b[j], Score):
-                out[g, i, j] = float(measure(red_a[i], red_b[j]))
+            out[g, i, j] = float(measure(red_a[i], red_b[j]))
     return out
 
 
@@ -311,27 +351,12 @@ def null_family(table: SimilarityTable, observed: np.ndarray, nulls: np.ndarray,
         if np.isfinite(best).all() and k else math.nan
 
 
-def _rows(perm: torch.Tensor, per: int) -> torch.Tensor:
-    """The row order of a matrix with `per` consecutive rows per example, examples permuted."""
-    return (perm[:, None] * per + torch.arange(per)).reshape(-1)  # (n * per,)
-
-
-def _reduce(rep: torch.Tensor, layout: str, gram_only: bool) -> torch.Tensor | Score:
-    """A layer's matrix, centred, and reduced to a Gram factor where the measure allows."""
-    try:
-        m = as_matrix(rep, layout)
-    except PlatoError as e:
-        return undefined(str(e))
-    m = m - m.mean(0, keepdim=True)
-    return gram_factor(m) if gram_only and bool(torch.isfinite(m).all()) else m
-
-
-def _pairwise(name: str, mats_a, mats_b, rows: list[str], columns: list[str], layout: str,
-              n: int) -> SimilarityTable:
+def _pairwise(name: str, held_a: list[Held], held_b: list[Held], rows: list[str],
+              columns: list[str], layout: str, n: int) -> SimilarityTable:
     measure = MEASURES[name]
     gram_only = name in GRAM_ONLY
-    red_a = [_reduce(m, layout, gram_only) for m in mats_a]  # each layer once
-    red_b = [_reduce(m, layout, gram_only) for m in mats_b]
+    red_a = [_first(h, n, gram_only) for h in held_a]  # each layer once
+    red_b = [_first(h, n, gram_only) for h in held_b]
     values = np.full((len(rows), len(columns)), np.nan)
     reasons: list[list[str | None]] = [[None] * len(columns) for _ in rows]
     for i, xa in enumerate(red_a):

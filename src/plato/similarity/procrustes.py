@@ -28,10 +28,16 @@ def gram_factor(m: torch.Tensor) -> torch.Tensor:
     """
     if m.shape[1] <= m.shape[0]:
         return m
-    vals, vecs = torch.linalg.eigh(m @ m.T)
+    return factor_of_gram(m @ m.T, m.shape)
+
+
+def factor_of_gram(gram: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(n, n) the factor of the Gram m m^T of an (n, d) float64 matrix m of `shape`: its
+    eigenvectors scaled by the square roots of their eigenvalues."""
+    vals, vecs = torch.linalg.eigh(gram)
     # An eigenvalue of the Gram below its rounding is no direction: kept, its square root
     # (~1e-8 of the largest in float64) would pass any rank test of the factor.
-    floor = rank_tolerance(vals[-1], m.shape, m.dtype) * (vals[-1] > 0)
+    floor = rank_tolerance(vals[-1], shape, gram.dtype) * (vals[-1] > 0)
     return vecs * torch.where(vals > floor, vals, torch.zeros_like(vals)).sqrt()
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from plato.data.datasets import cache_dir
-from plato.device import layout_of
+from plato.device import free_memory, layout_of
 from plato.models.cuts import CutGraph, CutPoint
 
 
@@ -72,21 +72,6 @@ class _Named(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {self.name: self.prefix(x)}
-
-
-def free_memory(device: torch.device) -> int:
-    """Memory free for a cache on `device`: CUDA's free memory, or Linux's MemAvailable; 0
-    where unknown (no cache)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def free_disk(directory: Path) -> int:
