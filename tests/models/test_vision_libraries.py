@@ -133,3 +133,76 @@ def test_a_timm_model_brings_its_own_normalisation():
     assert chosen_normalisation(resnet, 3) is None
     assert chosen_normalisation(resnet, 3, mean=[0.5] * 3, std=[0.25] * 3) == ((0.5,) * 3,
                                                                                (0.25,) * 3)
+
+
+def test_a_library_network_at_its_own_size_and_options_in_a_sweep(tmp_path, monkeypatch):
+    """torchvision's resnet18 imported at 64 pixels with ImageNet's normalisation runs on
+    16-pixel colour images exactly as the plain network does on them renormalised and resized
+    by the stated policy; a sweep stitches it against a timm ViT it trains with the ViT's own
+    option (`patch_size`); a misspelt option is refused in one line before any work."""
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from plato.checkpoint import load_checkpoint, read_metadata
+    from plato.data import load_dataset
+    from plato.data.loader import make_loader
+    from plato.models.inputs import PRESETS, resize
+    from plato.sweep.run import run_sweep
+    from plato.sweep.spec import load_spec
+    from plato.sweep.store import Store
+    from tests.helpers import plato_json
+
+    needs("timm")
+    needs("torchvision")
+    monkeypatch.setenv("PLATO_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            (tmp_path / "imgs" / split / label).mkdir(parents=True)
+            for i in range(8):
+                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "imgs" / split / label / f"{i}.png")
+    data = f"imagefolder:{tmp_path / 'imgs'}"
+    imported = plato_json("import", "torchvision:resnet18", "--dataset", data, "--input-size",
+                          "64", "--normalisation", "imagenet", "--device", "cpu", "--out",
+                          tmp_path / "r.ckpt")
+    mean, std = PRESETS["imagenet"]
+    assert imported["normalisation"] == {"mean": list(mean), "std": list(std),
+                                         "size": [64, 64]}
+    ckpt = load_checkpoint(tmp_path / "r.ckpt")
+    assert ckpt.meta["config"]["input_shape"] == [3, 64, 64]
+    ds = load_dataset(data)
+    model = ckpt.for_dataset(ds).eval()
+    plain = plato.create_model("torchvision:resnet18", num_classes=2,
+                               input_shape=(3, 64, 64)).eval()
+    plain.load_state_dict(model.state_dict())
+    x, _ = next(iter(make_loader(ds, "test", 16)))  # (16, 3, 16, 16), the dataset's statistics
+    pixels = x * torch.tensor(ds.std).view(1, 3, 1, 1) + torch.tensor(ds.mean).view(1, 3, 1, 1)
+    own = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(model(x), plain(resize(own, (64, 64))), atol=1e-4)
+
+    spec = {"name": "vision", "dataset": data, "pairs": "distinct", "objective": "lstsq",
+            "controls": ["trained->trained"], "measures": ["stitch", "linear_cka"],
+            "networks": {"r": {"checkpoint": str(tmp_path / "r.ckpt")},
+                         "vit": {"train": {"model": "timm:vit_tiny_patch16_224",
+                                           "patch_size": 8, "depth": 2, "epochs": 1,
+                                           "batch_size": 8}}},
+            "points": {"r": ["layer1.1", "layer3.1"], "vit": ["blocks.0", "blocks.1"]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    summary = run_sweep(load_spec(tmp_path / "s.yaml"), tmp_path / "run", device="cpu",
+                        progress=False)
+    assert summary.failed == 0 and summary.done == summary.cells == 8, summary  # 2 x 2, both ways
+    with Store(tmp_path / "run" / "results.sqlite") as store:
+        networks = store.networks()
+        assert store.similarities()["measure"].eq("linear_cka").any()
+    trained_vit = networks[(networks["name"] == "vit") & (networks["role"] == "trained")]
+    meta = read_metadata(trained_vit["checkpoint"].iloc[0])
+    assert meta["config"]["patch_size"] == 8 and meta["config"]["depth"] == 2
+    spec["networks"]["vit"]["train"]["pach_size"] = 8
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(spec))
+    failed = run_plato("sweep", tmp_path / "typo.yaml", "--out", tmp_path / "typo",
+                       "--device", "cpu", ok=False)
+    assert "pach_size" in one_line_error(failed)
+    assert not list((tmp_path / "typo").glob("networks/*.ckpt"))  # refused before training

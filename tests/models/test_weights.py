@@ -118,6 +118,19 @@ def test_weights_of_another_model_name_the_first_mismatch(tmp_path):
         load_weights(plato.create_model(SMALL, width=4), tmp_path / "cnn.safetensors")
 
 
+def test_a_vits_weights_for_another_size_say_which_option_to_give(tmp_path):
+    """A ViT's position embedding is sized for its input: weights trained at 32 pixels into
+    one built for 16 name the tensor and point to --input-size (not 'another model')."""
+    at_32 = plato.create_model("vit-tiny", depth=1, input_shape=(3, 32, 32))
+    save_file(at_32.state_dict(), tmp_path / "vit.safetensors")
+    with pytest.raises(ModelError, match=r"'pos_embed' has shape .*another input size\? "
+                                         r"\(give --input-size"):
+        load_weights(plato.create_model("vit-tiny", depth=1, input_shape=(3, 16, 16)),
+                     tmp_path / "vit.safetensors")
+    load_weights(plato.create_model("vit-tiny", depth=1, input_shape=(3, 32, 32)),
+                 tmp_path / "vit.safetensors")  # the size it was trained at: loads
+
+
 def test_a_pickled_module_is_never_unpickled(tmp_path):
     source, target = source_and_target()
     torch.save(source, tmp_path / "pickled.pt")

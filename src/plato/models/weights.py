@@ -78,8 +78,10 @@ def load_weights(model: nn.Module, path: str | Path, prefix: str | None = None,
             raise ModelError(f"{path} has no tensor '{name}' of the model (it holds "
                              f"{len(state)} tensors){_prefix_hint(name, state)}")
         if tuple(state[name].shape) != tuple(value.shape):
+            hint = ("weights for another input size? (give --input-size, e.g. 224)"
+                    if "pos_emb" in name else "weights of another model?")  # a ViT's tokens
             raise ModelError(f"{path}: tensor '{name}' has shape {tuple(state[name].shape)}, "
-                             f"the model's has {tuple(value.shape)}: weights of another model?")
+                             f"the model's has {tuple(value.shape)}: {hint}")
     extra = sorted(set(state) - set(own))
     if extra:
         raise ModelError(f"{path} holds tensors the model does not have, first '{extra[0]}' "

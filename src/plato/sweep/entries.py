@@ -25,6 +25,7 @@ from typing import Any
 from plato.compress import DistillConfig, PruneConfig
 from plato.errors import PlatoError, SettingError, SpecError
 from plato.models import model_options
+from plato.models.external import is_external, options_of
 from plato.settings import typed
 from plato.train import Recipe
 
@@ -170,9 +171,12 @@ def trained(name: str, fields, path: str, extra: tuple[str, ...] = (),
     model = expect(fields["model"], str, f"{path}.model", "a model name")
     try:
         options = model_options(model)
+        any_other = is_external(model) and options_of(model)[1]  # timm, torchvision: **kwargs
     except PlatoError as e:
         raise fail(f"{path}.model", str(e)) from None
     allowed = ("model", *RECIPE_FIELDS, *(("train_subset",) if subset else ()))
+    if any_other:  # every other field is the model's (its constructor checks them when built)
+        options = [k for k in fields if k not in allowed and k not in extra]
     for key in fields:
         if key not in allowed and key not in options and key not in extra:
             raise fail(f"{path}.{key}", f"unknown; allowed: {', '.join((*allowed, *extra))}, "
