@@ -65,3 +65,20 @@ def fault_message(e: OSError | Exception) -> str:
     if code == errno.ENOENT:
         return f"no such file or folder{where}"
     return f"{getattr(e, 'strerror', None) or e}{where}"
+
+
+# Control characters a terminal acts on (C0 but tab and newline, DEL, C1): a user's string
+# printed raw could retitle, clear or rewrite the user's terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f,
+                                         *range(0x80, 0xa0))}
+
+
+def printable(text: str) -> str:
+    """`text` with every control character a terminal acts on escaped (`\\x1b`)."""
+    return str(text).translate(_CONTROLS)
+
+
+# Exit codes (README "What Plato promises"): 0 done; 1 an error, one line (or `plato check`
+# with a failing check); 2 a command line click refused (an unknown option, a missing
+# argument); 3 a sweep that finished with failed cells; 130 interrupted.
+EXIT_FAILED_CELLS = 3

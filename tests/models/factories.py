@@ -56,3 +56,13 @@ class _Untraceable(nn.Module):
 
 def untraceable(num_classes: int = 10, input_shape=(3, 32, 32), width: int = 8) -> nn.Module:
     return _Untraceable(input_shape[0], width, num_classes)
+
+
+def raises(**options) -> nn.Module:
+    """A user's factory that fails (out of memory, a missing file, a bug)."""
+    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nsecond line")
+
+
+def exits(**options) -> nn.Module:
+    """A user's factory that calls sys.exit."""
+    raise SystemExit(3)

@@ -22,7 +22,7 @@ import sys
 
 from safetensors import SafetensorError
 
-from plato.errors import PlatoError, fault_message
+from plato.errors import PlatoError, fault_message, printable
 
 # The commands, registered in the order `plato --help` lists them.
 # isort: off
@@ -35,12 +35,12 @@ def main() -> None:
     try:
         app()
     except PlatoError as e:
-        print(f"plato: error: {e}", file=sys.stderr)
+        print(f"plato: error: {printable(str(e))}", file=sys.stderr)
         sys.exit(1)
     except (OSError, sqlite3.Error, SafetensorError) as e:  # a full disk, a read-only place
         if os.environ.get("PLATO_TRACEBACK"):
             raise
-        print(f"plato: error: {fault_message(e)}", file=sys.stderr)
+        print(f"plato: error: {printable(fault_message(e))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("plato: interrupted", file=sys.stderr)

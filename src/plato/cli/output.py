@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from plato.errors import printable
 from plato.jsonable import jsonable
 from plato.similarity.model_level import SCORE_NAMES
 
@@ -14,8 +15,9 @@ if TYPE_CHECKING:
 
 
 def emit(obj: dict, as_json: bool, text: str) -> None:
-    """Print `obj` as one JSON object, or `text`."""
-    print(json.dumps(jsonable(obj)) if as_json else text)
+    """Print `obj` as one JSON object, or `text` (control characters escaped: it holds the
+    user's names)."""
+    print(json.dumps(jsonable(obj)) if as_json else printable(text))
 
 
 def format_table(table: pd.DataFrame, digits: int = 3) -> str:

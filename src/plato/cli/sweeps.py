@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +12,7 @@ import typer
 from plato.cli.app import app
 from plato.cli.options import AllSpecs, Json, Quiet, SpecName, Store
 from plato.cli.output import emit
-from plato.errors import PlatoError
+from plato.errors import EXIT_FAILED_CELLS, PlatoError, printable
 from plato.sweep.options import GROUP_SIZE, MAX_CELLS, SlurmOptions
 
 SLURM = SlurmOptions()
@@ -78,10 +80,19 @@ def sweep(
                         gpus_per_job=gpus_per_job, retry_failed=retry_failed, device=device,
                         threads=threads, group_size=group_size, progress=not quiet,
                         wait=wait, max_cells=max_cells, slurm=slurm)
-    emit(summary.to_dict(), as_json,
+    retry = (f"plato sweep {shlex.quote(str(spec))} --out "
+             f"{shlex.quote(str(Path(summary.store).parent))} --retry-failed")
+    failed = summary.failed_stored
+    emit({**summary.to_dict(), "exit_code": EXIT_FAILED_CELLS if failed else 0,
+          "retry": retry if failed else None}, as_json,
          f"sweep {summary.spec}: {summary.cells} cells, {summary.skipped} already stored, "
          f"{summary.done} done, {summary.unstitchable} not stitchable, {summary.failed} "
          f"failed, in {summary.seconds:.1f} s\nstore: {summary.store}")
+    if failed:
+        print(f"plato: {printable(str(failed))} cell(s) of the sweep failed (each one's reason "
+              f"is stored with it, column `reason` of the store's cells); run them again "
+              f"with: {printable(retry)}", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED_CELLS)
 
 
 @app.command()

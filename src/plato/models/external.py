@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from plato.errors import ModelError
+from plato.errors import ModelError, PlatoError
 
 PREFIXES = ("python:", "timm:", "torchvision:")
 SHAPE_ARGS = ("num_classes", "input_shape")
@@ -136,6 +136,12 @@ def _call(name: str, built: Callable[..., nn.Module], keywords: dict,
         if raise_type_error:
             raise
         raise ModelError(f"{name} refused its options {sorted(keywords)}: {e}") from None
+    except PlatoError:
+        raise
+    except (Exception, SystemExit) as e:  # the factory's own failure: one line, no traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "(no message)"
+        raise ModelError(f"{name} raised {type(e).__name__} building the model: {first}"
+                         ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{name} returned {type(model).__name__}, not a torch.nn.Module")
     return model

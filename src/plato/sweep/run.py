@@ -43,6 +43,7 @@ class SweepSummary:
     unstitchable: int
     seconds: float
     similarity_tables: int = 0  # (pair, control) similarity grids computed this run
+    failed_stored: int = 0  # the spec's cells failed in the store at the end (this run's too)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -143,9 +144,12 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path | None = None, *, executor: s
                 run_inversions(spec.name, inverted,
                                {n.name: spec_points(spec, n) for n in inverted}, dataset, store,
                                run_dir, spec.interpret.invert, dev, progress)
+            failed_stored = list(store.statuses([j.key for j in jobs]).values()).count("failed")
+            store.checkpoint()  # the store file alone is the whole store (a copy reads whole)
         return SweepSummary(spec.name, str(run_dir / "results.sqlite"), len(jobs),
                             len(jobs) - len(todo), counts["done"], counts["failed"],
-                            counts["unstitchable"], time.perf_counter() - start, grids)
+                            counts["unstitchable"], time.perf_counter() - start, grids,
+                            failed_stored)
 
 
 def _record(store: Store, spec: SweepSpec, dataset: Dataset, identity: dict,

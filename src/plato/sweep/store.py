@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -168,34 +170,76 @@ def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def _add_columns(db: sqlite3.Connection) -> None:
+    """The columns added since a store was written (ADDED_COLUMNS)."""
+    for table, columns in ADDED_COLUMNS.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the store and create its WAL beside it."""
+    return all(os.access(p, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+               for p in (path, path.parent))
+
+
+def _snapshot(path: Path) -> sqlite3.Connection:
+    """A store on read-only media (a copy of a finished store on a DVD, a read-only share):
+    read as immutable (SQLite creates no WAL or lock files beside it) into memory, where the
+    columns added since it was written are added."""
+    try:
+        source = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1",
+                                 uri=True)
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        source.backup(db)
+        source.close()
+        db.executescript(SCHEMA)
+        _add_columns(db)
+    except sqlite3.DatabaseError as e:
+        raise PlatoError(f"{path} is not a usable result store ({e})") from None
+    return db
+
+
 class Store:
     def __init__(self, path: str | Path, create: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise PlatoError(f"result store {self.path} does not exist: run `plato sweep` first")
+        self.host = socket.gethostname()
+        if not create and not _writable(self.path):
+            self.db = _snapshot(self.path)  # read-only media: read it as it is, change nothing
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: safe against crashes
             self.db.executescript(SCHEMA)
-            self._add_columns()
+            _add_columns(self.db)
         except sqlite3.OperationalError as e:  # the machine refused (full, read-only...)
             raise PlatoError(f"cannot use the result store {self.path}: "
                              f"{fault_message(e)}") from None
         except sqlite3.DatabaseError as e:  # the file is not a store
             raise PlatoError(f"{self.path} is not a usable result store ({e})") from None
-        self.host = socket.gethostname()
-
-    def _add_columns(self) -> None:
-        for table, columns in ADDED_COLUMNS.items():
-            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
-            for name, kind in columns.items():
-                if name not in have:
-                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
+
+    def checkpoint(self) -> None:
+        """Write the WAL's pages into the store file and empty the WAL, so that the file alone
+        holds everything (copied elsewhere, it is the whole store). Where a reader holds an
+        old snapshot, the pages it needs stay in the WAL: done by the next one."""
+        if self.db.in_transaction:
+            return
+        self.db.execute("PRAGMA busy_timeout = 2000")
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError:
+            pass  # busy: the automatic checkpoints will do it
+        finally:
+            self.db.execute("PRAGMA busy_timeout = 60000")
 
     def __enter__(self) -> Store:
         return self
