@@ -139,3 +139,29 @@ def test_a_sweep_says_its_size_first_and_refuses_a_huge_one(tmp_path, digits_che
                           r"rough\)", err)
     assert announced and announced.start() < err.index("training network 'fresh'"), err
     assert summary.cells == 2 * (2 * 2 + 2 * 3 + 3 * 2 + 3 * 3)  # fresh: stem, block1, pool
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("seeds", [10**23], "seeds': input should be less than or equal to 9223372036854775807"),
+    ("seeds", [2**64], "seeds': input should be less than or equal to"),
+    ("seeds", [-1], "seeds': input should be greater than or equal to 0"),
+    ("random_seed", 2**64, "random_seed': input should be less than or equal to"),
+    ("repeats", 10**12, "repeats': input should be less than or equal to 1000000"),
+    ("repeats", 30_000_000, "repeats': input should be less than or equal to 1000000")])
+def test_seeds_and_repeats_are_bounded_before_any_work(tmp_path, field, value, message):
+    """A seed beyond what torch and SQLite take overflowed after its cell was computed;
+    `repeats: 10**12` was a MemoryError and 30,000,000 took 1.8 GB before the refusal: each is
+    now one line naming the field, in well under a second and without building the list."""
+    import tracemalloc
+
+    spec = write_spec(tmp_path / "s.yaml", {"a": tmp_path / "a.ckpt"}, **{field: value})
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(spec)
+    seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 1 and peak < 100 * 2**20, (seconds, peak)
+    largest = write_spec(tmp_path / "ok.yaml", {"a": tmp_path / "a.ckpt"},
+                         seeds=[0, 2**63 - 1], random_seed=2**63 - 1)
+    assert load_spec(largest).seeds == [0, 2**63 - 1]  # the bounds themselves are seeds

@@ -91,6 +91,12 @@ def _listed(value):
     return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
 
 
+# A seed seeds torch's generators, which take 0 .. 2^63 - 1 here (a larger one overflows only
+# after a cell is computed); repeats are seeds 0 .. N-1, bounded before any list is made.
+Seed = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+MAX_REPEATS = 1_000_000  # seeds: more is never a study, and the list stays small
+
+
 class SpecFields(BaseModel):
     """A spec file's fields as written, each of its type (what they mean: parse_spec)."""
 
@@ -106,10 +112,10 @@ class SpecFields(BaseModel):
                                       "a list, or a mapping network -> list")
     controls: Annotated[list[Literal[CONTROLS]], BeforeValidator(_listed)] = \
         ["trained->trained"]
-    seeds: Annotated[list[StrictInt], BeforeValidator(_listed), Field(min_length=1)] | None = \
+    seeds: Annotated[list[Seed], BeforeValidator(_listed), Field(min_length=1)] | None = \
         Field(None, description="an integer or a non-empty list of integers")
-    repeats: Annotated[StrictInt, Field(ge=1)] | None = None
-    random_seed: StrictInt = 0
+    repeats: Annotated[StrictInt, Field(ge=1, le=MAX_REPEATS)] | None = None
+    random_seed: Seed = 0
     stitch: str = DEFAULT_STITCH
     resize: Literal[RESIZE_MODES] = "area"
     objective: Literal[OBJECTIVES] | None = None
