@@ -98,20 +98,7 @@ def test_a_sweep_with_failed_cells_exits_3_saying_how_to_retry(tmp_path, digits_
     import plato.stitch.run
     from plato.cli import main
     from plato.stitch.activations import Activations
-    from tests.sweep.conftest import write_spec
-
-    class Poisoned(Activations):
-        def __call__(self, x, indices=None):
-            return {k: v * float("nan") if k == "layer1.0" else v
-                    for k, v in super().__call__(x).items()}
-
-    class SenderPoisoned:  # a grid builds its sender's source first, then its receiver's
-        built = 0
-
-        @classmethod
-        def of(cls, graph, points):
-            cls.built += 1
-            return (Poisoned if cls.built % 2 else Activations).of(graph, points)
+    from tests.sweep.conftest import poison_sender_point, write_spec
 
     spec = write_spec(tmp_path / "s.yaml", {"resnet": digits_checkpoints["resnet"]},
                       controls=["trained->trained"], objective="task",
@@ -126,7 +113,7 @@ def test_a_sweep_with_failed_cells_exits_3_saying_how_to_retry(tmp_path, digits_
         out = capsys.readouterr()
         return stop.value.code, json.loads(out.out), out.err
 
-    monkeypatch.setattr(plato.stitch.run, "Activations", SenderPoisoned)
+    poison_sender_point(monkeypatch, "layer1.0")
     code, summary, err = sweep()
     assert code == 3 and summary["failed"] == summary["failed_stored"] == 2, summary
     assert summary["exit_code"] == 3 and summary["retry"].endswith("--retry-failed")

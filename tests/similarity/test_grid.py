@@ -12,20 +12,6 @@ from plato.models import cut_graph
 from plato.similarity import MEASURES, SimilarityConfig, minibatch_cka, similarity_grid
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return plato.load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def two_nets(digits):
-    torch.manual_seed(0)
-    a = plato.create_model("resnet-1111", width=8, input_shape=digits.input_shape).eval()
-    torch.manual_seed(1)
-    b = plato.create_model("cnn-3", width=8, input_shape=digits.input_shape).eval()
-    return a, b
-
-
 def activations(net, digits, batch_size):
     """Each cut point's activations on the test split, the naive way: one prefix per point."""
     graph = cut_graph(net)

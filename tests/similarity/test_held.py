@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import plato
 from plato.errors import SettingError
 from plato.models import cut_graph
 from plato.similarity import SimilarityConfig, similarity_grid
@@ -17,20 +16,6 @@ from plato.similarity import held as held_module
 from plato.similarity.held import Footprint, plan_groups
 
 MEASURES = ["linear_cka", "procrustes", "cka"]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return plato.load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def two_nets(digits):
-    torch.manual_seed(0)
-    a = plato.create_model("resnet-1111", width=8, input_shape=digits.input_shape).eval()
-    torch.manual_seed(1)
-    b = plato.create_model("cnn-3", width=8, input_shape=digits.input_shape).eval()
-    return a, b
 
 
 def grid(two_nets, digits, measures=MEASURES, **config):

@@ -20,7 +20,7 @@ from plato.sweep.run import run_sweep
 from plato.sweep.spec import load_spec
 from plato.sweep.store import Store
 from tests.helpers import plato_command, run_plato
-from tests.sweep.conftest import write_spec
+from tests.sweep.conftest import poison_sender_point, write_spec
 
 
 def test_sweep_fills_the_store_and_resumes(tmp_path, digits_checkpoints):
@@ -63,20 +63,7 @@ def test_activation_cache_setting_keeps_the_cells(tmp_path, digits_checkpoints):
 
 def test_non_finite_cell_is_recorded_and_the_sweep_goes_on(tmp_path, digits_checkpoints,
                                                            monkeypatch):
-    class Poisoned(Activations):  # a genuinely non-finite activation at one sender point
-        def __call__(self, x, indices=None):
-            return {k: v * float("nan") if k == "layer1.0" else v
-                    for k, v in super().__call__(x).items()}
-
-    class SenderPoisoned:  # a grid builds its sender's source first, then its receiver's
-        built = 0
-
-        @classmethod
-        def of(cls, graph, points):
-            cls.built += 1
-            return (Poisoned if cls.built % 2 else Activations).of(graph, points)
-
-    monkeypatch.setattr(plato.stitch.run, "Activations", SenderPoisoned)
+    poison_sender_point(monkeypatch, "layer1.0")  # a genuinely non-finite activation there
     spec = load_spec(write_spec(tmp_path / "s.yaml", {"resnet": digits_checkpoints["resnet"]},
                                 controls=["trained->trained"], objective="task",
                                 points=["stem", "layer1.0", "layer2.0"],

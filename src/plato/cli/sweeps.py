@@ -89,7 +89,7 @@ def sweep(
          f"{summary.done} done, {summary.unstitchable} not stitchable, {summary.failed} "
          f"failed, in {summary.seconds:.1f} s\nstore: {summary.store}")
     if failed:
-        print(f"plato: {printable(str(failed))} cell(s) of the sweep failed (each one's reason "
+        print(f"plato: {failed} cell(s) of the sweep failed (each one's reason "
               f"is stored with it, column `reason` of the store's cells); run them again "
               f"with: {printable(retry)}", file=sys.stderr)
         raise typer.Exit(EXIT_FAILED_CELLS)

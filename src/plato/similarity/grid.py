@@ -193,7 +193,6 @@ def similarity_grid(
                          [f"{'AB'[side]} {p.name}" for side, p in layers], held, config.layout,
                          gram_only, config.memory_budget()) if held else []
     kept: dict[tuple[int, str], HeldLayer | Score] = {}
-    seen = 0
     for number, group in enumerate(groups or [[]]):
         stream = number == 0 and bool(streaming)  # the streaming measures: the first pass
         holding = [layers[k] for k in group]
@@ -223,18 +222,15 @@ def similarity_grid(
             done += len(x)
             bar.update(len(x))
         bar.close()
-        seen = done if number == 0 else seen
         for side, name in list(raw):  # reduced one at a time: the raw rows go as they do
             kept[side, name] = hold_layer(torch.cat(raw.pop((side, name))), config.layout,
                                           gram_only)
-    if not streaming and not held:
-        seen = 0
 
     tables = {}
     for m, acc in accumulators.items():
         values, reasons = acc.value()
         tables[m] = SimilarityTable(m, [p.name for p in pa], [p.name for p in pb],
-                                    values.numpy(), reasons, seen)
+                                    values.numpy(), reasons, total)  # the first pass's
     held_a = [kept.get((0, p.name)) for p in pa]
     held_b = [kept.get((1, p.name)) for p in pb]
     for m in whole:

@@ -76,7 +76,7 @@ def hold_layer(rep: torch.Tensor, layout: str, gram_only: bool) -> HeldLayer | S
     n = len(rep)
     if gram_only and _flattens(rep, layout):
         flat = rep.reshape(n, -1)  # (n, ...) -> (n, d): what as_matrix gives, still float32
-        if flat.shape[1] > n and n * flat.shape[1] * 8 > CHUNK_BYTES:
+        if _summed_in_chunks(n, flat.shape[1]):
             return _chunked(flat)
     try:
         m = as_matrix(rep, layout)
@@ -89,6 +89,12 @@ def _flattens(rep: torch.Tensor, layout: str) -> bool:
     """Whether as_matrix(rep, layout) is rep with its features flattened."""
     return (layout == "flatten" and rep.ndim in (2, 3, 4)) or (rep.ndim == 2 and
                                                                layout == "pool")
+
+
+def _summed_in_chunks(n: int, d: int) -> bool:
+    """Whether an (n, d) layer's Gram is summed over chunks of its features: wider than its
+    examples (a factor is smaller than the layer) and too large for one float64 copy."""
+    return d > n and n * d * 8 > CHUNK_BYTES
 
 
 def _chunked(flat: torch.Tensor) -> HeldLayer | Score:
@@ -121,7 +127,7 @@ class Footprint:
         except PlatoError:
             return cls(n * features * RAW_BYTES, 0, 0)
         rows = n * per
-        if gram_only and d > rows and n * features * 8 > CHUNK_BYTES and per == 1:
+        if gram_only and per == 1 and _summed_in_chunks(n, d):
             return cls(n * features * RAW_BYTES, rows * rows * 8, CHUNK_BYTES + 2 * rows * rows * 8)
         columns = min(rows, d) if gram_only else d
         gram = 2 * rows * rows * 8 if gram_only and d > rows else 0
