@@ -106,9 +106,9 @@ ModelOptions = Annotated[list[str] | None, typer.Option(
 # -- parsing ---------------------------------------------------------------------------------
 
 def setting(text: str, flag: str = "--set",
-            example: str = "optimizer=sgd") -> tuple[str, int | float | bool | str]:
+            example: str = "optimizer=sgd") -> tuple[str, int | float | bool | str | None]:
     """FIELD=VALUE from the command line, the value typed as it reads: 4096, 0.1, 1e-3,
-    true, sgd."""
+    true, null (YAML's words), sgd."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise PlatoError(f"{flag} takes {'FIELD' if flag == '--set' else 'NAME'}=VALUE "
@@ -118,7 +118,8 @@ def setting(text: str, flag: str = "--set",
             return name.strip(), kind(value)
         except ValueError:
             pass
-    return name.strip(), {"true": True, "false": False}.get(value.lower(), value)
+    words = {"true": True, "false": False, "null": None}
+    return name.strip(), words[value.lower()] if value.lower() in words else value
 
 
 def settings(texts: list[str] | None, flag: str = "--set", example: str = "optimizer=sgd",

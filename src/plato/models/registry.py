@@ -11,14 +11,18 @@ import fnmatch
 import functools
 import inspect
 import re
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model as pydantic_model
 from torch import nn
 
-from plato.errors import ModelError
+from plato.errors import ModelError, SettingError
 from plato.models.external import build as build_external
-from plato.models.external import is_external, options_of
+from plato.models.external import factory, is_external, options_of
+from plato.settings import problem
 
 # Sizes refused before building (a typo like cnn-99999 would run for minutes without a word):
 # far above any network a stitching study compares.
@@ -82,6 +86,50 @@ def _builder(name: str) -> tuple[Callable[..., nn.Module], tuple]:
     )
 
 
+def check_option_types(name: str, options: dict) -> None:
+    """Each option of model `name` of the type its builder annotates, as written: '4' is not a
+    width, 1 is not true (a YAML string or a --option typo would otherwise reach the builder
+    and fail deep in torch, or be read as truthy). Options of library models (timm,
+    torchvision: **kwargs, no annotations) are their constructor's to check. A SettingError
+    names the option."""
+    builder = factory(name)[0] if is_external(name) else _builder(name)[0]
+    checker = _option_checker(builder)
+    if checker is None:
+        return
+    try:
+        checker.model_validate(options)
+    except ValidationError as e:
+        first = e.errors()[0]
+        option = str(first["loc"][0]) if first["loc"] else "?"
+        raise SettingError(option, f"model '{name}' option {option}: {problem(first)}"
+                           ) from None
+
+
+_PLAIN = (int, float, bool, str, type(None))  # option types checked; any other is the model's
+_OPTIONS = ConfigDict(strict=True, extra="ignore")  # strict: as written; an int is a float
+
+
+@functools.cache
+def _option_checker(builder: Callable) -> type[BaseModel] | None:
+    """A strict pydantic model of the builder's plainly annotated options (int, float, bool,
+    str, X | None), or None where it annotates none (a factory's own hints may not resolve)."""
+    try:
+        hints = typing.get_type_hints(builder)
+    except Exception:  # a python: factory's annotation naming what its module cannot see
+        return None
+    checked = {}
+    for option, hint in hints.items():
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        parts = typing.get_args(hint) if union else (hint,)
+        if option not in ("return", "num_classes", "input_shape") and all(
+                p in _PLAIN for p in parts):
+            checked[option] = (hint, None)  # a default is not validated: only what is given
+    if not checked:
+        return None
+    return pydantic_model(f"{getattr(builder, '__name__', 'model')}Options",
+                          __config__=_OPTIONS, **checked)
+
+
 def model_options(name: str) -> list[str]:
     """The options that build model `name` (width, batchnorm, ...), beyond the number of
     classes and the input shape."""
@@ -126,6 +174,7 @@ def create_model(
             f"model '{name}' has no option {', '.join(unknown)}: its options are "
             f"{', '.join(allowed) or 'none'}"
         )
+    check_option_types(name, options)
     width = options.get("width")
     if isinstance(width, int) and width > MAX_WIDTH:
         raise ModelError(f"model '{name}': width {width} is more than Plato builds "

@@ -24,7 +24,7 @@ from typing import Any
 
 from plato.compress import DistillConfig, PruneConfig
 from plato.errors import PlatoError, SettingError, SpecError
-from plato.models import model_options
+from plato.models import check_option_types, model_options
 from plato.models.external import is_external, options_of
 from plato.settings import typed
 from plato.train import Recipe
@@ -188,7 +188,12 @@ def trained(name: str, fields, path: str, extra: tuple[str, ...] = (),
         raise fail(f"{path}.train_subset",
                    f"'{train_subset}' is not 'all' or a positive number of images")
     recipe = _recipe({k: v for k, v in fields.items() if k in RECIPE_FIELDS}, path)
-    return TrainedNetwork(name, model, {k: v for k, v in fields.items() if k in options},
+    model_fields = {k: v for k, v in fields.items() if k in options}
+    try:
+        check_option_types(model, model_fields)
+    except SettingError as e:
+        raise fail(f"{path}.{e.setting}", str(e)) from None
+    return TrainedNetwork(name, model, model_fields,
                           recipe, train_subset, {k: v for k, v in fields.items()
                                                  if k not in extra})
 
