@@ -77,7 +77,7 @@ from plato.stitch import OBJECTIVES, StitchConfig
 from plato.stitch.layers import RESIZE_MODES
 from plato.stitch.registry import DEFAULT_STITCH, resolve_stitch
 from plato.sweep.entries import NetworkEntry, expect, fail, parse_networks, safe_name
-from plato.sweep.spec_yaml import read_spec_yaml
+from plato.sweep.spec_yaml import read_spec_file, read_spec_yaml
 
 CONTROLS = ("trained->trained", "random->trained", "trained->random", "random->random")
 PAIR_MODES = ("all", "self", "distinct")
@@ -207,7 +207,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"sweep spec {path} does not exist")
-    text = path.read_text()
+    text = read_spec_file(path)
     raw = read_spec_yaml(text, str(path))
     return parse_spec(raw, source=text, base_dir=path.parent, default_name=path.stem)
 
