@@ -80,6 +80,16 @@ class Checkpoint:
         return self.model
 
     @property
+    def trained_on(self) -> str:
+        """The data it was trained on, in words (`data`, recorded by Plato's training since
+        it was added; an imported network's is not known)."""
+        data = self.meta.get("data")
+        if not data:
+            return "not recorded"
+        return (f"{data['name']}: {data['train_examples']:,} training images (sha256 "
+                f"{data['fingerprint'][:12]})")
+
+    @property
     def normalisation(self) -> str:
         """Which input the network takes, in words (what the commands print)."""
         spec = self.meta.get("input") or {}

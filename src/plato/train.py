@@ -20,6 +20,7 @@ from plato.data.loader import AUGMENT_PRESETS, Augment, DeviceLoader, make_loade
 from plato.device import autocast, resolve_device
 from plato.errors import PlatoError, TrainingError
 from plato.models import create_model
+from plato.models.fits import check_input_fits
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -128,6 +129,7 @@ def train(model: nn.Module, dataset: Dataset, recipe: Recipe | None = None,
     device = resolve_device(recipe.device)
     torch.manual_seed(recipe.seed)
     model.to(device)
+    check_input_fits(model, dataset.input_shape, dataset.name)
     if objective is None:
         def objective(model, x, y):
             logits = model(x)
@@ -212,10 +214,19 @@ def train_and_save(model: str, dataset: Dataset, recipe: Recipe, path: str | Pat
     net = create_model(model, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
                        **options)
     result = train(net, dataset, recipe, progress=progress)
-    checkpoint = save_checkpoint(path, net, dataset=dataset.name, recipe=recipe.to_dict(),
+    checkpoint = save_checkpoint(path, net, dataset=dataset.name, data=data_record(dataset),
+                                 recipe=recipe.to_dict(),
                                  seed=recipe.seed, test_accuracy=result.test_accuracy,
                                  train_seconds=result.seconds)
     return checkpoint, result
+
+
+def data_record(dataset: Dataset) -> dict:
+    """What a network was trained on, as its checkpoint records it: the dataset's name, the
+    fingerprint of its content (a subset, another seed's subset or other images differ) and
+    its sizes. Part of a cached network's identity in a sweep."""
+    return {"name": dataset.name, "fingerprint": dataset.fingerprint(),
+            "train_examples": len(dataset.train), "test_examples": len(dataset.test)}
 
 
 def import_and_save(model: str, dataset: Dataset, path: str | Path,

@@ -235,7 +235,8 @@ def _measured_refusal(call, error, message):
 
 @pytest.mark.parametrize("text, message", [
     # 10 MB of 600,000 keys: parsed for 4 minutes in 1.3 GB before the value count refused it
-    ("".join(f"key{i:06d}: 1234567890\n" for i in range(600_000)), "is 13,200,000 bytes, more than a spec may be"),
+    ("".join(f"key{i:06d}: 1234567890\n" for i in range(600_000)),
+     "is 13,200,000 bytes, more than a spec may be"),
     # 100 KB nested 50,000 deep, flow and block: a RecursionError traceback
     ("networks: " + "[" * 50_000 + "]" * 50_000, "nested more than 32 levels deep"),
     ("".join(" " * i + "a:\n" for i in range(300)), "nested more than 32 levels deep"),
@@ -255,3 +256,80 @@ def test_a_spec_is_refused_by_size_and_depth_before_it_is_built(tmp_path, text, 
         path.write_text(text)
     seconds, peak = _measured_refusal(lambda: load_spec(path), SpecError, message)
     assert seconds < 1 and peak < 100 * 2**20, (seconds, peak)
+
+
+def test_an_archive_is_bounded_by_its_decoded_size_before_any_image_is_decoded(
+        tmp_path, monkeypatch):
+    """24 blank 4096 x 4096 PNGs in a 12 KB archive took 3.6 GB of memory and wrote a 1.2 GB
+    cache: the headers declare what they decode to, so the archive is refused before any is
+    decoded (under a second and 100 MB), nothing is cached, and a higher limit (the flag's
+    variable) takes it; the limit counts what is decoded, so one lower than a small
+    dataset's decoded bytes refuses it too."""
+    monkeypatch.setenv("PLATO_CACHE", str(tmp_path / "cache"))
+    blank = _png(np.zeros((4096, 4096, 3), np.uint8))
+    bomb = _tar_with(tmp_path / "bomb.tar.gz", [(f"d/{split}/a/{i}.png", blank)
+                                                for i in range(12) for split in ("train",
+                                                                                 "test")])
+    assert (tmp_path / "bomb.tar.gz").stat().st_size < 20_000
+    seconds, peak = _measured_refusal(lambda: load_dataset(bomb), DatasetError,
+                                      r"decode to more than 1 GiB .*reached at image 22")
+    assert seconds < 1 and peak < 100 * 2**20, (seconds, peak)
+    assert not list((tmp_path / "cache").rglob("*.safetensors"))
+    small = [(f"d/{split}/{c}/{i}.png", _png(np.full((8, 8, 3), i, np.uint8)))
+             for split in ("train", "test") for c in "ab" for i in range(5)]
+    folder = _tar_with(tmp_path / "small.tar.gz", small)  # 20 images of 8x8x3: 3,840 bytes
+    monkeypatch.setenv("PLATO_MAX_DECODED_GB", str(3_000 / 2**30))
+    with pytest.raises(DatasetError, match=r"\(3,000 bytes; reached at image 16,"):
+        load_dataset(folder)
+    monkeypatch.setenv("PLATO_MAX_DECODED_GB", str(3_840 / 2**30))
+    assert load_dataset(folder).train.images.shape == (10, 3, 8, 8)
+    for bad in ("0", "-1", "inf", "many"):
+        monkeypatch.setenv("PLATO_MAX_DECODED_GB", bad)
+        with pytest.raises(DatasetError, match="must be a positive number of GiB"):
+            load_dataset(bomb)
+
+
+def test_the_decoded_size_limit_is_a_flag_of_every_command(tmp_path, monkeypatch, capsys):
+    """`plato --max-decoded-gb N COMMAND` sets the limit for the command's decoding."""
+    from tests.helpers import entry_point, error_lines
+
+    monkeypatch.setenv("PLATO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PLATO_MAX_DECODED_GB", "1")  # the flag's setting is undone after
+    small = [(f"d/{split}/a/{i}.png", _png(np.zeros((8, 8, 3), np.uint8)))
+             for split in ("train", "test") for i in range(2)]
+    folder = _tar_with(tmp_path / "small.tar.gz", small)
+    code, err = entry_point(["--max-decoded-gb", "1e-7", "data", folder], monkeypatch, capsys)
+    assert code == 1 and "GiB (107 bytes; reached at image 1," in error_lines(err)[0], err
+
+
+def test_images_too_small_for_a_model_are_refused_with_the_size_it_needs(tmp_path,
+                                                                         monkeypatch):
+    """A folder of 1x1 images passed the loader and `plato train cnn-3` failed in its first
+    step ("RuntimeError: Output size is too small"): training and a sweep's plan now refuse
+    in one line with the smallest size the model runs on, before any step; a model that runs
+    on them (an MLP) still trains."""
+    from plato.errors import ModelError
+    from plato.train import Recipe, train_and_save
+
+    monkeypatch.setenv("PLATO_CACHE", str(tmp_path / "cache"))
+    tiny = [(f"d/{split}/{c}/{i}.png", _png(np.full((1, 1, 3), 40 * i, np.uint8)))
+            for split in ("train", "test") for c in "ab" for i in range(4)]
+    data = load_dataset(_tar_with(tmp_path / "tiny.tar.gz", tiny))
+    assert data.input_shape == (3, 1, 1)
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match=re.escape(
+            "cnn-3 cannot run on the 1x1 images of imagefolder:") + r".*Output size is too "
+            r"small\): it runs on 4x4 and larger"):
+        train_and_save("cnn-3", data, Recipe(epochs=1, device="cpu"), tmp_path / "c.ckpt",
+                       progress=False)
+    assert time.perf_counter() - start < 1 and not (tmp_path / "c.ckpt").exists()
+    train_and_save("mlp-16", data, Recipe(epochs=1, device="cpu"), tmp_path / "m.ckpt",
+                   progress=False)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"dataset: imagefolder:{tmp_path / 'tiny.tar.gz'}\nnetworks:\n"
+                    "  m: {train: {model: mlp-16, epochs: 1}}\n"
+                    "  c: {train: {model: cnn-3, epochs: 1}}\n")
+    with pytest.raises(ModelError, match="cnn-3 cannot run on images of 1x1 .*: it runs on "
+                                         "4x4 and larger"):
+        run_sweep(load_spec(spec), tmp_path / "run", device="cpu", progress=False)
+    assert not (tmp_path / "run" / "networks").exists()  # refused before any training

@@ -65,3 +65,47 @@ def test_a_changed_spec_is_not_mixed_into_its_old_cells(tmp_path, digits_checkpo
     assert sweep(name="tiny-3", **changed).done == 0
     assert ("1 of the cells of spec 'tiny-3' were computed in this store for another spec "
             "name (1 under 'tiny-2')") in capsys.readouterr().err
+
+
+def test_a_cached_network_trained_on_other_data_is_trained_again(tmp_path, capsys):
+    """A network trained on 300 of the training images, put where the sweep caches the one
+    it trains on all of them, was accepted (model, options and recipe all match): the
+    checkpoint records its training data, the cache compares it, names the difference and
+    trains again; the store and `plato eval` say what each network was trained on."""
+    import yaml
+
+    from plato.checkpoint import load_checkpoint
+    from plato.data import load_dataset
+    from plato.sweep.networks import cached_checkpoint
+    from plato.train import Recipe, train_and_save
+
+    entry = {"model": "cnn-2", "width": 4, "epochs": 1}
+    raw = yaml.safe_load(write_spec(tmp_path / "s.yaml", {}, controls=["trained->trained"],
+                                    objective="lstsq", points={"fresh": ["stem"]}).read_text())
+    raw["networks"] = {"fresh": {"train": entry}}
+    path, run = tmp_path / "s.yaml", tmp_path / "run"
+    path.write_text(yaml.safe_dump(raw))
+    spec, digits = load_spec(path), load_dataset("digits")
+    few = digits.subset(train=300)
+    cached = cached_checkpoint(spec.networks["fresh"], digits, run)
+    cached.parent.mkdir(parents=True)
+    recipe = Recipe(**{k: v for k, v in entry.items() if k != "model" and k != "width"},
+                    device="cpu")
+    train_and_save("cnn-2", few, recipe, cached, progress=False, width=4)
+    assert load_checkpoint(cached).meta["data"]["train_examples"] == 300
+    assert run_sweep(spec, run, device="cpu", progress=False).done == 1
+    err = capsys.readouterr().err
+    assert (f"is not the network its name says (trained on other data: 300 training images "
+            f"of {few.name} (sha256 {few.fingerprint()[:12]}), not 1,437 of digits "
+            f"({digits.fingerprint()[:12]})): training it again") in err, err
+    trained = load_checkpoint(cached)
+    assert trained.meta["data"] == {"name": "digits", "fingerprint": digits.fingerprint(),
+                                    "train_examples": 1437, "test_examples": 360}
+    with Store(run / "results.sqlite") as store:
+        assert store.networks().set_index("role").trained_on["trained"] == (
+            f"digits: 1,437 training images (sha256 {digits.fingerprint()[:12]})")
+    said = json.loads(run_plato("eval", cached, "--json", ok=True).stdout)["trained_on"]
+    assert said["fingerprint"] == digits.fingerprint()
+    # the same network again is found in the cache, not trained a third time
+    assert run_sweep(spec, run, device="cpu", progress=False).done == 0
+    assert "training network" not in capsys.readouterr().err

@@ -233,7 +233,8 @@ def eval_cmd(
     res = evaluate(ckpt.model, ds, device=dev)
     obj = {"checkpoint": str(checkpoint), "model": ckpt.name, "dataset": ds.name,
            "test_accuracy": res["accuracy"], "test_loss": res["loss"], "n": res["n"],
-           "normalisation": ckpt.meta.get("input")}
+           "normalisation": ckpt.meta.get("input"), "trained_on": ckpt.meta.get("data")}
     emit(obj, as_json, f"{ckpt.name} on {ds.name}: test accuracy {res['accuracy']:.4f} "
-         f"(loss {res['loss']:.4f}, n={res['n']}; normalisation: {ckpt.normalisation})")
+         f"(loss {res['loss']:.4f}, n={res['n']}; normalisation: {ckpt.normalisation}; "
+         f"trained on {ckpt.trained_on})")
 

@@ -30,6 +30,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 # 30000x30000). Far above any dataset a stitching study decodes into memory.
 MAX_MEMBER_BYTES = 64 * 2**20
 MAX_IMAGE_PIXELS = 4096 * 4096
+# All of an image folder's images, decoded (held in memory, cached on disk): 5.8 times
+# CIFAR-10's 60,000 32x32 colour images. More with `plato --max-decoded-gb N`.
+DEFAULT_MAX_DECODED_GB = 1.0
 
 
 @dataclass
@@ -298,66 +301,135 @@ def _split_and_class(relpath: str) -> tuple[str, str] | None:
     return (split, cls) if split in ("train", "test") else None
 
 
-def _decode(relpath: str, data: bytes, source: Path) -> np.ndarray:
+@dataclass(frozen=True)
+class _Member:
+    """An image of an image folder, read but not decoded: what its header declares."""
+
+    relpath: str
+    split: str
+    cls: str
+    data: bytes
+    height: int
+    width: int
+    channels: int  # 1 for greyscale, 3 for anything else (converted to RGB)
+
+
+def max_decoded_bytes() -> int:
+    """The most bytes an image folder may decode to (and so its cache file may hold):
+    $PLATO_MAX_DECODED_GB GiB (`plato --max-decoded-gb`), else DEFAULT_MAX_DECODED_GB."""
+    text = os.environ.get("PLATO_MAX_DECODED_GB", str(DEFAULT_MAX_DECODED_GB))
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = float("nan")
+    if not 0 < gb < float("inf"):
+        raise DatasetError(f"the most an image folder may decode to (`plato --max-decoded-gb`"
+                           f", PLATO_MAX_DECODED_GB) must be a positive number of GiB, got "
+                           f"'{text[:40]}'")
+    return int(gb * 2**30)
+
+
+def _header(relpath: str, data: bytes, source: Path) -> tuple[int, int, int]:
+    """(height, width, channels) an image's header declares, read without decoding it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise DatasetError(f"{source}: '{relpath}' declares {img.width}x{img.height} "
-                                   f"pixels, more than an image may ({MAX_IMAGE_PIXELS:,}); "
-                                   "remove it or resize the dataset")
-            if img.mode not in ("L", "RGB"):
-                img = img.convert("RGB")
-            arr = np.asarray(img, dtype=np.uint8)
+            width, height, mode = img.width, img.height, img.mode
     except Image.DecompressionBombError:  # Pillow's own limit, above ours: the header too
         raise DatasetError(f"{source}: '{relpath}' declares more pixels than an image may "
                            f"({MAX_IMAGE_PIXELS:,}); remove it or resize the dataset") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DatasetError(f"{source}: cannot decode '{relpath}' ({e}): fix or remove it") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr  # (H, W, C)
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DatasetError(f"{source}: '{relpath}' declares {width}x{height} pixels, more "
+                           f"than an image may ({MAX_IMAGE_PIXELS:,}); remove it or resize the "
+                           "dataset")
+    return height, width, 1 if mode == "L" else 3
+
+
+def _decode(member: _Member, source: Path) -> np.ndarray:
+    """The image's pixels, (H, W, C) uint8, as its header declared them."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(member.data)) as img:
+            arr = np.asarray(img if img.mode in ("L", "RGB") else img.convert("RGB"),
+                             dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as e:  # a body damaged behind a sound header
+        raise DatasetError(f"{source}: cannot decode '{member.relpath}' ({e}): fix or remove "
+                           "it") from None
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    if arr.shape != (member.height, member.width, member.channels):
+        raise DatasetError(f"{source}: '{member.relpath}' decodes to {arr.shape} pixels, not "
+                           "what its header declares: fix or remove it")
+    return arr
+
+
+def _read_members(path: Path) -> list[_Member]:
+    """Every image of the folder or archive, read and its header checked, none decoded: all
+    of one size, and all together within max_decoded_bytes() once decoded (a few KB of PNGs
+    of a blank 4096x4096 each declare gigabytes: refused before any is decoded)."""
+    from tqdm import tqdm
+
+    limit = max_decoded_bytes()
+    walk = _walk_tar(path) if path.is_file() else _walk_folder(path)
+    members: list[_Member] = []
+    held, most_channels = 0, 1
+    for relpath, read in tqdm(walk, desc=f"reading {path.name}", unit="file", leave=False):
+        where = _split_and_class(relpath)
+        if where is None:
+            continue
+        data = read()
+        height, width, channels = _header(relpath, data, path)
+        if members and (height, width) != (members[0].height, members[0].width):
+            raise DatasetError(
+                f"{path}: '{relpath}' is {width}x{height} but earlier images are "
+                f"{members[0].width}x{members[0].height}: all images must have one size")
+        # decoded: (N, C, H, W), grey images repeated where any image has colour
+        held, most_channels = held + len(data), max(most_channels, channels)
+        decoded = (len(members) + 1) * most_channels * height * width
+        if max(decoded, held) > limit:
+            raise DatasetError(
+                f"{path}: its images decode to more than {limit / 2**30:.3g} GiB "
+                f"({limit:,} bytes; reached at "
+                f"image {len(members) + 1:,}, '{relpath}', of {width}x{height}); the decoded "
+                "images are held in memory and cached on disk: raise the limit with `plato "
+                "--max-decoded-gb N` (or PLATO_MAX_DECODED_GB), or use fewer or smaller "
+                "images")
+        members.append(_Member(relpath, *where, data, height, width, channels))
+    return members
 
 
 def _decode_imagefolder(path: Path) -> tuple[dict[str, Split], list[str]]:
     from tqdm import tqdm
 
-    walk = _walk_tar(path) if path.is_file() else _walk_folder(path)
-    found: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "test": []}
-    shape: tuple[int, int] | None = None
-    for relpath, read in tqdm(walk, desc=f"decoding {path.name}", unit="img", leave=False):
-        where = _split_and_class(relpath)
-        if where is None:
-            continue
-        arr = _decode(relpath, read(), path)
-        if shape is None:
-            shape = arr.shape[:2]
-        elif arr.shape[:2] != shape:
-            raise DatasetError(
-                f"{path}: '{relpath}' is {arr.shape[1]}x{arr.shape[0]} but earlier images are "
-                f"{shape[1]}x{shape[0]}: all images must have one size"
-            )
-        found[where[0]].append((where[1], arr))
+    members = _read_members(path)
+    found = {split: [m for m in members if m.split == split] for split in ("train", "test")}
     for split in ("train", "test"):
         if not found[split]:
             raise DatasetError(
                 f"{path} has no images under '{split}/<class>/': an image folder needs "
                 "train/<class>/*.png|jpg and test/<class>/*.png|jpg"
             )
-    classes = sorted({cls for cls, _ in found["train"]})
-    unknown = sorted({cls for cls, _ in found["test"]} - set(classes))
+    classes = sorted({m.cls for m in found["train"]})
+    unknown = sorted({m.cls for m in found["test"]} - set(classes))
     if unknown:
         raise DatasetError(f"{path}: test classes {unknown} have no training images")
-    channels = max(arr.shape[2] for items in found.values() for _, arr in items)
+    channels = max(m.channels for m in members)
+    height, width = members[0].height, members[0].width
     index = {c: i for i, c in enumerate(classes)}
+    bar = tqdm(total=len(members), desc=f"decoding {path.name}", unit="img", leave=False)
     splits = {}
     for split, items in found.items():
-        # Grey images join colour ones by repeating the channel.
-        images = np.stack([np.broadcast_to(a, (*a.shape[:2], channels)) for _, a in items])
-        labels = np.array([index[c] for c, _ in items], dtype=np.int64)
-        splits[split] = Split(
-            torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),  # (N, C, H, W)
-            torch.from_numpy(labels),
-        )
+        images = np.empty((len(items), channels, height, width), np.uint8)  # (N, C, H, W)
+        for i, member in enumerate(items):
+            # (H, W, C) -> (C, H, W); grey images join colour ones by repeating the channel
+            images[i] = _decode(member, path).transpose(2, 0, 1)
+            bar.update()
+        labels = np.array([index[m.cls] for m in items], dtype=np.int64)
+        splits[split] = Split(torch.from_numpy(images), torch.from_numpy(labels))
+    bar.close()
     return splits, classes
 
 

@@ -13,7 +13,7 @@ from plato.models.registry import (
 )
 
 __all__ = [
-    "CutGraph", "CutPoint", "check_option_types", "create_model", "cut_graph", "cut_points", "list_models",
-    "model_options",
+    "CutGraph", "CutPoint", "check_option_types", "create_model", "cut_graph", "cut_points",
+    "list_models", "model_options",
     "register_family", "register_model", "split",
 ]

@@ -30,6 +30,7 @@ from torch import nn
 
 from plato.errors import ModelError
 from plato.models.cuts import CutGraph, CutPoint, block_paths
+from plato.models.fits import cannot_run
 from plato.models.inputs import INPUT_MODULE
 from plato.models.tokens import layout_of
 
@@ -173,8 +174,9 @@ class HookCutGraph(CutGraph):
             with torch.no_grad(), _Capture(self.model, names) as probe:
                 output = probe.run(torch.zeros(2, *self.input_shape, device=device))
         except Exception as e:
-            raise ModelError(f"{type(self.model).__name__} cannot run on input shape "
-                             f"{self.input_shape}: {e}") from None
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise cannot_run(self.model, self.input_shape,
+                             f"{type(e).__name__}: {first}") from None
         seen: dict[int, str] = {}  # a tensor several nested modules return: its first module
         candidates = []
         for name in probe.order:

@@ -16,7 +16,8 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model as pydantic_model
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import create_model as pydantic_model
 from torch import nn
 
 from plato.errors import ModelError, SettingError

@@ -17,6 +17,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from plato.errors import ModelError
 from plato.models.cuts import GRANULARITIES, CutGraph, CutPoint, block_paths
+from plato.models.fits import cannot_run
 from plato.models.inputs import INPUT_MODULE, own_input
 from plato.models.tokens import layout_of
 
@@ -93,11 +94,8 @@ class TracedCutGraph(CutGraph):
         except Exception as e:
             cause = e.__cause__ or e  # ShapeProp wraps the node's own error
             first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            raise ModelError(
-                f"{type(self.model).__name__} cannot run on input shape {self.input_shape} "
-                f"({type(cause).__name__}: {first}): give it inputs of a size it runs on, or "
-                "build it for this size (a ViT's image size option)"
-            ) from None
+            raise cannot_run(self.model, self.input_shape,
+                             f"{type(cause).__name__}: {first}") from None
         finally:
             self.model.train(was_training)
 

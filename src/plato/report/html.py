@@ -292,7 +292,8 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
         status["not converged"] = int((known == 0).sum())
     meta = sweeps.iloc[-1] if len(sweeps) else None
     title = f"Plato report: {meta.spec}" if meta is not None else "Plato report"
-    nets = networks[["name", "role", "model", "accuracy", "init_seed", "checkpoint"]].copy()
+    nets = networks[["name", "role", "model", "accuracy", "init_seed", "trained_on",
+                     "checkpoint"]].copy()
     nets["accuracy"] = nets.accuracy.map(lambda v: f"{v:.4f}")
     page = [
         "<!doctype html><html><head><meta charset='utf-8'>",

@@ -28,7 +28,7 @@ from plato.sweep.entries import (
 )
 from plato.sweep.keys import content_key
 from plato.sweep.spec import SpecError, SweepSpec
-from plato.train import evaluate, train_and_save
+from plato.train import data_record, evaluate, train_and_save
 
 
 @dataclass
@@ -41,6 +41,7 @@ class Network:
     checkpoint: str | None = None
     init_seed: int | None = None
     compression: dict | None = None  # pruned or distilled: how, from what, at which level
+    trained_on: str | None = None  # its training data in words (Checkpoint.trained_on)
     _graph: CutGraph | None = None
 
     @property
@@ -92,7 +93,8 @@ def prepare_networks(spec: SweepSpec, dataset: Dataset, run_dir: Path, device: t
             identity = ckpt.content_hash if compression is None else content_key(
                 [ckpt.content_hash, ckpt.meta.get("made_from")])
             nets[(name, "trained")] = Network(name, "trained", ckpt.model, identity, acc,
-                                              str(made.path(name)), compression=compression)
+                                              str(made.path(name)), compression=compression,
+                                              trained_on=ckpt.trained_on)
         if "random" in roles:
             nets[(name, "random")] = random_control(name, ckpt, spec.random_seed, dataset,
                                                     device)
@@ -155,8 +157,12 @@ class _Made:
         except PlatoError as e:
             raise SpecError(f"spec field '{where}': {e}") from None
         accuracy = evaluate(model, self.dataset, device=self.device)["accuracy"]
+        # trained on the sweep's data where distilled or fine-tuned; else as its source was
+        data = (data_record(self.dataset) if isinstance(entry, DistilledNetwork) or
+                entry.finetune is not None else source.meta.get("data"))
         save_checkpoint(path, model, dataset=self.dataset.name, test_accuracy=accuracy,
-                        made_from=key, seed=(meta["recipe"] or {}).get("seed"), **meta)
+                        made_from=key, seed=(meta["recipe"] or {}).get("seed"),
+                        **({"data": data} if data else {}), **meta)
         return path
 
     def _prune(self, entry: PrunedNetwork, source: Checkpoint) -> tuple[nn.Module, dict]:
@@ -249,14 +255,22 @@ def architectures(spec: SweepSpec, dataset: Dataset) -> dict[str, nn.Module]:
     return out
 
 
-def _mismatch(path: Path, model: str, options: dict, recipe: dict) -> str | None:
+def _mismatch(path: Path, model: str, options: dict, recipe: dict, data: Dataset
+              ) -> str | None:
     """How a cached checkpoint differs from the network it was cached for (another file put
     in its place, or a damaged one), or None. Recipe fields a checkpoint predates are not
-    compared; where it ran (device) never is."""
+    compared, nor the training data where it predates that record (its file name, which
+    holds the data's fingerprint, vouches for it); where it ran (device) never is."""
     try:
         meta = read_metadata(path)
     except PlatoError as e:
         return str(e)
+    trained_on = meta.get("data")
+    if trained_on and trained_on.get("fingerprint") != data.fingerprint():
+        return (f"trained on other data: {trained_on.get('train_examples', 0):,} training "
+                f"images of {trained_on.get('name')} (sha256 "
+                f"{str(trained_on.get('fingerprint'))[:12]}), not {len(data.train):,} of "
+                f"{data.name} ({data.fingerprint()[:12]})")
     if meta["model"] != model:
         return f"model {meta['model']}, not {model}"
     for name, value in options.items():
@@ -295,7 +309,7 @@ def _trained(entry: TrainedNetwork, dataset: Dataset, run_dir: Path, device: tor
     path = cached_checkpoint(entry, dataset, run_dir)
     recipe = replace(entry.recipe, device=str(device))
     if path.exists():
-        mismatch = _mismatch(path, entry.model, entry.options, recipe.to_dict())
+        mismatch = _mismatch(path, entry.model, entry.options, recipe.to_dict(), dataset)
         if mismatch is None:
             return path
         print(f"the cached checkpoint {path} is not the network its name says ({mismatch}): "

@@ -158,7 +158,8 @@ def _record(store: Store, spec: SweepSpec, dataset: Dataset, identity: dict,
     store.record_sweep(spec.name, spec.source, dataset.name, spec.granularity, identity)
     for net in nets.values():
         store.record_network(spec.name, net.name, net.role, net.model.plato_name, net.identity,
-                             net.checkpoint, net.init_seed, net.accuracy, net.compression)
+                             net.checkpoint, net.init_seed, net.accuracy, net.compression,
+                             net.trained_on)
 
 
 def run_status(run_dir: str | Path) -> dict:

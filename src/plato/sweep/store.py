@@ -39,7 +39,8 @@ ADDED_COLUMNS = {"cells": {"test_examples": "INTEGER", "accuracy_low": "REAL",
                                   "rescaled": "REAL",
                                   "permutations": "INTEGER"},
                  "sweeps": {"identity": "TEXT"},  # plato.sweep.provenance
-                 "networks": {"compression": "TEXT"}}  # JSON: how a compressed one was made
+                 # compression: JSON, how a compressed one was made; trained_on: its data
+                 "networks": {"compression": "TEXT", "trained_on": "TEXT"}}
 # A result's fields the job's own columns hold already (the names, points, seed).
 JOB_FIELDS = ("sender", "receiver", "sender_point", "receiver_point", "sender_point_index",
               "receiver_point_index", "seed")
@@ -273,12 +274,13 @@ class Store:
 
     def record_network(self, spec: str, name: str, role: str, model: str, identity: str,
                        checkpoint: str | None, init_seed: int | None, accuracy: float,
-                       compression: dict | None = None) -> None:
+                       compression: dict | None = None, trained_on: str | None = None) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO networks (spec, name, role, model, identity, checkpoint, "
-            "init_seed, accuracy, compression) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "init_seed, accuracy, compression, trained_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (spec, name, role, model, identity, checkpoint, init_seed, accuracy,
-             None if compression is None else json.dumps(compression, sort_keys=True)))
+             None if compression is None else json.dumps(compression, sort_keys=True),
+             trained_on))
 
     def record_cell(self, job, status: str, *, result: dict | None = None,
                     reason: str | None = None, started: float, stitch_file: str | None = None,
