@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from dataclasses import fields
 
@@ -31,6 +32,32 @@ _KINDS = {"int": ((int,), "an integer"), "float": ((int, float), "a number"),
           "int | None": ((int, type(None)), "an integer or null"),
           "float | None": ((int, float, type(None)), "a number or null"),
           "float | str": ((int, float, str), "a number or a name")}
+
+
+# Bounds every config's numbers share. An integer beyond int64 overflows torch and SQLite
+# after the work it names is done; a budget of 10^11 epochs runs for centuries: both refused
+# before any work. Each limit is far above what a study asks for.
+INT64_MAX = 2**63 - 1
+MAX_EPOCHS = 10_000  # passes over a training split
+MAX_BATCH = 2**20  # examples a step
+MAX_STEPS = 10**9  # optimisation steps
+MAX_LR = 100.0  # a learning rate (the largest any recipe uses is 0.1 x batch / 256)
+SEED = (0, INT64_MAX)  # a seed's range
+
+
+def check_numbers(config, what: str, ranges: dict[str, tuple[float, float]]) -> None:
+    """Every number of a config is finite and each integer fits int64; a field in `ranges`
+    lies in its [low, high]. (None values are a field's "automatic" and pass.)"""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingError(f.name, f"{what} {f.name} must be a finite number, got {value}")
+        low, high = ranges.get(f.name, (-INT64_MAX, INT64_MAX))
+        if not low <= value <= high:
+            raise SettingError(f.name, f"{what} {f.name} must be in [{low:,}, {high:,}], got "
+                               f"{value:,}")
 
 
 def check_choice(config, name: str, allowed: tuple[str, ...], what: str) -> None:

@@ -18,9 +18,18 @@ from plato.checkpoint import Checkpoint, save_checkpoint
 from plato.data.datasets import Dataset, Split
 from plato.data.loader import AUGMENT_PRESETS, Augment, DeviceLoader, make_loader
 from plato.device import autocast, resolve_device
-from plato.errors import PlatoError, TrainingError
+from plato.errors import PlatoError, SettingError, TrainingError
 from plato.models import create_model
 from plato.models.fits import check_input_fits
+from plato.settings import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_LR,
+    SEED,
+    check_choice,
+    check_numbers,
+    check_types,
+)
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -45,16 +54,18 @@ class Recipe:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("schedule", self.schedule, SCHEDULES),
-                                     ("precision", self.precision, PRECISIONS),
-                                     ("augment", self.augment, AUGMENT_PRESETS)):
-            if value not in allowed:
-                raise PlatoError(f"recipe {name} '{value}' is not one of {', '.join(allowed)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise PlatoError("recipe epochs and batch_size must be at least 1")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise PlatoError(f"recipe lr must be a positive number, got {self.lr}")
+        check_types(self, "recipe")
+        check_numbers(self, "recipe", {
+            "epochs": (1, MAX_EPOCHS), "batch_size": (1, MAX_BATCH), "lr": (0, MAX_LR),
+            "warmup_epochs": (0, MAX_EPOCHS), "weight_decay": (0, 1), "seed": SEED})
+        if not 0 <= self.label_smoothing < 1:  # 1: every target smoothed away, no label left
+            raise SettingError("label_smoothing", "recipe label_smoothing must be in [0, 1), "
+                               f"got {self.label_smoothing}")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("precision", PRECISIONS), ("augment", AUGMENT_PRESETS)):
+            check_choice(self, name, allowed, "recipe")
+        if self.lr is not None and not self.lr > 0:
+            raise SettingError("lr", f"recipe lr must be a positive number, got {self.lr}")
 
     @property
     def peak_lr(self) -> float:

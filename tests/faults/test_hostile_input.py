@@ -333,3 +333,37 @@ def test_images_too_small_for_a_model_are_refused_with_the_size_it_needs(tmp_pat
                                          "4x4 and larger"):
         run_sweep(load_spec(spec), tmp_path / "run", device="cpu", progress=False)
     assert not (tmp_path / "run" / "networks").exists()  # refused before any training
+
+
+@pytest.mark.parametrize("where, field, value, says", [
+    ("train", "label_smoothing", 7, "must be in [0, 1), got 7"),  # failed after training began
+    ("train", "warmup_epochs", -1, "must be in [0, 10,000], got -1"),  # trained anyway
+    ("train", "weight_decay", -1, "must be in [0, 1], got -1"),  # NaN loss after training
+    ("train", "seed", 10**23, "must be in [0, 9,223,372,036,854,775,807]"),  # OverflowError
+    ("train", "epochs", 10**11, "must be in [1, 10,000]"),  # trained for centuries
+    ("train", "lr", 1e300, "must be in [0, 100.0], got 1e+300"),  # a float32 overflow
+    ("train", "batch_size", 10**11, "must be in [1, 1,048,576]"),
+    ("recipe", "max_steps", 10**14, "must be in [1, 1,000,000,000]"),
+    ("recipe", "ridge", float("inf"), "must be a finite number, got inf"),
+    ("similarity", "permutations", 10**9, "must be in [0, 100,000]")])
+def test_every_number_of_a_spec_is_bounded_before_any_work(tmp_path, where, field, value,
+                                                           says):
+    """Each number a spec gives is finite and in a stated range, refused in one line naming
+    its field's path before anything is trained (each of these ran, overflowed or trained
+    for the epochs given before)."""
+    import yaml
+
+    spec = write_spec(tmp_path / "s.yaml", {"a": tmp_path / "a.ckpt"})
+    raw = yaml.safe_load(spec.read_text())
+    if where == "train":
+        raw["networks"]["t"] = {"train": {"model": "cnn-2", field: value}}
+        path = f"networks.t.train.{field}"
+    else:
+        raw[where] = {**raw.get(where, {}), field: value}
+        path = f"{where}.{field}"
+    spec.write_text(yaml.safe_dump(raw))
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=re.escape(f"spec field '{path}': ") + ".*"
+                       + re.escape(says)):
+        load_spec(spec)
+    assert time.perf_counter() - start < 1

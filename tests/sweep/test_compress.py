@@ -103,7 +103,7 @@ BASE = {"networks": {"a": {"checkpoint": "a.ckpt"}}}
     ({"prune": {"from": "p", "amount": 0.5}}, "networks.p.prune.from"),
     ({"prune": {"amount": 0.5}}, "networks.p.prune.from"),
     ({"prune": {"from": "a", "amount": 0.5, "finetune": {"epochs": 0}}},
-     "networks.p.prune.finetune"),
+     "networks.p.prune.finetune.epochs"),
     ({"prune": {"from": "a", "amount": 0.5, "finetune": {"model": "cnn-2"}}},
      "networks.p.prune.finetune.model"),
     ({"distill": {"teacher": "a", "model": "cnn-2", "temperature": -1}},

@@ -228,7 +228,8 @@ def test_kept_stitches_hold_only_the_stitch(tmp_path, digits_checkpoints):
 def test_bad_train_entry_names_the_field(tmp_path):
     from plato.sweep.spec import SpecError, parse_spec
 
-    with pytest.raises(SpecError, match=r"spec field 'networks.a.train': .*optimizer 'rms'"):
+    with pytest.raises(SpecError, match=r"spec field 'networks.a.train.optimizer': .*optimizer "
+                                        r"'rms'"):
         spec = parse_spec({"networks": {"a": {"train": {"model": "cnn-2",  # refused here,
                                                         "optimizer": "rms"}}}})  # not later
         run_sweep(spec, tmp_path / "run", device="cpu", progress=False)

@@ -24,6 +24,7 @@ from plato.data.loader import Augment, DeviceLoader
 from plato.device import resolve_device
 from plato.errors import PlatoError, SettingError
 from plato.models import cut_graph
+from plato.settings import check_numbers
 from plato.stitch import Stitch
 from plato.stitch.registry import resolve_stitch
 from plato.train import Recipe, TrainResult, evaluate, train
@@ -46,6 +47,7 @@ class DistillConfig:
                 bounds = {"temperature": "a positive number", "alpha": "a number in [0, 1]",
                           "beta": "a number >= 0"}[name]
                 raise SettingError(name, f"distill {name} must be {bounds}, got {value!r}")
+        check_numbers(self, "distill", {"temperature": (0, 1e4), "beta": (0, 1e6)})
         try:
             resolve_stitch(self.adapter)
         except PlatoError as e:

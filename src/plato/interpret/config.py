@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from plato.errors import SettingError
+from plato.settings import MAX_BATCH, MAX_LR, MAX_STEPS, SEED, check_numbers
 
 # The saliency methods (plato.interpret.saliency says what each is).
 METHODS = ("integrated_gradients", "gradient_x_input", "grad_cam")
 ROLES = ("sender", "receiver", "stitched")  # the networks a stitched cell's saliency explains
+MAX_IMAGES = 100_000  # test images a method explains or pictures (each one's maps are kept)
 
 
 @dataclass
@@ -33,6 +35,11 @@ class InvertConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_numbers(self, "invert setting", {
+            "images": (1, MAX_IMAGES), "width": (1, 4096), "batch_size": (1, MAX_BATCH),
+            "lr": (0, MAX_LR), "optimise_lr": (0, MAX_LR), "check_every": (1, MAX_STEPS),
+            "patience": (1, 10**6), "decays": (0, 30), "min_steps": (0, MAX_STEPS),
+            "max_steps": (1, MAX_STEPS), "optimise_steps": (0, MAX_STEPS), "seed": SEED})
         for name in ("images", "width", "batch_size", "holdout", "check_every", "patience",
                      "max_steps"):
             if getattr(self, name) < 1:
@@ -73,6 +80,9 @@ class SaliencyConfig:
             raise SettingError("methods", f"unknown saliency method(s) "
                                           f"{', '.join(unknown) or '(none given)'}: choose "
                                           f"from {', '.join(METHODS)}")
+        check_numbers(self, "saliency setting", {
+            "images": (1, MAX_IMAGES), "shown": (1, MAX_IMAGES), "ig_steps": (1, 10**5),
+            "deletion_steps": (1, 10**5), "batch_size": (1, MAX_BATCH), "seed": SEED})
         for name in ("images", "shown", "ig_steps", "deletion_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise SettingError(name, f"saliency setting '{name}' must be at least 1, "

@@ -28,13 +28,14 @@ from plato.device import free_memory, resolve_device
 from plato.errors import PlatoError, SettingError
 from plato.models import cut_graph
 from plato.models.cuts import CutGraph, CutPoint
-from plato.settings import check_choice, check_types
+from plato.settings import MAX_BATCH, SEED, check_choice, check_numbers, check_types
 from plato.similarity.base import LAYOUTS, MEASURES, Score, get_measure, undefined
 from plato.similarity.cka import MinibatchCKA
 from plato.similarity.held import HeldLayer, example_rows, for_measure, hold_layer, plan_groups
 from plato.similarity.model_level import ModelScore, jackknife_groups, model_scores
 
 STREAMING = ("cka",)
+MAX_PERMUTATIONS = 100_000  # shuffles of a permutation null (1,000 give p-values to 0.001)
 GRAM_ONLY = ("linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes",
              "procrustes_similarity", "cca", "svcca", "mutual_knn")  # pwcca needs the units
 
@@ -57,6 +58,9 @@ class SimilarityConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "similarity")
+        check_numbers(self, "similarity", {"batch_size": (4, MAX_BATCH),
+                                           "permutations": (0, MAX_PERMUTATIONS),
+                                           "seed": SEED})
         check_choice(self, "layout", LAYOUTS, "similarity")
         check_choice(self, "split", ("train", "test"), "similarity")
         for name in ("batch_size", "collect", "examples", "null_examples"):

@@ -11,7 +11,16 @@ import torch
 from plato.data.loader import AUGMENT_PRESETS
 from plato.device import resolve_device
 from plato.errors import PlatoError, SettingError
-from plato.settings import check_choice, check_types
+from plato.settings import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_LR,
+    MAX_STEPS,
+    SEED,
+    check_choice,
+    check_numbers,
+    check_types,
+)
 from plato.stitch.layers import CLASS_TOKEN_POLICIES
 
 OBJECTIVES = ("task", "match", "lstsq", "lstsq+task")
@@ -84,6 +93,12 @@ class StitchConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "stitch")
+        check_numbers(self, "stitch", {
+            "epochs": (0, MAX_EPOCHS), "more_epochs": (0, MAX_EPOCHS),
+            "batch_size": (1, MAX_BATCH), "lr": (0, MAX_LR), "weight_decay": (0, 1),
+            "ridge": (0, 1e6), "check_every": (1, MAX_STEPS), "patience": (1, 10**6),
+            "decays": (0, 30), "min_steps": (0, MAX_STEPS), "max_steps": (1, MAX_STEPS),
+            "cell_threads": (0, 4096), "seed": SEED})
         for name, allowed in CHOICES.items():
             check_choice(self, name, allowed, "stitch")
         for name, low, what in (("epochs", 0, ">= 0"), ("batch_size", 1, ">= 1"),
