@@ -26,6 +26,26 @@ def test_a_name_with_terminal_escapes_is_printed_escaped():
         "tab\tand\nnewline stay; \\x00 \\x7f go"
 
 
+def test_a_folder_name_with_terminal_escapes_is_printed_escaped(tmp_path):
+    """A dataset's folder name reaches the progress bars, the description and the errors:
+    escaped in each (its images decoded, and refused by a lowered size limit)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / f"data{ESCAPES}"
+    for split in ("train", "test"):
+        (folder / split / "a").mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / split / "a" / "0.png")
+    env = {**os.environ, "PLATO_CACHE": str(tmp_path / "cache")}
+    read = run_plato("data", f"imagefolder:{folder}", ok=True, env=env)
+    refused = run_plato("--max-decoded-gb", "1e-9", "data", f"imagefolder:{folder}",
+                        env={**env, "PLATO_CACHE": str(tmp_path / "other")})
+    one_line_error(refused, "\\x1b]0;pwned\\x07")
+    for out in (read.stdout, read.stderr, refused.stderr):
+        assert not any(c in out for c in "\x07\x9b") and "\x1b]" not in out, repr(out)
+    assert "\\x1b]0;pwned\\x07" in read.stdout
+
+
 @pytest.mark.parametrize("factory, what", [("raises", "RuntimeError building the model: CUDA "
                                                        "out of memory. Tried to allocate"),
                                            ("exits", "SystemExit building the model: 3")])

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from plato.data import archives
-from plato.errors import DatasetError, fault_message
+from plato.errors import DatasetError, fault_message, printable
 from plato.files import write_safetensors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -376,7 +376,8 @@ def _read_members(path: Path) -> list[_Member]:
     walk = _walk_tar(path) if path.is_file() else _walk_folder(path)
     members: list[_Member] = []
     held, most_channels = 0, 1
-    for relpath, read in tqdm(walk, desc=f"reading {path.name}", unit="file", leave=False):
+    reading = tqdm(walk, desc=printable(f"reading {path.name}"), unit="file", leave=False)
+    for relpath, read in reading:
         where = _split_and_class(relpath)
         if where is None:
             continue
@@ -419,7 +420,7 @@ def _decode_imagefolder(path: Path) -> tuple[dict[str, Split], list[str]]:
     channels = max(m.channels for m in members)
     height, width = members[0].height, members[0].width
     index = {c: i for i, c in enumerate(classes)}
-    bar = tqdm(total=len(members), desc=f"decoding {path.name}", unit="img", leave=False)
+    bar = tqdm(total=len(members), desc=printable(f"decoding {path.name}"), unit="img", leave=False)
     splits = {}
     for split, items in found.items():
         images = np.empty((len(items), channels, height, width), np.uint8)  # (N, C, H, W)
@@ -461,9 +462,9 @@ def load_imagefolder(path: Path) -> Dataset:
             write_safetensors(cached, tensors, {"classes": json.dumps(classes),
                                                 "source": str(path)})
         except (SafetensorError, OSError) as e:  # the data is decoded: go on without a cache
-            print(f"plato: warning: cannot cache the decoded images in {cached.parent}: "
-                  f"{fault_message(e)}; they will be decoded again next time",
-                  file=sys.stderr)
+            print(printable(f"plato: warning: cannot cache the decoded images in "
+                            f"{cached.parent}: {fault_message(e)}; they will be decoded again "
+                            "next time"), file=sys.stderr)
     train = Split(tensors["train_images"], tensors["train_labels"])
     mean, std = _channel_stats(train.images)
     return Dataset(f"imagefolder:{path}", train, Split(tensors["test_images"],

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from plato.errors import PlatoError
+from plato.errors import PlatoError, printable
 
 LOCK_FILE = "sweep.lock"
 
@@ -39,8 +39,8 @@ def hold_run_folder(run_dir: Path, wait: bool = False) -> Iterator[None]:
                 raise PlatoError(f"another plato sweep is running in {run_dir} ({holder}): "
                                  "wait for it to finish, add --wait to start when it has, "
                                  "or choose another --out") from None
-            print(f"waiting for the sweep running in {run_dir} ({holder})", file=sys.stderr,
-                  flush=True)
+            print(printable(f"waiting for the sweep running in {run_dir} ({holder})"),
+                  file=sys.stderr, flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         f.truncate()

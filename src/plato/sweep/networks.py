@@ -14,7 +14,7 @@ from torch import nn
 
 from plato.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_checkpoint
 from plato.data.datasets import Dataset
-from plato.errors import PlatoError
+from plato.errors import PlatoError, printable
 from plato.models import CutGraph, create_model, cut_graph
 from plato.models.inputs import feed_own_input, feed_recorded_input, own_input
 from plato.models.narrow import narrow_to, shapes_of, tensor_shapes
@@ -149,8 +149,8 @@ class _Made:
                     return path
             except PlatoError:
                 pass
-            print(f"the cached checkpoint {path} is not the network its name says: making it "
-                  "again", file=sys.stderr, flush=True)
+            print(printable(f"the cached checkpoint {path} is not the network its name says: "
+                            "making it again"), file=sys.stderr, flush=True)
         try:
             model, meta = (self._prune(entry, source) if isinstance(entry, PrunedNetwork)
                            else self._distill(entry, source))
@@ -312,8 +312,8 @@ def _trained(entry: TrainedNetwork, dataset: Dataset, run_dir: Path, device: tor
         mismatch = _mismatch(path, entry.model, entry.options, recipe.to_dict(), dataset)
         if mismatch is None:
             return path
-        print(f"the cached checkpoint {path} is not the network its name says ({mismatch}): "
-              "training it again", file=sys.stderr, flush=True)
+        print(printable(f"the cached checkpoint {path} is not the network its name says "
+                        f"({mismatch}): training it again"), file=sys.stderr, flush=True)
     print(f"training network '{entry.name}' ({entry.model})", file=sys.stderr, flush=True)
     try:
         train_and_save(entry.model, dataset, recipe, path, progress=progress, **entry.options)

@@ -12,6 +12,7 @@ from plato.checkpoint import load_checkpoint
 from plato.data.datasets import Dataset, load_dataset
 from plato.data.images import shown_images
 from plato.device import resolve_device
+from plato.errors import printable
 from plato.files import write_safetensors
 from plato.sweep.cells import CellSettings
 from plato.sweep.estimate import estimate_sweep
@@ -246,9 +247,10 @@ class _CellRun:
                             nan=counts["unstitchable"])
             bar.update(1)
             if outcome["status"] == "failed" and self.progress:
-                bar.write(f"cell failed: {job.sender}:{job.sender_point} -> "
-                          f"{job.receiver}:{job.receiver_point} ({job.control}, seed "
-                          f"{job.seed}): {outcome.get('reason')}", file=sys.stderr)
+                bar.write(printable(f"cell failed: {job.sender}:{job.sender_point} -> "
+                                    f"{job.receiver}:{job.receiver_point} ({job.control}, "
+                                    f"seed {job.seed}): {outcome.get('reason')}"),
+                          file=sys.stderr)
 
         settings = CellSettings.from_spec(spec, self.device, self.threads, self.group_size)
         if todo:
