@@ -95,6 +95,7 @@ def _listed(value):
 # after a cell is computed); repeats are seeds 0 .. N-1, bounded before any list is made.
 Seed = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 MAX_REPEATS = 1_000_000  # seeds: more is never a study, and the list stays small
+MAX_PAIRS = 100_000  # pairs of networks (a 16-network study has 256; all pairs of 316 is this)
 
 
 class SpecFields(BaseModel):
@@ -307,8 +308,19 @@ def _families(networks: dict[str, NetworkEntry]) -> dict[str, list[str]]:
 
 def _pairs(value, names: list[str], families: dict[str, list[str]] | None = None
            ) -> list[tuple[str, str]]:
-    """`families`: a compression axis's name in a pair stands for each of its networks."""
+    """`families`: a compression axis's name in a pair stands for each of its networks. The
+    count is checked before any list is made (MAX_PAIRS)."""
     families = families or {}
+    n = len(names)
+    counts = {"all": n * n, "self": n, "distinct": n * (n - 1)}
+    if isinstance(value, list):  # at most (a repeated pair counts once in the list made)
+        counts["list"] = sum(len(families.get(str(a), [a])) * len(families.get(str(b), [b]))
+                             for a, b in (i for i in value
+                                          if isinstance(i, list | tuple) and len(i) == 2))
+    count = counts.get("list" if isinstance(value, list) else str(value), 0)
+    if count > MAX_PAIRS:
+        raise fail("pairs", f"names {count:,} pairs of networks, more than a spec may "
+                            f"({MAX_PAIRS:,}): choose the pairs to compare")
     if value == "all":
         return [(a, b) for a in names for b in names]
     if value == "self":
@@ -324,8 +336,8 @@ def _pairs(value, names: list[str], families: dict[str, list[str]] | None = None
                 if n not in names and n not in families:
                     raise fail("pairs", f"'{n}' is not a network; networks: {', '.join(names)}")
             senders, receivers = (families.get(str(n), [str(n)]) for n in item)
-            pairs += [(a, b) for a in senders for b in receivers if (a, b) not in pairs]
-        return pairs
+            pairs += [(a, b) for a in senders for b in receivers]
+        return list(dict.fromkeys(pairs))  # each once, in the order first named
     raise fail("pairs", f"expected {', '.join(PAIR_MODES)} or a list of [sender, receiver], "
                 f"got {value!r}")
 
