@@ -108,7 +108,7 @@ def test_pictures_are_stored_whatever_the_layout_they_were_computed_in(digits):
 def test_settings_are_checked_by_name():
     with pytest.raises(PlatoError, match="unknown invert setting 'max_step'"):
         InvertConfig.from_user({"max_step": 3})
-    with pytest.raises(PlatoError, match="'lr' takes a float"):
+    with pytest.raises(PlatoError, match="'lr' takes a number, got 'fast'"):
         InvertConfig.from_user({"lr": "fast"})
     assert InvertConfig.from_user({"lr": 1}).lr == 1.0
     with pytest.raises(PlatoError, match=r"images must be in \[1, 100,000\], got 0"):

@@ -114,7 +114,8 @@ def _from_user(cls, what: str, settings: dict):
         elif kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-            raise SettingError(name, f"{what} setting '{name}' takes a {kind.__name__}, "
-                                     f"got {value!r}")
+            words = {int: "an integer", float: "a number", bool: "true or false"}
+            raise SettingError(name, f"{what} setting '{name}' takes "
+                                     f"{words.get(kind, 'a ' + kind.__name__)}, got {value!r}")
         checked[name] = value
     return cls(**checked)

@@ -28,7 +28,14 @@ from plato.device import free_memory, resolve_device
 from plato.errors import PlatoError, SettingError
 from plato.models import cut_graph
 from plato.models.cuts import CutGraph, CutPoint
-from plato.settings import MAX_BATCH, SEED, check_choice, check_numbers, check_types
+from plato.settings import (
+    INT64_MAX,
+    MAX_BATCH,
+    SEED,
+    check_choice,
+    check_numbers,
+    check_types,
+)
 from plato.similarity.base import LAYOUTS, MEASURES, Score, get_measure, undefined
 from plato.similarity.cka import MinibatchCKA
 from plato.similarity.held import HeldLayer, example_rows, for_measure, hold_layer, plan_groups
@@ -59,6 +66,8 @@ class SimilarityConfig:
     def __post_init__(self) -> None:
         check_types(self, "similarity")
         check_numbers(self, "similarity", {"batch_size": (4, MAX_BATCH),
+                                           **dict.fromkeys(("examples", "collect",
+                                                            "null_examples"), (4, INT64_MAX)),
                                            "permutations": (0, MAX_PERMUTATIONS),
                                            "seed": SEED})
         check_choice(self, "layout", LAYOUTS, "similarity")
