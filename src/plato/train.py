@@ -265,6 +265,7 @@ def import_and_save(model: str, dataset: Dataset, path: str | Path,
     own = chosen_normalisation(net, channels, normalisation, mean, std)
     if own is not None or size is not None:
         feed_own_input(net, dataset.mean, dataset.std, *(own or (None, None)), size=size)
+    check_input_fits(net, dataset.input_shape, dataset.name)
     dev = resolve_device(device)
     accuracy = evaluate(net.to(dev), dataset, device=dev)["accuracy"]
     checkpoint = save_checkpoint(path, net.cpu(), dataset=dataset.name, test_accuracy=accuracy,
