@@ -95,7 +95,8 @@ def test_the_library_commands_fail_in_one_line(tmp_path):
                        str(tmp_path / "r.ckpt"), ok=False)
     assert "takes 3-channel images" in one_line_error(failed)
     failed = run_plato("models", "torchvision:vgg11_bn", "--input-shape", "3,8,8", ok=False)
-    assert "cannot run on input shape (3, 8, 8)" in one_line_error(failed)  # 5 poolings
+    assert ("torchvision:vgg11_bn cannot run on images of 8x8" in one_line_error(failed)
+            and "it runs on 32x32 and larger" in failed.stderr)  # 5 poolings
     listed = run_plato("models", "timm:vit_tiny_patch16_224", "--input-shape", "3,224,224",
                        ok=True).stdout
     assert "blocks.5" in listed and "blocks.11" in listed

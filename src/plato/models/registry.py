@@ -93,8 +93,8 @@ def check_option_types(name: str, options: dict) -> None:
     and fail deep in torch, or be read as truthy). Options of library models (timm,
     torchvision: **kwargs, no annotations) are their constructor's to check. A SettingError
     names the option."""
-    builder = factory(name)[0] if is_external(name) else _builder(name)[0]
-    checker = _option_checker(builder)
+    builder, library = factory(name) if is_external(name) else (_builder(name)[0], False)
+    checker = None if library else _option_checker(builder)
     if checker is None:
         return
     try:
