@@ -17,9 +17,10 @@ from plato.stitch.registry import (
     stitch_types,
     unregister_stitch,
 )
+from tests.stitch.constrained import padded_procrustes
 
 # One concrete name per registered type: the plain name, or the family's with an argument.
-EXAMPLE_ARGUMENT = {"convKxK": "conv3x3", "lowrank-R": "lowrank-3"}
+EXAMPLE_ARGUMENT = {"convKxK": "conv3x3", "lowrank-R": "lowrank-3", "sparse-N": "sparse-6"}
 # Shapes a stitch joins: the same grid, a grid 2x smaller and 2x larger, and vectors.
 SHAPES = [((8, 4, 4), (6, 4, 4)), ((8, 8, 8), (6, 4, 4)), ((8, 4, 4), (6, 8, 8)),
           ((8,), (6,))]
@@ -31,7 +32,7 @@ def names() -> list[str]:
 
 def test_every_type_is_listed_and_resolves():
     assert list_stitch_types() == ["bn-conv1x1-bn", "conv1x1", "convKxK", "lowrank-R", "mlp",
-                                   "plato"]
+                                   "plato", "orthogonal", "permutation", "sparse-N"]
     assert list_stitch_types("conv*") == ["conv1x1", "convKxK"]
     for t, name in zip(stitch_types(), names(), strict=True):
         assert resolve_stitch(name)[0] is t
@@ -68,16 +69,28 @@ def test_a_closed_form_recovers_an_exact_linear_map(name, src, dst):
     stitch = Stitch(name, src, dst).eval()
     x = torch.randn(64, *src)
     rows = stitch.design(x).double()  # (N, d_in)
-    d_out = dst[0]
-    w = torch.randn(rows.shape[1], d_out, dtype=torch.float64)
+    d_in, d_out = rows.shape[1], dst[0]
+    w = torch.randn(d_in, d_out, dtype=torch.float64)
     if name.startswith("lowrank-"):
         w = w[:, :3] @ torch.randn(3, d_out, dtype=torch.float64)  # rank 3
+    if name == "orthogonal":  # 1.7 times a semi-orthogonal map
+        u, _, vh = torch.linalg.svd(w, full_matrices=False)
+        w = 1.7 * u @ vh
+    if name == "permutation":  # each output one input (each input at most twice), scaled
+        source = torch.randperm(d_in).repeat(2)[:d_out]
+        w = torch.zeros(d_in, d_out, dtype=torch.float64)
+        w[source, torch.arange(d_out)] = torch.rand(d_out, dtype=torch.float64) + 0.5
     y = rows @ w + torch.randn(d_out, dtype=torch.float64)
     stats = LstsqStats()
     stats.update(rows, y)
     stitch.set_affine(stats.solve(ridge=0.0))
     with torch.no_grad():
         out = stitch(x)
+    if name == "orthogonal" and d_in > d_out:
+        # Zero-padded Procrustes also fits the receiver's padded (zero) directions: over the
+        # family it is not plain least squares (no closed form is), so it is checked against
+        # its own formula (tests/stitch/test_constrained.py), not against the generating map
+        y = padded_procrustes(rows, y)
     torch.testing.assert_close(stitch.targets(out).double(), y, rtol=1e-3, atol=1e-3)
 
 

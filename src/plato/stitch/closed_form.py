@@ -7,6 +7,12 @@ takes the fitted map.
     standardised_affine   BatchNorm, linear, BatchNorm (bn-conv1x1-bn) computing X W + b
     reduced_rank          two linear layers through R units (lowrank-R): reduced-rank
                           regression onto the top-R principal axes of the fitted values
+    orthogonal            one scale times a (semi-)orthogonal map, plus bias: orthogonal
+                          Procrustes with scaling and translation, by SVD (orthogonal)
+    unit_matching         each output unit one input unit, scaled, plus bias: the
+                          least-squares assignment by linear_sum_assignment (permutation)
+    lasso                 the affine map with an L1 penalty on its weights, by FISTA on the
+                          statistics (sparse-N)
 
 A stitch type names its closed form in its registration (plato.stitch.registry); the pass
 over the data that gathers the statistics is plato.stitch.statistics. Weights are written in
@@ -166,3 +172,85 @@ def reduced_rank(stitch_map: nn.Module, fit: LinearFit) -> None:
         axes = torch.cat([axes, axes.new_zeros(axes.shape[0], rank - axes.shape[1])], 1)
     write_linear(first, w @ axes, None)
     write_linear(second, axes.T, mean_y - (mu @ w @ axes) @ axes.T)
+
+
+@torch.no_grad()
+def orthogonal(stitch_map: nn.Module, fit: LinearFit) -> None:
+    """min over Q (Q^T Q = I on the smaller side), s, b of ||s X Q + b - Y||^2: Q = U V^T from
+    the thin SVD U S V^T of Cov(X, Y) (the cross-covariance of the centred rows), s = tr(S) /
+    tr(Cov(X)), b = mean(Y) - s mean(X) Q (Schoenemann 1966; with scaling, Gower 1975)."""
+    u, sv, vh = torch.linalg.svd(fit.cross_cov.double(), full_matrices=False)
+    q = u @ vh  # (d_in, d_out), orthonormal columns (d_in >= d_out) or rows
+    total = torch.trace(fit.x_cov.double())
+    scale = sv.sum() / total if total > 0 else torch.ones((), dtype=torch.float64)
+    stitch_map.set(q, scale, fit.y_mean.double() - scale * fit.x_mean.double() @ q)
+
+
+def assignment(cross: torch.Tensor, x_var: torch.Tensor) -> torch.Tensor:
+    """For each output unit j the input unit i it reads, maximising the variance the pairs
+    explain, sum_j Cov(x_i, y_j)^2 / Var(x_i) (the least-squares optimal choice): one-to-one
+    where there are at least as many inputs as outputs, else each input at most
+    ceil(d_out / d_in) times (a semi-matching: the inputs' columns repeated)."""
+    from scipy.optimize import linear_sum_assignment
+
+    d_in, d_out = cross.shape
+    explained = (cross.double() ** 2 / x_var.double().clamp_min(1e-12)[:, None]).cpu()
+    copies = -(-d_out // d_in)  # ceil
+    rows, cols = linear_sum_assignment(explained.repeat(copies, 1).numpy(), maximize=True)
+    source = torch.empty(d_out, dtype=torch.long)
+    source[torch.as_tensor(cols)] = torch.as_tensor(rows) % d_in
+    return source
+
+
+@torch.no_grad()
+def unit_matching(stitch_map: nn.Module, fit: LinearFit) -> None:
+    """Each output unit j reads the input unit i = source[j] chosen by `assignment`, with the
+    least-squares scale Cov(x_i, y_j) / Var(x_i) and bias."""
+    x_var = torch.diagonal(fit.x_cov.double())
+    cross = fit.cross_cov.double()
+    source = assignment(cross, x_var).to(cross.device)
+    outputs = torch.arange(cross.shape[1], device=cross.device)
+    scale = cross[source, outputs] / x_var[source].clamp_min(1e-12)
+    stitch_map.set(source, scale, fit.y_mean.double() - scale * fit.x_mean.double()[source])
+
+
+LASSO_STEPS = 100_000  # FISTA iterations at most (a well-posed fit takes hundreds)
+LASSO_TOLERANCE = 1e-10  # optimality: subgradient violation, relative to the largest |Cov(X, Y)|
+
+
+@torch.no_grad()
+def lasso(stitch_map: nn.Module, fit: LinearFit) -> None:
+    """min over W, b of the mean squared error of X W + b against Y per output, halved, plus
+    `strength` * sum |W| (not the bias): on centred rows, 1/2 W^T Cov(X) W - Cov(X, Y)^T W
+    summed over outputs, solved by FISTA with adaptive restart (Beck & Teboulle 2009;
+    O'Donoghue & Candes 2015) from the statistics until the optimality conditions hold; the
+    bias makes the means agree."""
+    layer = linear_layers(stitch_map)[0]
+    strength = stitch_map.strength
+    cov, cross = fit.x_cov.double(), fit.cross_cov.double()
+    step = 1.0 / max(float(torch.linalg.eigvalsh(cov)[-1]), 1e-300)  # 1 / Lipschitz constant
+    tolerance = LASSO_TOLERANCE * max(float(cross.abs().max()), 1e-300)
+    w = fit.weight.double().clone()  # the ridge solution: a start near the answer
+    momentum, t = w.clone(), 1.0
+    for _ in range(LASSO_STEPS):
+        new = _soft_threshold(momentum - step * (cov @ momentum - cross), step * strength)
+        if float(((momentum - new) * (new - w)).sum()) > 0:  # going uphill: restart
+            t = 1.0
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        momentum = new + (t - 1) / t_next * (new - w)
+        w, t = new, t_next
+        if _lasso_violation(w, cov @ w - cross, strength) < tolerance:
+            break
+    write_linear(layer, w, fit.y_mean.double() - fit.x_mean.double() @ w)
+
+
+def _lasso_violation(w: torch.Tensor, grad: torch.Tensor, strength: float) -> float:
+    """How far W is from the lasso's optimality conditions: grad = -strength sign(w) where
+    w != 0, |grad| <= strength where w == 0."""
+    active = (grad + strength * torch.sign(w)).abs()
+    idle = (grad.abs() - strength).clamp_min(0)
+    return float(torch.where(w != 0, active, idle).max())
+
+
+def _soft_threshold(w: torch.Tensor, threshold: float) -> torch.Tensor:
+    return torch.sign(w) * (w.abs() - threshold).clamp_min(0)

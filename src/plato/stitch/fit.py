@@ -80,6 +80,12 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
         dataset, held = hold_out(dataset, config.holdout_examples(len(dataset.train)),
                                  config.seed)
     cells = [FitCell(m) for m in models]
+    if config.objective in ("task", "match"):
+        for c in cells:
+            if c.model.stitch.type.starts_closed:
+                c.error = PlatoError(
+                    f"{c.model.stitch.kind} chooses its units in closed form, which "
+                    f"objective '{config.objective}' skips: use lstsq or lstsq+task")
     if config.objective in ("lstsq", "lstsq+task"):
         fit_lstsq(cells, dataset, config, device, senders, receivers)
     if config.objective in ("task", "match") and config.init == "moments":

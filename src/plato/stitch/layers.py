@@ -297,6 +297,10 @@ class Stitch(nn.Module):
             t = self.targets(t)  # (B*T, D) rows
         dims = (0, 2, 3) if self.spatial and self.out_tokens is None else (0,)
         mu_r, sd_r = t.mean(dims).double(), t.std(dims).double()
+        if hasattr(self.map, "match_moments"):  # a constrained map keeps its constraint
+            out = self(a) if self.out_tokens is None else self.targets(self(a))
+            self.map.match_moments(out.mean(dims).double(), out.std(dims).double(), mu_r, sd_r)
+            return
         layers = [m for m in self.map.modules()  # the last of them makes the output
                   if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.Linear | nn.Conv2d)]
         if not layers:  # a map of another kind (a registered type's own) starts as built

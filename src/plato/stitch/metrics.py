@@ -63,6 +63,8 @@ class StitchResult:
     test_examples: int = 0  # the test examples stitched_accuracy counts
     accuracy_low: float = math.nan  # its 95% interval over them (plato.stats: Wilson)
     accuracy_high: float = math.nan
+    stitch_nonzero: float | None = None  # the fraction of the map's weights not zero (a
+    #                                      sparse type's; None for the others)
     # Each test example right (True) or wrong, in the split's order: pairs a cell with its
     # control for a paired interval. Kept out of to_dict.
     correct: np.ndarray | None = field(default=None, repr=False, compare=False)

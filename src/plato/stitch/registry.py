@@ -69,6 +69,8 @@ class StitchType:
     vectors: bool = True  # joins vector points too (False: maps only)
     pointwise: bool = True  # acts on each position alone (1x1 convs, BatchNorm, ReLU)
     resamples: bool = False  # the map resamples between grids itself (ResamplingMap)
+    starts_closed: bool = False  # its closed form chooses what SGD cannot (a matching):
+    #                              only objectives that start from it (lstsq, lstsq+task)
 
     @property
     def linear(self) -> bool:
@@ -109,8 +111,8 @@ def register_stitch(name: str, *, summary: str, parameters: Count, pattern: str 
                     closed_form: ClosedForm | None = None, identity: Identity | None = None,
                     refuses: Refusal | None = None, invalid: Invalid | None = None,
                     vectors: bool = True,
-                    pointwise: bool = True, resamples: bool = False
-                    ) -> Callable[[Builder], Builder]:
+                    pointwise: bool = True, resamples: bool = False,
+                    starts_closed: bool = False) -> Callable[[Builder], Builder]:
     """Register the decorated builder as the stitch type `name` (see the module's text)."""
 
     def register(build: Builder) -> Builder:
@@ -118,7 +120,7 @@ def register_stitch(name: str, *, summary: str, parameters: Count, pattern: str 
             raise ValueError(f"stitch type '{name}' is registered twice")
         _REGISTRY[name] = StitchType(name, summary, build, parameters, pattern, closed_form,
                                      identity, refuses, invalid, vectors, pointwise,
-                                     resamples)
+                                     resamples, starts_closed)
         return build
 
     return register

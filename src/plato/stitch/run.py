@@ -162,6 +162,8 @@ def stitch_grid(
             stop_reason=fit.stop_reason,
             holdout_curve=[[step, float(f"{loss:.5g}")] for step, loss in fit.curve] or None,
             test_examples=len(m["correct"]), accuracy_low=low, accuracy_high=high,
+            stitch_nonzero=(model.stitch.map.nonzero_fraction()
+                            if hasattr(model.stitch.map, "nonzero_fraction") else None),
             correct=m["correct"],
         ), model))
     return results

@@ -64,6 +64,17 @@ def make_optimiser(cells: list[FitCell], config: StitchConfig, total: int,
     return opt, sched
 
 
+def _proximal_steps(live: list[FitCell], opt: torch.optim.Optimizer) -> None:
+    """A penalty's proximal step after the optimiser's (a sparse map's L1: soft-thresholding
+    by its learning rate times its strength), for the maps that have one."""
+    maps = [c.model.stitch.map for c in live if hasattr(c.model.stitch.map, "proximal")]
+    if not maps:
+        return
+    lr_of = {id(p): group["lr"] for group in opt.param_groups for p in group["params"]}
+    for stitch_map in maps:
+        stitch_map.proximal(lr_of[id(next(stitch_map.parameters()))])
+
+
 class LossLedger:
     """Each cell's training loss over one cycle of `total` steps, kept on the device (no host
     synchronisation per step): the epoch's mean, the first non-finite step, and the mean over
@@ -377,6 +388,7 @@ class _Loop:
         self.step += 1
         losses = self.losses_and_gradients(live, x, y)
         opt.step()
+        _proximal_steps(live, opt)
         sched.step()
         opt.zero_grad(set_to_none=True)
         ledger.add(losses, slots, self.step, len(y))

@@ -3,4 +3,5 @@ listed in the order of these imports, the default type first."""
 
 # isort: off
 from plato.stitch.types import bn_affine, affine, conv, lowrank, mlp, resampling  # noqa: F401
+from plato.stitch.types import orthogonal, permutation, sparse  # noqa: F401
 # isort: on
