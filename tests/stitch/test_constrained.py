@@ -13,17 +13,20 @@ import torch
 from plato.errors import PlatoError
 from plato.stitch import Stitch, StitchConfig, stitch_networks
 from plato.stitch.closed_form import LstsqStats
-from tests.stitch.constrained import padded_procrustes, pinv_affine
+from tests.stitch.constrained import maiorca_translation, padded_procrustes, pinv_affine
 
 FAMILIES = ("orthogonal", "permutation", "sparse-3")
 
 
-def fitted(name: str, x: torch.Tensor, y: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
-    """The stitch `name` between vectors, fitted in closed form to (x, y): its output on x."""
+def fitted(name: str, x: torch.Tensor, y: torch.Tensor, ridge: float = 0.0,
+           translator: str | None = None) -> torch.Tensor:
+    """The stitch `name` between vectors, fitted in closed form to (x, y) (or translated):
+    its output on x."""
     stitch = Stitch(name, (x.shape[1],), (y.shape[1],)).double().eval()  # float64 throughout
     stats = LstsqStats()
     stats.update(x.double(), y.double())
-    stitch.set_affine(stats.solve(ridge=ridge))
+    stitch.set_affine(stats.translation(translator, ridge) if translator
+                      else stats.solve(ridge=ridge))
     with torch.no_grad():
         return stitch(x.double())
 
@@ -150,3 +153,30 @@ def test_each_family_stitches_conv_vector_and_token_points(name, digits, digits_
             assert result.stitch_nonzero == stitch_map.nonzero_fraction()
         else:
             assert result.stitch_nonzero is None
+
+
+@pytest.mark.parametrize("translator", ["orthogonal", "linear"])
+@pytest.mark.parametrize("d_in, d_out", [(6, 6), (9, 5), (4, 7)])
+@pytest.mark.parametrize("name", ["conv1x1", "bn-conv1x1-bn"])
+def test_translate_is_latent_space_translation(name, d_in, d_out, translator):
+    """The training-free translation written into an affine stitch reproduces the published
+    procedure, zero-padding and all, on the anchors."""
+    x, y = data(400, d_in, d_out, seed=4)
+    torch.testing.assert_close(fitted(name, x, y, translator=translator),
+                               maiorca_translation(x, y, translator), rtol=1e-5, atol=1e-5)
+
+
+def test_a_translated_cell_takes_no_gradient_step(digits, digits_resnet):
+    """objective translate: 0 steps, stopped as "translated", and only into a type that holds
+    any affine map (a constrained one is refused in one line)."""
+    config = StitchConfig.from_user({"objective": "translate", "anchors": 256,
+                                     "device": "cpu"})
+    assert config.budget == "epochs" and config.sgd_epochs == 0 and not config.converges
+    result, _ = stitch_networks(digits_resnet, digits_resnet, "layer2.0", "layer2.0", digits,
+                                stitch="bn-conv1x1-bn", config=config)
+    assert (result.steps, result.epochs, result.stop_reason) == (0, 0, "translated")
+    assert result.converged is None and result.stitched_accuracy > 0.8
+    with pytest.raises(PlatoError, match="translate writes an affine map into the stitch: "
+                                         "use bn-conv1x1-bn, conv1x1, plato, not 'orthogonal'"):
+        stitch_networks(digits_resnet, digits_resnet, "layer2.0", "layer2.0", digits,
+                        stitch="orthogonal", config=config)

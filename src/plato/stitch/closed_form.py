@@ -41,6 +41,7 @@ class LinearFit:
     cross_cov: torch.Tensor  # (d_in, d_out): Cov(X, Y)
     y_mean: torch.Tensor  # (d_out,)
     train_mse: float  # per output, on the rows the statistics hold
+    y_var: torch.Tensor | None = None  # (d_out,): each target's variance
 
 
 def columns(rows: torch.Tensor) -> torch.Tensor:
@@ -55,7 +56,7 @@ class LstsqStats:
 
     def __init__(self) -> None:
         self.n = 0
-        self.sx = self.sy = self.sxx = self.sxy = None
+        self.sx = self.sy = self.sxx = self.sxy = self.sy2 = None
         self.syy = 0.0
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -72,8 +73,9 @@ class LstsqStats:
 
     def add_y(self, yt: torch.Tensor) -> None:
         flat = yt.reshape(-1)
-        sy, syy = yt.sum(1), flat @ flat
-        self.sy, self.syy = (sy, syy) if self.sy is None else (self.sy + sy, self.syy + syy)
+        sy, syy, sy2 = yt.sum(1), flat @ flat, (yt * yt).sum(1)
+        self.sy, self.syy, self.sy2 = (sy, syy, sy2) if self.sy is None else (
+            self.sy + sy, self.syy + syy, self.sy2 + sy2)
 
     def add_cross(self, xt: torch.Tensor, yt: torch.Tensor) -> None:
         sxy = xt @ yt.T
@@ -84,7 +86,7 @@ class LstsqStats:
         """This cross term completed by shared X statistics (of rows each repeated `repeat`
         times) and shared Y statistics."""
         self.n, self.sx, self.sxx = x_part.n * repeat, x_part.sx * repeat, x_part.sxx * repeat
-        self.sy, self.syy = y_part.sy, y_part.syy
+        self.sy, self.syy, self.sy2 = y_part.sy, y_part.syy, y_part.sy2
         return self
 
     def solve(self, ridge: float) -> LinearFit:
@@ -101,7 +103,33 @@ class LstsqStats:
         # Train MSE from the statistics: tr(Cyy) - 2 tr(W^T Cxy) + tr(W^T Cxx W), per output.
         tr_cyy = self.syy / n - mu_y @ mu_y
         mse = (tr_cyy - 2 * (w * cross).sum() + (w * (cov @ w)).sum()) / len(mu_y)
-        return LinearFit(w, b, mu, cov, cross, mu_y, float(mse))
+        return LinearFit(w, b, mu, cov, cross, mu_y, float(mse), self.sy2 / n - mu_y * mu_y)
+
+    def translation(self, translator: str, ridge: float) -> LinearFit:
+        """A training-free translation (Maiorca et al. 2023) as the affine map it amounts
+        to: each side standardised by its own mean and standard deviation per unit, then
+        `linear` (ridge least squares, no intercept: both sides are centred) or `orthogonal`
+        (U V^T of the standardised cross-covariance: Procrustes, the narrower side
+        zero-padded, no scale), then the receiver's scale and mean restored:
+        y = mean_y + sd_y * (((x - mean_x) / sd_x) R), i.e. W = diag(1 / sd_x) R diag(sd_y)."""
+        fit = self.solve(ridge)
+        sd_x = torch.diagonal(fit.x_cov).clamp_min(0).sqrt().clamp_min(1e-12)
+        sd_y = fit.y_var.clamp_min(0).sqrt()
+        cross = fit.cross_cov / sd_x[:, None] / sd_y.clamp_min(1e-12)[None]  # standardised
+        if translator == "orthogonal":
+            u, _, vh = torch.linalg.svd(cross, full_matrices=False)
+            r = u @ vh
+        else:
+            corr = fit.x_cov / sd_x[:, None] / sd_x[None]
+            d = len(sd_x)
+            r = torch.linalg.solve(corr + ridge * torch.eye(d, dtype=corr.dtype,
+                                                            device=corr.device), cross)
+        w = r / sd_x[:, None] * sd_y[None]
+        b = fit.y_mean - fit.x_mean @ w
+        cov, mu, mu_y = fit.x_cov, fit.x_mean, fit.y_mean
+        tr_cyy = fit.y_var.sum()
+        mse = (tr_cyy - 2 * (w * fit.cross_cov).sum() + (w * (cov @ w)).sum()) / len(mu_y)
+        return LinearFit(w, b, mu, cov, fit.cross_cov, mu_y, float(mse), fit.y_var)
 
 
 # ---------------------------------------------------------------- writing weights

@@ -12,6 +12,7 @@ from plato.data.loader import AUGMENT_PRESETS
 from plato.device import resolve_device
 from plato.errors import PlatoError, SettingError
 from plato.settings import (
+    INT64_MAX,
     MAX_BATCH,
     MAX_EPOCHS,
     MAX_LR,
@@ -23,7 +24,9 @@ from plato.settings import (
 )
 from plato.stitch.layers import CLASS_TOKEN_POLICIES
 
-OBJECTIVES = ("task", "match", "lstsq", "lstsq+task")
+OBJECTIVES = ("task", "match", "lstsq", "lstsq+task", "translate")
+CLOSED_ONLY = ("lstsq", "translate")  # objectives fitted without a gradient step
+TRANSLATORS = ("linear", "orthogonal")  # translate's map between the standardised spaces
 CACHE_TIERS = ("auto", "device", "disk", "off")
 # StitchConfig.fast(): the converging rule, looser (BENCHMARKS.md, issue 16); on a GPU, where a
 # step costs kernel launches rather than arithmetic, batches of 128.
@@ -34,7 +37,8 @@ CHOICES = {"objective": OBJECTIVES, "optimizer": ("adam", "sgd"),
            "schedule": ("cosine", "constant"), "match_loss": ("mse", "l1"),
            "init": ("moments", "default"), "augment": AUGMENT_PRESETS,
            "precision": ("fp32", "bf16", "auto"), "activation_cache": CACHE_TIERS,
-           "budget": ("epochs", "converge"), "class_token": CLASS_TOKEN_POLICIES}
+           "budget": ("epochs", "converge"), "class_token": CLASS_TOKEN_POLICIES,
+           "translator": TRANSLATORS}
 MIN_HOLDOUT = 32  # fewer held-out examples cannot tell an improvement from noise
 # The default of every entry point (StitchConfig.converging(); BENCHMARKS.md, issue 16): the
 # closed form from 4,096 random training examples, then the task loss with SGD (Nesterov) at
@@ -55,7 +59,7 @@ class StitchConfig:
     """How a stitch is fitted (the objectives: plato.stitch.fit). Fields marked "speed" change
     how fast a result comes, not the result (at most its rounding)."""
 
-    objective: str = "task"  # task | match | lstsq | lstsq+task
+    objective: str = "task"  # task | match | lstsq | lstsq+task | translate
     epochs: int = 3  # passes over the training split in the first SGD cycle (lstsq: none)
     batch_size: int = 128  # examples per SGD step and per closed-form statistics batch
     optimizer: str = "adam"  # adam | sgd (Nesterov, momentum 0.9)
@@ -90,6 +94,11 @@ class StitchConfig:
     cell_threads: int = 0  # CPU threads running cells side by side (speed; 0: torch's threads)
     seed: int = 0  # the stitch's initialisation, the data order, the closed form's subset
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # translate (Maiorca et al. 2023): each side standardised with the statistics of `anchors`
+    # random training examples, `translator` between them (linear: least squares;
+    # orthogonal: Procrustes, the narrower side zero-padded), then the receiver's scale
+    translator: str = "orthogonal"  # linear | orthogonal
+    anchors: int = 1024  # training examples the translation is estimated from
 
     def __post_init__(self) -> None:
         check_types(self, "stitch")
@@ -98,7 +107,7 @@ class StitchConfig:
             "batch_size": (1, MAX_BATCH), "lr": (0, MAX_LR), "weight_decay": (0, 1),
             "ridge": (0, 1e6), "check_every": (1, MAX_STEPS), "patience": (1, 10**6),
             "decays": (0, 30), "min_steps": (0, MAX_STEPS), "max_steps": (1, MAX_STEPS),
-            "cell_threads": (0, 4096), "seed": SEED})
+            "cell_threads": (0, 4096), "seed": SEED, "anchors": (2, INT64_MAX)})
         for name, allowed in CHOICES.items():
             check_choice(self, name, allowed, "stitch")
         for name, low, what in (("epochs", 0, ">= 0"), ("batch_size", 1, ">= 1"),
@@ -166,7 +175,7 @@ class StitchConfig:
             base = cls.fast(device=values.get("device", "auto"))
             values = {"label_smoothing": 0.0, **values, "budget": "epochs"} if fixed \
                 else values  # fixed: as the fast setting was before the converging rule
-        elif fixed or values.get("objective") == "lstsq":
+        elif fixed or values.get("objective") in CLOSED_ONLY:
             base = cls()
         else:
             base = cls.converging()
@@ -186,7 +195,7 @@ class StitchConfig:
 
     @property
     def sgd_epochs(self) -> int:
-        return 0 if self.objective == "lstsq" else self.epochs
+        return 0 if self.objective in CLOSED_ONLY else self.epochs
 
     def holdout_examples(self, train: int) -> int:
         """The examples held out of a training split of `train` (the rule's decisions)."""
@@ -211,7 +220,7 @@ class StitchConfig:
     @property
     def converges(self) -> bool:
         """Is there an SGD phase whose end the held-out rule decides?"""
-        return self.budget == "converge" and self.objective != "lstsq"
+        return self.budget == "converge" and self.objective not in CLOSED_ONLY
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -231,6 +240,8 @@ class StitchConfig:
                 del out[name]
         if "more_epochs" not in out:
             del out["improving"]  # decides nothing without further epochs
+        if self.objective != "translate":  # settings of translate alone
+            del out["translator"], out["anchors"]
         if self.budget == "epochs":  # the budget stores were first written with
             for name in ("budget", "holdout", "check_every", "tolerance", "patience",
                          "decays", "min_steps", "max_steps"):

@@ -1,10 +1,12 @@
-"""Fitting stitches: the four objectives, put together from their parts.
+"""Fitting stitches: the objectives, put together from their parts.
 
     task        cross-entropy on the labels through the frozen receiver suffix   (sgd.py)
     match       MSE (or L1) to the receiver's own activation at its cut point: the
                 "autoencoder stitch"                                            (sgd.py)
     lstsq       closed-form ridge least squares onto the receiver's activation  (statistics.py)
     lstsq+task  the closed form as the starting point, then the task loss
+    translate   training-free: both sides standardised on anchor examples, a linear or
+                orthogonal map between them (Maiorca et al. 2023)          (closed_form.py)
 
 `fit_stitches` fits many stitches at once: the stitches of one sender/receiver pair read their
 frozen activations from one `Activations` pass per batch and step in lockstep over the same
@@ -30,6 +32,9 @@ from plato.stitch.config import StitchConfig
 from plato.stitch.sgd import fit_sgd
 from plato.stitch.statistics import fit_lstsq, init_moments
 from plato.stitch.stitched import StitchedModel
+
+# Why a fit without a gradient step stopped (its cell records 0 steps).
+CLOSED_REASON = {"lstsq": "closed form", "translate": "translated"}
 
 
 @dataclass
@@ -86,8 +91,9 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
                 c.error = PlatoError(
                     f"{c.model.stitch.kind} chooses its units in closed form, which "
                     f"objective '{config.objective}' skips: use lstsq or lstsq+task")
-    if config.objective in ("lstsq", "lstsq+task"):
-        fit_lstsq(cells, dataset, config, device, senders, receivers)
+    if config.objective in ("lstsq", "lstsq+task", "translate"):
+        fit_lstsq(cells, dataset, config, device, senders, receivers,
+                  translate=config.objective == "translate")
     if config.objective in ("task", "match") and config.init == "moments":
         init_moments(cells, dataset, config, device, senders, receivers)
     if config.converges or config.sgd_epochs:
@@ -97,5 +103,5 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
             FitInfo(loss=c.history[-1]["loss"], epochs=c.sgd_epochs, seconds=share,
                     history=c.history, steps=c.steps, examples=c.examples,
                     converged=c.converged, curve=c.curve,
-                    stop_reason=c.stop_reason or ("closed form" if config.objective == "lstsq"
-                                                  else "epochs")) for c in cells]
+                    stop_reason=c.stop_reason or CLOSED_REASON.get(config.objective, "epochs"))
+            for c in cells]

@@ -35,7 +35,7 @@ from torch import nn
 
 from plato.errors import PlatoError
 from plato.models.tokens import TokenLayout, describe, infer_layout
-from plato.stitch.closed_form import LinearFit
+from plato.stitch.closed_form import LinearFit, affine, standardised_affine
 from plato.stitch.registry import (
     MapShape,
     ResamplingMap,
@@ -92,6 +92,9 @@ def make_adapter(in_shape: tuple[int, ...], out_shape: tuple[int, ...], resize: 
     if spatial_in and in_shape[1:] != out_shape[1:] and not resamples:
         return Resize(out_shape[1:], resize)
     return nn.Identity()
+
+
+AFFINE_FORMS = (affine, standardised_affine)  # closed forms that write any affine map exactly
 
 
 class Stitch(nn.Module):
@@ -219,6 +222,13 @@ class Stitch(nn.Module):
         if not self.is_linear:
             linear = ", ".join(t.name for t in stitch_types() if t.linear)
             raise PlatoError(f"lstsq needs a linear stitch ({linear}), not '{self.kind}'")
+
+    def require_affine(self) -> None:
+        """translate writes an affine map: a type that holds any affine map exactly."""
+        if self.type.closed_form not in AFFINE_FORMS:
+            affine = ", ".join(t.name for t in stitch_types() if t.closed_form in AFFINE_FORMS)
+            raise PlatoError(f"translate writes an affine map into the stitch: use {affine}, "
+                             f"not '{self.kind}'")
 
     @property
     def design_key(self) -> tuple:

@@ -35,17 +35,23 @@ def _block_sums(t: torch.Tensor, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
-               device: torch.device, senders: Activations, receivers: Activations) -> None:
+               device: torch.device, senders: Activations, receivers: Activations,
+               translate: bool = False) -> None:
+    """`translate`: the training-free translation of `config.anchors` examples
+    (LstsqStats.translation) instead of the least-squares fit."""
     for c in cells:  # before the pass over the data, not after
         try:
             c.model.stitch.require_linear()
+            if translate:
+                c.model.stitch.require_affine()
         except PlatoError as e:
             c.error = e
     live = alive(cells)
     if not live:
         return
-    if 0 < config.lstsq_examples < len(dataset.train):
-        dataset = dataset.subset(train=config.lstsq_examples, seed=config.seed)
+    examples = config.anchors if translate else config.lstsq_examples
+    if 0 < examples < len(dataset.train):
+        dataset = dataset.subset(train=examples, seed=config.seed)
     loader = make_loader(dataset, "train", config.batch_size, device=device, seed=config.seed,
                          channels_last=config.channels_last)
     # Cells share statistics: X's by (sender point, design), Y's by receiver point; only the
@@ -88,7 +94,8 @@ def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
              for c, (dkey, k), st in zip(live, plans, cross, strict=True)]
     for c, st in zip(live, stats, strict=True):
         try:
-            fit = st.solve(config.ridge)
+            fit = (st.translation(config.translator, config.ridge) if translate
+                   else st.solve(config.ridge))
         except RuntimeError as e:  # a singular system: this cell fails, the others go on
             c.error = PlatoError(f"the least-squares system could not be solved: {e}")
             continue
@@ -100,7 +107,8 @@ def fit_lstsq(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
         if c.model.stitch.prefix_mode == "learned":
             _, count, total = prefix_sums[c.r_name]
             c.model.stitch.prefix_tokens.copy_(total[None] / count)
-        c.history.append({"phase": "lstsq", "loss": fit.train_mse})
+        c.history.append({"phase": "translate" if translate else "lstsq",
+                          "loss": fit.train_mse})
 
 
 @torch.no_grad()

@@ -98,6 +98,8 @@ def cell_steps(config: StitchConfig, train_examples: int) -> float:
     batches = max(1, train_examples // config.batch_size)
     if config.objective == "lstsq":
         return batches / 3
+    if config.objective == "translate":  # a pass over the anchors
+        return max(1, min(config.anchors, train_examples) // config.batch_size) / 3
     if config.converges:
         return min(config.max_steps, max(config.min_steps, CONVERGING_STEPS))
     return (config.sgd_epochs + config.more_epochs / 2) * batches
