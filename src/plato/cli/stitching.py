@@ -85,6 +85,47 @@ def stitch(
 
 
 @app.command()
+def capacity(
+    sender: Sender,
+    receiver: Receiver,
+    from_point: FromPoint,
+    to_point: ToPoint,
+    out: Annotated[Path, typer.Option(help="Folder for report.html, capacity.png, "
+                                           "capacity.csv.")] = Path("capacity"),
+    stitch_type: Annotated[list[str] | None, typer.Option(
+        "--stitch", help="The stitches to compare, repeatable (default: permutation, "
+        "orthogonal, sparse-1..3, lowrank-1, 2, 4, ... below the narrower width, conv1x1).")
+                           ] = None,
+    objective: Objective = None,
+    fast: Fast = False,
+    setting: Settings = None,
+    dataset: SendersDataset = None,
+    root: Root = None,
+    seed: Seed = None,
+    device: DeviceOrConfig = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> None:
+    """How much transformation the stitch needs: SENDER at --from into RECEIVER at --to by
+    families of growing capacity, accuracy against free parameters (a plot and a table)."""
+    from plato.checkpoint import dataset_for, load_checkpoint
+    from plato.report.capacity import write_capacity_report
+    from plato.stitch.capacity import capacity_table
+
+    config = stitch_config(fast, setting, objective=objective, seed=seed, device=device)
+    s_ckpt, r_ckpt = load_checkpoint(sender), load_checkpoint(receiver)
+    ds = dataset_for([s_ckpt, r_ckpt], dataset, root)
+    rows = capacity_table(s_ckpt, r_ckpt, from_point, to_point, ds, stitches=stitch_type,
+                          config=config, progress=not quiet)
+    page = write_capacity_report(rows, out, f"Capacity: {sender.stem}:{from_point} -> "
+                                 f"{receiver.stem}:{to_point} ({config.objective})")
+    lines = [f"{r.stitch:>12}  {r.free_parameters:>9,} free  {100 * r.accuracy:5.1f}% "
+             f"[{100 * r.accuracy_low:.1f}, {100 * r.accuracy_high:.1f}]" for r in rows]
+    emit({"rows": [r.to_dict() for r in rows], "report": str(page)}, as_json,
+         "\n".join(lines + [f"report: {page}"]))
+
+
+@app.command()
 def replace(
     checkpoint: Annotated[Path, typer.Argument(help="A trained network.")],
     from_point: Annotated[str, typer.Option("--from", help="First cut point of the span.")],
