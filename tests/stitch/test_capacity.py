@@ -35,7 +35,7 @@ def test_capacity_orders_the_families_on_digits(digits):
     assert affine.accuracy >= orthogonal.accuracy_low, (affine, orthogonal)
     assert orthogonal.accuracy_low > matching.accuracy_high, (orthogonal, matching)
     ranks = [rows[f"lowrank-{r}"].accuracy for r in (1, 2, 4, 8)] + [affine.accuracy]
-    assert all(later >= earlier - 0.01 for earlier, later in zip(ranks, ranks[1:])), ranks
+    assert all(b >= a - 0.01 for a, b in zip(ranks, ranks[1:], strict=False)), ranks
     assert ranks[-1] > ranks[0] + 0.05, ranks
     # free parameters: a matching's scales and biases; the orthogonal map's Stiefel manifold
     assert matching.free_parameters == 2 * 16 and affine.free_parameters == 16 * 16 + 16
