@@ -257,3 +257,32 @@ def test_the_convergence_check_counts_closed_forms_kept_as_converged():
                                    "from)") and "the others: 1 stalled" in check.detail
     check = convergence(cells.iloc[:3])
     assert check.passed is True and check.value == 1.0, check.detail
+
+
+@pytest.mark.slow
+def test_self_identification_runs_with_any_objective(tmp_path, digits_checkpoints):
+    """One spec per objective into one store (self-pairs of a real network on digits): the
+    self-identification check is computed for each, so a user sees which objectives pass it
+    on their networks; cells fitted without a gradient step say so in the convergence check."""
+    from plato.sweep.run import run_sweep
+    from plato.sweep.spec import load_spec
+    from tests.sweep.conftest import write_spec
+
+    store_path = tmp_path / "run" / "results.sqlite"
+    recipes = {"translate": {"batch_size": 256, "anchors": 512},
+               "lstsq": {"batch_size": 256},
+               "match": {"epochs": 1, "batch_size": 128},
+               "lstsq+task": {"epochs": 1, "batch_size": 128}}
+    for objective, recipe in recipes.items():
+        spec = write_spec(tmp_path / f"{objective}.yaml", {"cnn": digits_checkpoints["cnn"]},
+                          name=f"self-{objective.replace('+', '-')}", pairs="self",
+                          controls=["trained->trained"], objective=objective, recipe=recipe)
+        run_sweep(load_spec(spec), tmp_path / "run", device="cpu", progress=False)
+    with Store(store_path) as store:
+        for objective in recipes:
+            checks = {c.name: c for c in run_checks(store, f"self-{objective.replace('+', '-')}")}
+            found = checks["self-identification (stitching)"]
+            assert found.passed is not None and "points' single most similar" in found.detail
+            if objective in ("translate", "lstsq"):
+                assert checks["convergence"].passed is None
+                assert "no gradient step to converge" in checks["convergence"].detail

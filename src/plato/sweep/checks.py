@@ -232,6 +232,11 @@ def convergence(cells: pd.DataFrame) -> Check:
     fitted = cells[cells.status == "done"]
     known = fitted["converged"].dropna() if "converged" in fitted.columns else pd.Series([])
     if known.empty:
+        closed = _stop_reasons(fitted)
+        if closed and set(closed) <= {"closed form", "translated"}:
+            return Check("convergence", None, None, "no gradient step to converge: every cell "
+                         "is fitted in closed form or translated ("
+                         + ", ".join(f"{n} {r}" for r, n in closed.items()) + ")")
         return Check("convergence", None, None, "no cell records whether its fit converged "
                      "(cells fitted for a fixed number of epochs)")
     share = float(known.astype(bool).mean())
