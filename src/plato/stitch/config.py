@@ -24,7 +24,7 @@ from plato.settings import (
 )
 from plato.stitch.layers import CLASS_TOKEN_POLICIES
 
-OBJECTIVES = ("task", "match", "lstsq", "lstsq+task", "translate")
+OBJECTIVES = ("task", "match", "lstsq", "lstsq+task", "translate", "final", "final+task")
 CLOSED_ONLY = ("lstsq", "translate")  # objectives fitted without a gradient step
 TRANSLATORS = ("linear", "orthogonal")  # translate's map between the standardised spaces
 CACHE_TIERS = ("auto", "device", "disk", "off")
@@ -59,7 +59,8 @@ class StitchConfig:
     """How a stitch is fitted (the objectives: plato.stitch.fit). Fields marked "speed" change
     how fast a result comes, not the result (at most its rounding)."""
 
-    objective: str = "task"  # task | match | lstsq | lstsq+task | translate
+    objective: str = "task"  # task | match | lstsq | lstsq+task | translate | final |
+    #                          final+task (plato.stitch.fit)
     epochs: int = 3  # passes over the training split in the first SGD cycle (lstsq: none)
     batch_size: int = 128  # examples per SGD step and per closed-form statistics batch
     optimizer: str = "adam"  # adam | sgd (Nesterov, momentum 0.9)
@@ -140,7 +141,7 @@ class StitchConfig:
         if not 0 <= self.improving < 1:
             raise SettingError("improving", f"stitch improving must be in [0, 1), "
                                f"got {self.improving}")
-        if self.epochs == 0 and self.objective in ("task", "match") \
+        if self.epochs == 0 and self.objective in ("task", "match", "final", "final+task") \
                 and self.budget == "epochs":
             raise SettingError("epochs", f"objective '{self.objective}' needs at least one "
                                "epoch")

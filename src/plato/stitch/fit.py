@@ -5,6 +5,9 @@
                 "autoencoder stitch"                                            (sgd.py)
     lstsq       closed-form ridge least squares onto the receiver's activation  (statistics.py)
     lstsq+task  the closed form as the starting point, then the task loss
+    final       MSE (or L1) of the stitched network's pre-logit features (the input of the
+                receiver's classifier) to the receiver's own on the same input (Mai et al.)
+    final+task  final to convergence, then the task loss from there: two stages
     translate   training-free: both sides standardised on anchor examples, a linear or
                 orthogonal map between them (Maiorca et al. 2023)          (closed_form.py)
 
@@ -27,11 +30,11 @@ from plato.data.datasets import Dataset, hold_out
 from plato.device import memory_format, resolve_device
 from plato.errors import PlatoError
 from plato.stitch.activations import Activations
-from plato.stitch.cell import FitCell
+from plato.stitch.cell import FitCell, alive
 from plato.stitch.config import StitchConfig
 from plato.stitch.sgd import fit_sgd
 from plato.stitch.statistics import fit_lstsq, init_moments
-from plato.stitch.stitched import StitchedModel
+from plato.stitch.stitched import StitchedModel, pre_logits
 
 # Why a fit without a gradient step stopped (its cell records 0 steps).
 CLOSED_REASON = {"lstsq": "closed form", "translate": "translated"}
@@ -85,18 +88,31 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
         dataset, held = hold_out(dataset, config.holdout_examples(len(dataset.train)),
                                  config.seed)
     cells = [FitCell(m) for m in models]
-    if config.objective in ("task", "match"):
-        for c in cells:
-            if c.model.stitch.type.starts_closed:
-                c.error = PlatoError(
-                    f"{c.model.stitch.kind} chooses its units in closed form, which "
-                    f"objective '{config.objective}' skips: use lstsq or lstsq+task")
+    from_scratch = config.objective in ("task", "match", "final", "final+task")
+    for c in cells:  # refused before any pass over the data
+        if from_scratch and c.model.stitch.type.starts_closed:
+            c.error = PlatoError(
+                f"{c.model.stitch.kind} chooses its units in closed form, which "
+                f"objective '{config.objective}' skips: use lstsq or lstsq+task")
+        elif config.objective.startswith("final"):
+            try:
+                pre_logits(c.model.receiver_suffix.to(device))
+            except PlatoError as e:
+                c.error = e
     if config.objective in ("lstsq", "lstsq+task", "translate"):
         fit_lstsq(cells, dataset, config, device, senders, receivers,
                   translate=config.objective == "translate")
-    if config.objective in ("task", "match") and config.init == "moments":
+    if from_scratch and config.init == "moments":
         init_moments(cells, dataset, config, device, senders, receivers)
-    if config.converges or config.sgd_epochs:
+    if config.objective == "final+task":  # two stages, each to its own convergence
+        fit_sgd(cells, dataset, config, device, senders, receivers, progress, held, "final")
+        first = {id(c): (c.converged, c.stop_reason) for c in cells}
+        fit_sgd(cells, dataset, config, device, senders, receivers, progress, held, "task")
+        for c in alive(cells):  # converged where both stages did; else why the first stopped
+            converged, reason = first[id(c)]
+            if converged is False:
+                c.converged, c.stop_reason = False, f"final stage: {reason}"
+    elif config.converges or config.sgd_epochs:
         fit_sgd(cells, dataset, config, device, senders, receivers, progress, held)
     share = (time.perf_counter() - start) / max(1, len(cells))
     return [c.error if c.error is not None else

@@ -36,10 +36,12 @@ from plato.models.fusion import fold_batchnorm
 from plato.stitch.activations import Activations, CachedActivations
 from plato.stitch.cell import FitCell, alive
 from plato.stitch.config import StitchConfig
+from plato.stitch.stitched import head_input
 from plato.stitch.threads import CellThreads, InOrder, cell_runner
 from plato.stopping import StoppingRule
 
 STACK_EXAMPLES = 4096  # at most this many examples per call of a shared receiver suffix (memory)
+TARGETED = ("match", "final")  # losses against the receiver's own activations
 DECAY = 0.1  # the converging budget's learning-rate drop at a plateau (`decays` times)
 CHECK_EVERY = 25  # steps between looks at the non-finite ledger (each look syncs the device)
 
@@ -139,6 +141,18 @@ def cell_losses(cells: list[FitCell], objective: str, match_loss: str, a: dict,
         fn = F.mse_loss if match_loss == "mse" else F.l1_loss
         return torch.stack([fn(c.model.stitch(a[c.s_name]).float(), t[c.r_name].float())
                             for c in cells])
+    if objective == "final":  # the receiver's pre-logit features, stitched against its own
+        fn = F.mse_loss if match_loss == "mse" else F.l1_loss
+        own: dict[tuple[int, str], torch.Tensor] = {}  # shared by cells of one suffix and point
+        out = []
+        for c in cells:
+            suffix = c.model.receiver_suffix
+            key = (id(suffix), c.r_name)
+            if key not in own:
+                with torch.no_grad():
+                    own[key] = head_input(suffix, t[c.r_name]).float()
+            out.append(fn(head_input(suffix, c.model.stitch(a[c.s_name])).float(), own[key]))
+        return torch.stack(out)
     losses: list[torch.Tensor | None] = [None] * len(cells)
     shared: dict[int, list[int]] = {}
     for i, c in enumerate(cells):
@@ -161,15 +175,17 @@ def cell_losses(cells: list[FitCell], objective: str, match_loss: str, a: dict,
 
 def fit_sgd(cells: list[FitCell], dataset: Dataset, config: StitchConfig,
             device: torch.device, senders: Activations, receivers: Activations,
-            progress: bool = False, held: Split | None = None) -> None:
+            progress: bool = False, held: Split | None = None,
+            objective: str | None = None) -> None:
     """Train every live cell's stitch: in cycles of epochs (budget "epochs"; the module
     docstring), or until the held-out rule stops it (budget "converge", `held` the examples
     held out of the training split). Each cell's history gets a row per epoch or look, and a
-    cell whose loss turns non-finite its error."""
+    cell whose loss turns non-finite its error. `objective`: the loss of this stage (default:
+    the config's; task after a closed form)."""
     live = alive(cells)
     if not live:
         return
-    loop = _Loop(live, dataset, config, device, senders, receivers, progress)
+    loop = _Loop(live, dataset, config, device, senders, receivers, progress, objective)
     with loop.runner:
         if config.converges:
             loop.until_converged(live, replace(dataset, train=held))
@@ -189,11 +205,14 @@ class _Loop:
 
     def __init__(self, live: list[FitCell], dataset: Dataset, config: StitchConfig,
                  device: torch.device, senders: Activations, receivers: Activations,
-                 progress: bool) -> None:
+                 progress: bool, objective: str | None = None) -> None:
         from tqdm import tqdm
 
         self.config, self.device = config, device
-        self.objective = "task" if config.objective == "lstsq+task" else config.objective
+        self.objective = objective or ("task" if config.objective == "lstsq+task"
+                                       else config.objective)
+        # The start is a fitted candidate the rule may keep: a closed form, or the first stage
+        self.fitted_start = config.objective.startswith("lstsq+") or objective == "task"
         self.loader = make_loader(dataset, "train", config.batch_size, device=device,
                                   train=True, augment=config.augment, seed=config.seed,
                                   channels_last=config.channels_last)
@@ -205,7 +224,7 @@ class _Loop:
                 and config.activation_cache != "off":
             senders = CachedActivations(senders, self.loader.num_examples,
                                         config.activation_cache)
-            if self.objective == "match":
+            if self.objective in TARGETED:
                 receivers = CachedActivations(receivers, self.loader.num_examples,
                                               config.activation_cache)
         self.senders, self.receivers = senders, receivers
@@ -318,7 +337,7 @@ class _Loop:
         self.bar.total = config.max_steps
         self.bar.refresh()
         # lstsq+task starts at the closed form: a start its steps cannot better is converged
-        rule = StoppingRule(config, decay, fitted_start=config.objective.startswith("lstsq+"))
+        rule = StoppingRule(config, decay, fitted_start=self.fitted_start)
 
         def look(live: list[FitCell], last: bool) -> list[FitCell]:
             """Each live cell's held-out loss in its history and before the rule; the cells
@@ -366,7 +385,7 @@ class _Loop:
         for x, y in loader:
             with autocast(self.device, self.config.precision):
                 a = senders(x, loader.indices)
-                t = receivers(x, loader.indices) if self.objective == "match" else None
+                t = receivers(x, loader.indices) if self.objective in TARGETED else None
 
             def unit_loss(unit: list[FitCell], a=a, t=t, y=y) -> torch.Tensor:
                 with torch.no_grad(), autocast(self.device, self.config.precision):
@@ -401,7 +420,7 @@ class _Loop:
         indices = self.loader.indices
         with autocast(self.device, self.config.precision):
             a = self.senders(x, indices)
-            t = self.receivers(x, indices) if self.objective == "match" else None
+            t = self.receivers(x, indices) if self.objective in TARGETED else None
         if self.units_of is not live:  # the live cells changed: regroup them
             self.units_of = live
             self.units = self._units_for(live)

@@ -7,9 +7,14 @@ Only the stitch trains. The frozen parts share storage with the networks they ca
 
 from __future__ import annotations
 
+import copy
+import threading
+import weakref
+
 import torch
 from torch import nn
 
+from plato.errors import PlatoError
 from plato.models import cut_graph
 from plato.models.cuts import CutGraph, CutPoint
 from plato.stitch.layers import Stitch
@@ -19,6 +24,31 @@ def freeze(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     return module.eval()
+
+
+_PRE_LOGITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PRE_LOGITS_LOCK = threading.Lock()  # cells in CPU threads may ask for one suffix's at once
+
+
+def pre_logits(suffix: nn.Module) -> nn.Module:
+    """The frozen suffix without its classifier: a copy with its last Linear layer replaced by
+    the identity, so that it returns the network's pre-logit features (made once per suffix;
+    a copy rather than a hook, which cells running in threads would share)."""
+    with _PRE_LOGITS_LOCK:
+        if suffix not in _PRE_LOGITS:
+            heads = [name for name, m in suffix.named_modules() if isinstance(m, nn.Linear)]
+            if not heads:
+                raise PlatoError("objective final needs the receiver's classifier (a Linear "
+                                 "layer) after the cut point, to match the features it reads")
+            features = copy.deepcopy(suffix)
+            features.set_submodule(heads[-1], nn.Identity())
+            _PRE_LOGITS[suffix] = freeze(features)
+        return _PRE_LOGITS[suffix]
+
+
+def head_input(suffix: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The features the suffix's classifier reads when it runs on `x` (pre_logits)."""
+    return pre_logits(suffix)(x)
 
 
 class StitchedModel(nn.Module):

@@ -100,8 +100,9 @@ def cell_steps(config: StitchConfig, train_examples: int) -> float:
         return batches / 3
     if config.objective == "translate":  # a pass over the anchors
         return max(1, min(config.anchors, train_examples) // config.batch_size) / 3
-    if config.converges:
-        return min(config.max_steps, max(config.min_steps, CONVERGING_STEPS))
+    if config.converges:  # final+task: two stages, each to its own convergence
+        stages = 2 if config.objective == "final+task" else 1
+        return stages * min(config.max_steps, max(config.min_steps, CONVERGING_STEPS))
     return (config.sgd_epochs + config.more_epochs / 2) * batches
 
 

@@ -30,7 +30,8 @@
     random_seed: 0                   # random networks: fresh init from a recorded seed
     stitch: bn-conv1x1-bn
     resize: area
-    objective: lstsq+task            # task | match | lstsq | lstsq+task
+    objective: lstsq+task            # task | match | lstsq | lstsq+task | translate |
+                                     # final | final+task (plato.stitch.fit)
     recipe: {}                       # how the stitch is fitted: any StitchConfig field but
                                      # objective, seed and device, over the converging default
                                      # (StitchConfig.converging()); with `epochs` and no
