@@ -162,3 +162,25 @@ def report(
 
     path = write_report(store, out, spec=spec, metric=metric, all_specs=all_specs)
     emit({"report": str(path)}, as_json, f"report: {path}")
+
+
+@app.command("export")
+def export_cmd(
+    run: Annotated[Path, typer.Argument(help="A sweep's run folder (or its results.sqlite).")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="csv, parquet or json (records).")] = "parquet",
+    out: Annotated[Path | None, typer.Option(
+        help="The file to write (default: RUN/export.FORMAT).")] = None,
+    spec: SpecName = None,
+    as_json: Json = False,
+) -> None:
+    """Every cell of a sweep as one long-form table (one row per cell and metric: the
+    networks, points, stitch, objective, seed, value, interval, n, convergence, p-values and
+    key), for pandas, R, spreadsheets and experiment trackers (schema: README, "Exports")."""
+    from plato.sweep.export import export
+
+    store_path = run / "results.sqlite" if run.is_dir() else run
+    folder = run if run.is_dir() else run.parent
+    path, rows = export(store_path, out or folder / f"export.{fmt}", fmt, spec)
+    emit({"export": str(path), "rows": rows, "format": fmt}, as_json,
+         f"{rows:,} rows ({fmt}): {path}")
