@@ -6,6 +6,7 @@ import json
 import pandas as pd
 import pytest
 
+from plato.errors import PlatoError
 from plato.sweep.export import COLUMNS, TYPES, long_table, read_export
 from plato.sweep.run import run_sweep
 from plato.sweep.spec import load_spec
@@ -72,3 +73,29 @@ def test_a_wrong_format_or_run_is_one_line(tmp_path, finished_run):
         "plato: error: format 'xlsx' is not one of csv, parquet, json")
     missing = run_plato("export", tmp_path / "nothing", ok=False)
     assert "does not exist: run `plato sweep` first" in missing.stderr
+
+
+def test_an_interactive_figure_shows_the_stored_values(finished_run):
+    """plato.report.figure: a Plotly heatmap of a table whose cells are the stored means and
+    whose hover data are each cell's interval, seeds and converged share (what a notebook
+    shows)."""
+    import numpy as np
+
+    from plato.report import figure
+    from plato.sweep.tables import load_cells, stat_table
+
+    fig = figure(finished_run / "results.sqlite", "cnn", "resnet", metric="stitched_accuracy")
+    heat = fig.data[0]
+    with Store(finished_run / "results.sqlite", create=False) as store:
+        cells = load_cells(store)
+    mean = stat_table(cells, "cnn", "resnet")
+    low, high = (stat_table(cells, "cnn", "resnet", stat=s) for s in ("low", "high"))
+    assert list(heat.y) == list(mean.index) and list(heat.x) == list(mean.columns)
+    np.testing.assert_array_equal(np.asarray(heat.z, dtype=float), mean.to_numpy())
+    custom = np.asarray(heat.customdata, dtype=float)
+    np.testing.assert_array_equal(custom[..., 0], low.to_numpy())
+    np.testing.assert_array_equal(custom[..., 1], high.to_numpy())
+    assert np.nanmax(custom[..., 2]) == 2  # two seeds
+    assert "95% interval" in heat.hovertemplate and fig.layout.title.text.startswith("cnn")
+    with pytest.raises(PlatoError, match="no cells for cnn -> cnn"):
+        figure(finished_run / "results.sqlite", "cnn", "cnn")
