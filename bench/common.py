@@ -49,6 +49,21 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
+def reference_pair(run: Path) -> tuple[Checkpoint, Checkpoint, Dataset]:
+    """The reference study's cached resnet-1111 and resnet-1111-seed2 (in `run`'s networks/)
+    and its data (10,000 CIFAR-10 JPEG training images, 2,000 test images), each network fed
+    for that data."""
+    from plato.data import load_dataset
+
+    nets = sorted((run / "networks").glob("resnet-1111-*.ckpt"))
+    sender = load_checkpoint(next(p for p in nets if "seed2" not in p.name))
+    receiver = load_checkpoint(next(p for p in nets if "seed2" in p.name))
+    data = load_dataset(f"imagefolder:{CIFAR10}").subset(train=10000, test=2000)
+    sender.for_dataset(data)
+    receiver.for_dataset(data)
+    return sender, receiver, data
+
+
 def cifar10(train: int | None = None, test: int | None = None) -> Dataset:
     """The CIFAR-10 JPEG copy in ../shared/data, optionally a seeded subset of each split."""
     ds = plato.load_dataset(f"imagefolder:{CIFAR10}")

@@ -17,9 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from common import CIFAR10, machine
-from plato.checkpoint import load_checkpoint
-from plato.data import load_dataset
+from common import machine, reference_pair
 from plato.models import cut_points
 from plato.stitch import StitchConfig
 from plato.stitch.run import stitch_grid
@@ -48,12 +46,7 @@ def main() -> None:
     parser.add_argument("--anchors", type=int, default=1024)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    nets = sorted((args.run / "networks").glob("resnet-1111-*.ckpt"))
-    sender = load_checkpoint(next(p for p in nets if "seed2" not in p.name))
-    receiver = load_checkpoint(next(p for p in nets if "seed2" in p.name))
-    data = load_dataset(f"imagefolder:{CIFAR10}").subset(train=10000, test=2000)
-    sender.for_dataset(data)
-    receiver.for_dataset(data)
+    sender, receiver, data = reference_pair(args.run)
     points = [p.name for p in cut_points(sender.model)]
     pairs = [(a, b) for a in points for b in points]
     summaries = []

@@ -91,19 +91,28 @@ class LstsqStats:
 
     def solve(self, ridge: float) -> LinearFit:
         """The ridge regression Y ~ X W + b, the ridge `ridge` times the mean input variance."""
-        n = self.n
-        mu, mu_y = self.sx / n, self.sy / n
-        cov = self.sxx / n - torch.outer(mu, mu)
-        cross = self.sxy / n - torch.outer(mu, mu_y)
+        mu, cov, cross, mu_y = self._moments()
         d = len(mu)
         lam = ridge * torch.trace(cov) / d
         w = torch.linalg.solve(cov + lam * torch.eye(d, dtype=cov.dtype, device=cov.device),
                                cross)
-        b = mu_y - mu @ w
-        # Train MSE from the statistics: tr(Cyy) - 2 tr(W^T Cxy) + tr(W^T Cxx W), per output.
+        return self._fit(w, mu, cov, cross, mu_y)
+
+    def _moments(self) -> tuple[torch.Tensor, ...]:
+        """Mean of X, Cov(X), Cov(X, Y), mean of Y."""
+        n = self.n
+        mu, mu_y = self.sx / n, self.sy / n
+        return (mu, self.sxx / n - torch.outer(mu, mu), self.sxy / n - torch.outer(mu, mu_y),
+                mu_y)
+
+    def _fit(self, w, mu, cov, cross, mu_y) -> LinearFit:
+        """The fit of the map W (the bias from the means) with its train MSE from the
+        statistics: tr(Cyy) - 2 tr(W^T Cxy) + tr(W^T Cxx W), per output."""
+        n = self.n
         tr_cyy = self.syy / n - mu_y @ mu_y
         mse = (tr_cyy - 2 * (w * cross).sum() + (w * (cov @ w)).sum()) / len(mu_y)
-        return LinearFit(w, b, mu, cov, cross, mu_y, float(mse), self.sy2 / n - mu_y * mu_y)
+        return LinearFit(w, mu_y - mu @ w, mu, cov, cross, mu_y, float(mse),
+                         self.sy2 / n - mu_y * mu_y)
 
     def translation(self, translator: str, ridge: float) -> LinearFit:
         """A training-free translation (Maiorca et al. 2023) as the affine map it amounts
@@ -112,24 +121,19 @@ class LstsqStats:
         (U V^T of the standardised cross-covariance: Procrustes, the narrower side
         zero-padded, no scale), then the receiver's scale and mean restored:
         y = mean_y + sd_y * (((x - mean_x) / sd_x) R), i.e. W = diag(1 / sd_x) R diag(sd_y)."""
-        fit = self.solve(ridge)
-        sd_x = torch.diagonal(fit.x_cov).clamp_min(0).sqrt().clamp_min(1e-12)
-        sd_y = fit.y_var.clamp_min(0).sqrt()
-        cross = fit.cross_cov / sd_x[:, None] / sd_y.clamp_min(1e-12)[None]  # standardised
+        mu, cov, cross, mu_y = self._moments()
+        sd_x = torch.diagonal(cov).clamp_min(0).sqrt().clamp_min(1e-12)
+        sd_y = (self.sy2 / self.n - mu_y * mu_y).clamp_min(0).sqrt()
+        standard = cross / sd_x[:, None] / sd_y.clamp_min(1e-12)[None]
         if translator == "orthogonal":
-            u, _, vh = torch.linalg.svd(cross, full_matrices=False)
+            u, _, vh = torch.linalg.svd(standard, full_matrices=False)
             r = u @ vh
         else:
-            corr = fit.x_cov / sd_x[:, None] / sd_x[None]
+            corr = cov / sd_x[:, None] / sd_x[None]
             d = len(sd_x)
             r = torch.linalg.solve(corr + ridge * torch.eye(d, dtype=corr.dtype,
-                                                            device=corr.device), cross)
-        w = r / sd_x[:, None] * sd_y[None]
-        b = fit.y_mean - fit.x_mean @ w
-        cov, mu, mu_y = fit.x_cov, fit.x_mean, fit.y_mean
-        tr_cyy = fit.y_var.sum()
-        mse = (tr_cyy - 2 * (w * fit.cross_cov).sum() + (w * (cov @ w)).sum()) / len(mu_y)
-        return LinearFit(w, b, mu, cov, fit.cross_cov, mu_y, float(mse), fit.y_var)
+                                                            device=corr.device), standard)
+        return self._fit(r / sd_x[:, None] * sd_y[None], mu, cov, cross, mu_y)
 
 
 # ---------------------------------------------------------------- writing weights
@@ -261,7 +265,7 @@ def lasso(stitch_map: nn.Module, fit: LinearFit) -> None:
     w = fit.weight.double().clone()  # the ridge solution: a start near the answer
     momentum, t = w.clone(), 1.0
     for _ in range(LASSO_STEPS):
-        new = _soft_threshold(momentum - step * (cov @ momentum - cross), step * strength)
+        new = soft_threshold(momentum - step * (cov @ momentum - cross), step * strength)
         if float(((momentum - new) * (new - w)).sum()) > 0:  # going uphill: restart
             t = 1.0
         t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
@@ -280,5 +284,6 @@ def _lasso_violation(w: torch.Tensor, grad: torch.Tensor, strength: float) -> fl
     return float(torch.where(w != 0, active, idle).max())
 
 
-def _soft_threshold(w: torch.Tensor, threshold: float) -> torch.Tensor:
+def soft_threshold(w: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The L1 penalty's proximal map: each entry moved `threshold` towards zero, or to it."""
     return torch.sign(w) * (w.abs() - threshold).clamp_min(0)

@@ -96,7 +96,7 @@ def fit_stitches(models: Sequence[StitchedModel], dataset: Dataset,
                 f"objective '{config.objective}' skips: use lstsq or lstsq+task")
         elif config.objective.startswith("final"):
             try:
-                pre_logits(c.model.receiver_suffix.to(device))
+                pre_logits(c.model.receiver_suffix)
             except PlatoError as e:
                 c.error = e
     if config.objective in ("lstsq", "lstsq+task", "translate"):

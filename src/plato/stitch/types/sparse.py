@@ -27,8 +27,8 @@ class SparseMap(nn.Module):
     @torch.no_grad()
     def proximal(self, lr: float) -> None:
         """The L1 penalty's proximal step after an optimiser step of learning rate `lr`."""
-        w = self.layer.weight
-        w.copy_(torch.sign(w) * (w.abs() - lr * self.strength).clamp_min(0))
+        self.layer.weight.copy_(closed_form.soft_threshold(self.layer.weight,
+                                                           lr * self.strength))
 
     def nonzero_fraction(self) -> float:
         return float((self.layer.weight != 0).float().mean())
