@@ -33,9 +33,14 @@ def test_demo_is_the_whole_pipeline(tmp_path):
     # resnet-1111 (6 points) and cnn-3 (4 points): (6 + 4)^2 cells per control, 2 controls.
     assert out["cells"] == 200 and out["failed"] == 0
     assert out["unstitchable"] > 0 and out["done"] + out["unstitchable"] == 200
-    page = (tmp_path / "demo" / "report.html").read_text()
+    page = (tmp_path / "demo" / "report.html").read_text()  # interactive: the tables as data
+    assert out["report"].endswith("report.html") and 'id="plato-data"' in page
+    static = plato_json("report", str(tmp_path / "demo" / "results.sqlite"), "--out",
+                        str(tmp_path / "static"), "--static")
+    page = (tmp_path / "static" / "report.html").read_text()
+    assert static["report"].endswith("report.html") and "plato-data" not in page
     # 16 stitching heatmaps; per pair and control a CKA heatmap and a scatter against stitching
-    assert out["report"].endswith("report.html") and page.count("data:image/png") == 16 + 16
+    assert page.count("data:image/png") == 16 + 16
     assert "debiased" in page and "Latest stitchable" in page and "Spearman" in page
     tables = plato_json("table", str(tmp_path / "demo" / "results.sqlite"), "--pair", "resnet",
                         "resnet")["tables"][0]

@@ -98,6 +98,17 @@ def test_wrong_numbers_fail(tmp_path):
     assert checks["layer identification (stitching)"].passed is False
     assert checks["layer identification (stitching)"].value == pytest.approx(0.0)
     assert checks["layer identification (cka)"].passed  # the measure still finds them
+    # each failing check names its cells: every self-pair diagonal cell, every trained cell
+    # (below its random control), every sender point's same-name cell; a pass names none
+    def places(check):
+        return sorted((c["sender"], c["receiver"], c["sender_point"], c["receiver_point"])
+                      for c in checks[check].cells)
+
+    assert places("self-pairs") == [(n, n, p, p) for n in "AB" for p in POINTS]
+    assert len(places("controls")) == 4 * len(POINTS) ** 2
+    assert places("layer identification (stitching)") == sorted(
+        [(s, r, p, p) for s, r in (("A", "B"), ("B", "A")) for p in POINTS])
+    assert checks["layer identification (cka)"].cells == []
 
 
 def test_a_network_that_learned_nothing_fails_controls_and_identification(tmp_path):
@@ -181,7 +192,10 @@ def test_plato_check_and_the_report(tmp_path):
     written = json.loads((tmp_path / "report" / "checks.json").read_text())
     assert [c["name"] for c in written][0] == "self-pairs" and written[0]["passed"] is False
     text = page.read_text()
-    assert text.index("Sanity checks") < text.index("Networks") and "FAIL" in text
+    verdict = "2 of 6 checks fail: self-pairs, self-identification (stitching)"
+    assert text.index("Sanity checks") < text.index(verdict) < text.index("Networks")
+    static = write_report(bad, tmp_path / "static", static=True).read_text()
+    assert static.index("Sanity checks") < static.index("FAIL") < static.index("Networks")
 
 
 @pytest.mark.slow
@@ -250,13 +264,19 @@ def test_the_convergence_check_counts_closed_forms_kept_as_converged():
 
     reasons = ["plateau", "optimal start", "optimal start", "stalled"]
     cells = pd.DataFrame({"status": "done", "converged": [1, 1, 1, 0],
-                          "result": [json.dumps({"stop_reason": r}) for r in reasons]})
+                          "result": [json.dumps({"stop_reason": r}) for r in reasons],
+                          "sender": "A", "receiver": "B", "control": "trained->trained",
+                          "sender_point": ["p0", "p1", "p2", "p3"], "receiver_point": "q"})
     check = convergence(cells)
     assert check.value == 0.75 and check.passed is False, check.detail
     assert check.detail.startswith("3/4 cells converged (2 at the closed form they started "
                                    "from)") and "the others: 1 stalled" in check.detail
+    # the failing check names the cell that did not converge (the report links to it)
+    assert check.cells == [{"sender": "A", "receiver": "B", "control": "trained->trained",
+                            "sender_point": "p3", "receiver_point": "q",
+                            "metric": "stitched_accuracy"}]
     check = convergence(cells.iloc[:3])
-    assert check.passed is True and check.value == 1.0, check.detail
+    assert check.passed is True and check.value == 1.0 and check.cells == [], check.detail
 
 
 @pytest.mark.slow

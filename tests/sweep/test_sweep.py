@@ -189,11 +189,11 @@ def test_report_and_exports(tmp_path, digits_checkpoints):
         for table, column in (("sweeps", "spec"), ("cells", "spec"), ("networks", "spec")):
             db.execute(f"UPDATE {table} SET {column} = '<script>alert(1)</script>'")
 
-    page = write_report(summary.store, tmp_path / "report")
-    text = page.read_text()
-    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;" in text
     stitch = load_spec(spec_path).stitch  # the registry's description of the cells' stitch
-    assert f"stitch {stitch}: BatchNorm, 1x1 conv with bias, BatchNorm" in text
+    for static in (False, True):  # the interactive page, then the static one
+        text = write_report(summary.store, tmp_path / "report", static=static).read_text()
+        assert "<script>alert(1)</script>" not in text and "&lt;script&gt;" in text
+        assert f"stitch {stitch}: BatchNorm, 1x1 conv with bias, BatchNorm" in text
     pngs = list((tmp_path / "report" / "heatmaps").glob("*.png"))
     # 4 pairs x (2 controls + 2 debiased tables)
     assert len(pngs) == 16 and text.count("data:image/png;base64,") == 16
@@ -285,7 +285,7 @@ def test_similarity_measures_beside_stitching(tmp_path, digits_checkpoints):
                              plato.load_dataset("digits"), ["cka"],
                              SimilarityConfig(batch_size=128), device="cpu")["cka"]
     np.testing.assert_allclose(cka.to_numpy(), direct.values, atol=1e-12)
-    page = write_report(summary.store, tmp_path / "report").read_text()
+    page = write_report(summary.store, tmp_path / "report", static=True).read_text()
     assert page.count("Spearman rank correlation") == 4 * 2 * 2  # pairs x controls x measures
     proc = run_plato("table", summary.store, "--metric", "procrustes", "--pair", "cnn", "cnn",
                      "--json")
@@ -357,7 +357,7 @@ def test_every_cell_carries_its_interval_and_outcomes(tmp_path, digits_checkpoin
     with Store(summary.store) as store:
         low, high = T.debiased_interval(T.load_cells(store), "cnn", "cnn")
     within = int(((low <= 0) & (high >= 0)).to_numpy().sum())
-    page = write_report(summary.store, tmp_path / "report").read_text()
+    page = write_report(summary.store, tmp_path / "report", static=True).read_text()
     assert f"Circled ({within}): not distinguishable from the random sender" in page
 
 
@@ -430,7 +430,8 @@ def test_similarity_null_in_a_sweep(tmp_path, digits_checkpoints):
                                  "cka", "--json", ok=True).stdout)["tables"][0]["scores"]
     assert shown["depth_mean"]["p_value"] == pytest.approx(0.1)
     assert shown["max"]["value"] == pytest.approx(stored.loc["max", "value"])
-    page = write_report(tmp_path / "run" / "results.sqlite", tmp_path / "report").read_text()
+    page = write_report(tmp_path / "run" / "results.sqlite", tmp_path / "report",
+                        static=True).read_text()
     circled = int((family > 0.05).sum())  # the report marks by the family-wise p
     assert f"Circled ({circled}): family-wise p (against the most similar cell" in page
 
@@ -460,7 +461,7 @@ def test_converging_cells_say_so_everywhere(tmp_path, digits_checkpoints):
     assert check["value"] == pytest.approx(cells.converged.mean(), abs=1e-4)
     from plato.report import write_report
 
-    page = write_report(summary.store, tmp_path / "report").read_text()
+    page = write_report(summary.store, tmp_path / "report", static=True).read_text()
     missed = int((cells.converged == 0).sum())
     assert f"{missed} not converged" in page
     assert (f"Crossed ({missed}): a fit that did not converge" in page) == (missed > 0)

@@ -52,6 +52,9 @@ TrainedDataset = Annotated[str | None, typer.Option(
 # -- stores ----------------------------------------------------------------------------------
 
 Store = Annotated[Path, typer.Argument(help="A sweep's results.sqlite.")]
+MlflowUri = Annotated[str | None, typer.Option(
+    "--mlflow", help="Also log every cell's metrics, the checks and the report to this MLflow "
+    "tracking URI (a folder, file:, http(s): or databricks; the `mlflow` extra).")]
 SpecName = Annotated[str | None, typer.Option(
     "--spec", help="This spec's cells (needed when the store holds several).")]
 AllSpecs = Annotated[bool, typer.Option(

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from plato.cli.app import app
-from plato.cli.options import AllSpecs, Json, Quiet, SpecName, Store
+from plato.cli.options import AllSpecs, Json, MlflowUri, Quiet, SpecName, Store
 from plato.cli.output import emit
 from plato.errors import EXIT_FAILED_CELLS, PlatoError, printable
 from plato.sweep.options import GROUP_SIZE, MAX_CELLS, SlurmOptions
@@ -58,6 +58,7 @@ def sweep(
         "refuse).")] = False,
     max_cells: Annotated[int, typer.Option(
         help="Refuse a spec of more cells than this before any work.")] = MAX_CELLS,
+    mlflow: MlflowUri = None,
     quiet: Quiet = False,
     as_json: Json = False,
 ) -> None:
@@ -65,6 +66,10 @@ def sweep(
     from plato.sweep.run import run_sweep
     from plato.sweep.spec import load_spec
 
+    if mlflow:  # refused before any work, not after it
+        from plato.report.tracker import mlflow_module
+
+        mlflow_module()
     extra = {}
     for item in sbatch or []:
         key, sep, value = item.partition("=")
@@ -83,11 +88,18 @@ def sweep(
     retry = (f"plato sweep {shlex.quote(str(spec))} --out "
              f"{shlex.quote(str(Path(summary.store).parent))} --retry-failed")
     failed = summary.failed_stored
+    runs = None
+    if mlflow:
+        from plato.report.tracker import log_to_mlflow
+
+        runs = log_to_mlflow(summary.store, mlflow, spec=summary.spec)
     emit({**summary.to_dict(), "exit_code": EXIT_FAILED_CELLS if failed else 0,
-          "retry": retry if failed else None}, as_json,
+          "retry": retry if failed else None, **({"mlflow_runs": runs} if runs else {})},
+         as_json,
          f"sweep {summary.spec}: {summary.cells} cells, {summary.skipped} already stored, "
          f"{summary.done} done, {summary.unstitchable} not stitchable, {summary.failed} "
-         f"failed, in {summary.seconds:.1f} s\nstore: {summary.store}")
+         f"failed, in {summary.seconds:.1f} s\nstore: {summary.store}"
+         + (f"\nmlflow: run {runs[0]} at {printable(mlflow)}" if runs else ""))
     if failed:
         print(f"plato: {failed} cell(s) of the sweep failed (each one's reason "
               f"is stored with it, column `reason` of the store's cells); run them again "

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 
 from plato.cli.app import app
-from plato.cli.options import AllSpecs, Device, Json, Quiet, Root, SpecName, Store
+from plato.cli.options import AllSpecs, Device, Json, MlflowUri, Quiet, Root, SpecName, Store
 from plato.cli.output import emit, format_intervals, format_model_scores, format_table
+from plato.errors import printable
 from plato.similarity import MEASURES, SimilarityConfig
 from plato.sweep.views import TableQuery
 
@@ -155,12 +156,17 @@ def report(
     spec: SpecName = None,
     all_specs: AllSpecs = False,
     metric: Annotated[str, typer.Option(help="The metric of the tables.")] = QUERY.metric,
+    static: Annotated[bool, typer.Option(
+        "--static", help="Every table as a PNG heatmap on a page without a script (the "
+        "default page is interactive: Plotly heatmaps, a click opens a cell's details).")] = False,
     as_json: Json = False,
 ) -> None:
-    """Write heatmaps (PNG) and one self-contained report.html."""
+    """Write one self-contained report.html (it opens offline): interactive by default,
+    `--static` for PNG heatmaps."""
     from plato.report import write_report
 
-    path = write_report(store, out, spec=spec, metric=metric, all_specs=all_specs)
+    path = write_report(store, out, spec=spec, metric=metric, all_specs=all_specs,
+                        static=static)
     emit({"report": str(path)}, as_json, f"report: {path}")
 
 
@@ -172,6 +178,7 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option(
         help="The file to write (default: RUN/export.FORMAT).")] = None,
     spec: SpecName = None,
+    mlflow: MlflowUri = None,
     as_json: Json = False,
 ) -> None:
     """Every cell of a sweep as one long-form table (one row per cell and metric: the
@@ -182,5 +189,12 @@ def export_cmd(
     store_path = run / "results.sqlite" if run.is_dir() else run
     folder = run if run.is_dir() else run.parent
     path, rows = export(store_path, out or folder / f"export.{fmt}", fmt, spec)
-    emit({"export": str(path), "rows": rows, "format": fmt}, as_json,
-         f"{rows:,} rows ({fmt}): {path}")
+    runs = None
+    if mlflow:
+        from plato.report.tracker import log_to_mlflow
+
+        runs = log_to_mlflow(store_path, mlflow, spec=spec)
+    emit({"export": str(path), "rows": rows, "format": fmt,
+          **({"mlflow_runs": runs} if runs else {})}, as_json,
+         f"{rows:,} rows ({fmt}): {path}"
+         + (f"\nmlflow: {len(runs)} run(s) at {printable(mlflow)}" if runs else ""))

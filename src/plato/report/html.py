@@ -254,9 +254,11 @@ def _stitch_line(meta, cells: pd.DataFrame) -> str:
 
 def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None = None,
                  metric: str = "stitched_accuracy", threshold: float = 0.9,
-                 all_specs: bool = False) -> Path:
-    """Write heatmaps (PNG) and report.html under out_dir; returns the HTML path. A store of
-    several specs needs `spec`, or `all_specs` to pool them (Store.one_spec)."""
+                 all_specs: bool = False, static: bool = False) -> Path:
+    """Write report.html (and its pictures) under out_dir; returns the HTML path. Interactive
+    by default (plato.report.interactive: Plotly heatmaps, a details panel per cell); `static`:
+    every table as a PNG heatmap on a page with no script. A store of several specs needs
+    `spec`, or `all_specs` to pool them (Store.one_spec)."""
     out = Path(out_dir)
     figs = out / "heatmaps"
     with Store(store_path, create=False) as store:
@@ -274,6 +276,54 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
         sweeps = sweeps[sweeps.spec == spec]
     if cells is None and sims is None and not interpretation:
         raise PlatoError(f"{store_path} holds no cells and no similarity measures yet")
+    meta = sweeps.iloc[-1] if len(sweeps) else None
+    title = f"Plato report: {meta.spec}" if meta is not None else "Plato report"
+    nets = networks[["name", "role", "model", "accuracy", "init_seed", "trained_on",
+                     "checkpoint"]].copy()
+    nets["accuracy"] = nets.accuracy.map(lambda v: f"{v:.4f}")
+    nets["init_seed"] = nets.init_seed.map(lambda v: "" if pd.isna(v) else str(int(v)))
+    common = {
+        "header": f"<h1>{html.escape(title)}</h1>"
+                  f"<p>{html.escape(_summary(meta, all_cells, metric))}</p>"
+                  + _stitch_line(meta, all_cells),
+        "networks": "<h2>Networks</h2>" + html_table(nets),
+        "scores": _scores_section(store_path, spec, all_specs, metric,
+                                  [m for m in measure_columns(sims) if m in MEASURES]
+                                  if sims is not None else []),
+        "compression": compression,
+        "interpretation": interpretation,
+        "spec": ("<h2>Sweep spec</h2>" + f"<pre>{html.escape(meta.source)}</pre>"
+                 if meta is not None and meta.source else ""),
+    }
+    if static:
+        body = _static_body(common, checks, cells, sims, metric, threshold, figs)
+        page = ("<!doctype html><html><head><meta charset='utf-8'>"
+                f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+                + body + "</body></html>")
+    else:
+        from plato.report.interactive import interactive_page
+
+        page = interactive_page(title, common, checks, cells, sims, metric)
+    write_file(out / "checks.json", json.dumps([c.to_dict() for c in checks], indent=1))
+    return write_file(out / "report.html", page)
+
+
+def _summary(meta, all_cells: pd.DataFrame, metric: str) -> str:
+    """The line under the title: dataset, granularity, metric, the cells by status."""
+    status = all_cells.status.value_counts().to_dict() if len(all_cells) else {}
+    if "converged" in all_cells.columns and all_cells.converged.notna().any():
+        known = all_cells.converged.dropna()
+        status["not converged"] = int((known == 0).sum())
+    return (f"dataset {meta.dataset if meta is not None else '?'}; cut points at "
+            f"{meta.granularity if meta is not None else '?'} granularity; metric {metric}; "
+            f"cells: " + ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
+            + f"; plato {meta.plato_version if meta is not None else '?'}; written "
+            f"{_dt.datetime.now().isoformat(timespec='seconds')}")
+
+
+def _static_body(common: dict, checks: list[Check], cells: pd.DataFrame | None,
+                 sims: pd.DataFrame | None, metric: str, threshold: float, figs: Path) -> str:
+    """The static page: the checks, the networks, then every pair's tables as PNG heatmaps."""
     sections = []
     keys = table_keys(cells) if cells is not None else []
     sim_keys = table_keys(sims) if sims is not None else []
@@ -285,38 +335,6 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
             if sims is not None else ""
         sections.append(f"<h2>{html.escape(sender)} &rarr; {html.escape(receiver)}</h2>"
                         f"{stitching}{sim_html}")
-
-    status = all_cells.status.value_counts().to_dict() if len(all_cells) else {}
-    if "converged" in all_cells.columns and all_cells.converged.notna().any():
-        known = all_cells.converged.dropna()
-        status["not converged"] = int((known == 0).sum())
-    meta = sweeps.iloc[-1] if len(sweeps) else None
-    title = f"Plato report: {meta.spec}" if meta is not None else "Plato report"
-    nets = networks[["name", "role", "model", "accuracy", "init_seed", "trained_on",
-                     "checkpoint"]].copy()
-    nets["accuracy"] = nets.accuracy.map(lambda v: f"{v:.4f}")
-    page = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        "<p>" + html.escape(
-            f"dataset {meta.dataset if meta is not None else '?'}; cut points at "
-            f"{meta.granularity if meta is not None else '?'} granularity; metric {metric}; "
-            f"cells: " + ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
-            + f"; plato {meta.plato_version if meta is not None else '?'}; written "
-            f"{_dt.datetime.now().isoformat(timespec='seconds')}") + "</p>",
-        _stitch_line(meta, all_cells),
-        "<h2>Sanity checks</h2>", _checks_table(checks),
-        "<h2>Networks</h2>", html_table(nets),
-        _scores_section(store_path, spec, all_specs, metric,
-                        [m for m in measure_columns(sims) if m in MEASURES]
-                        if sims is not None else []),
-        compression,
-        *sections,
-        interpretation,
-    ]
-    if meta is not None and meta.source:
-        page += ["<h2>Sweep spec</h2>", f"<pre>{html.escape(meta.source)}</pre>"]
-    page.append("</body></html>")
-    write_file(out / "checks.json", json.dumps([c.to_dict() for c in checks], indent=1))
-    return write_file(out / "report.html", "\n".join(page))
+    return "\n".join([common["header"], "<h2>Sanity checks</h2>", _checks_table(checks),
+                      common["networks"], common["scores"], common["compression"], *sections,
+                      common["interpretation"], common["spec"]])

@@ -20,7 +20,10 @@ def img(path: Path) -> str:
 
 
 def figure(path: Path, caption: str) -> str:
-    return f"<figure>{img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+    """An inlined picture with its caption; its id (the file's stem, slugged) is what the
+    interactive report links a cell's pictures to."""
+    return (f'<figure id="{slug(path.stem)}">{img(path)}'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
 def html_table(df: pd.DataFrame) -> str:

@@ -19,15 +19,16 @@ Identification is strict: the point of the same name must be the single best of 
 tie is a miss, and a row that does not vary at all ("not identifiable": a network that learned
 nothing gives one) is a miss too, counted apart in the detail.
 
-Each check is {"name", "passed", "value", "detail"}; `passed` is None, with the reason in
-`detail`, when the store cannot answer it. Every check has a test with a store that makes it
+Each check is {"name", "passed", "value", "detail", "cells"}; `passed` is None, with the reason
+in `detail`, when the store cannot answer it; `cells` names the cells that fail it (what the
+interactive report links each failing check to). Every check has a test with a store that makes it
 fail (tests/sweep/test_checks.py).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from plato.similarity import MEASURES
 from plato.stats import seeds_examples_interval
 from plato.sweep.store import Store
 from plato.sweep.tables import (
+    debiased_interval,
     load_cells,
     load_similarities,
     paired_differences,
@@ -54,9 +56,19 @@ class Check:
     passed: bool | None  # None: the store cannot answer it (see detail)
     value: float | None
     detail: str
+    # The cells that fail it (cell_ref): a check's failure is a set of cells a reader can
+    # look at.
+    cells: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def cell_ref(sender: str, receiver: str, control: str, sender_point: str,
+             receiver_point: str, metric: str = "stitched_accuracy") -> dict:
+    """A cell of a table that fails a check (`metric`: the table it fails in)."""
+    return {"sender": sender, "receiver": receiver, "control": control,
+            "sender_point": sender_point, "receiver_point": receiver_point, "metric": metric}
 
 
 def run_checks(store: Store, spec: str | None = None) -> list[Check]:
@@ -86,7 +98,7 @@ def run_checks(store: Store, spec: str | None = None) -> list[Check]:
 
 def self_pairs(cells: pd.DataFrame) -> Check:
     """Each diagonal cell of each network's self-pair table against the network's accuracy."""
-    gaps = {}
+    gaps, where = {}, {}
     for s, r, c in table_keys(cells):
         if s != r or c != "trained->trained":
             continue
@@ -96,6 +108,7 @@ def self_pairs(cells: pd.DataFrame) -> Check:
         for p in table.index.intersection(table.columns):
             if np.isfinite(table.loc[p, p]):
                 gaps[f"{s}:{p}"] = own - float(table.loc[p, p])
+                where[f"{s}:{p}"] = cell_ref(s, r, c, p, p)
     if not gaps:
         return Check("self-pairs", None, None, "no network is stitched into itself "
                      "(trained->trained) in the store: add self-pairs (`pairs: all`)")
@@ -105,7 +118,8 @@ def self_pairs(cells: pd.DataFrame) -> Check:
                  f"largest difference {100 * gaps[worst]:+.2f} points below the network's "
                  f"own accuracy at {worst}; within {100 * SELF_PAIR_POINTS:g} point: "
                  f"{len(gaps) - len(bad)}/{len(gaps)} diagonal cells"
-                 + (f"; outside: {', '.join(bad[:5])}" if bad else ""))
+                 + (f"; outside: {', '.join(bad[:5])}" if bad else ""),
+                 [where[k] for k in bad])
 
 
 def controls(cells: pd.DataFrame) -> Check:
@@ -136,12 +150,23 @@ def controls(cells: pd.DataFrame) -> Check:
     worst = min(margins, key=lambda k: margins[k][1])
     bad = [k for k, (_, low, _) in margins.items() if not low > 0]
     mean, low, high = margins[worst]
+    failing = []  # the failing pairs' cells whose own margin's lower end is not above zero
+    for pair in bad:
+        s, r = _split_pair(pair, cells)
+        lows = debiased_interval(cells, s, r, "random->trained")[0]
+        failing += [cell_ref(s, r, "trained->trained", sp, rp) for sp in lows.index
+                    for rp in lows.columns if lows.loc[sp, rp] <= 0]  # NaN: no outcomes
     return Check("controls", not bad, round(100 * low, 3),
                  f"smallest margin of trained over random {100 * mean:+.2f} points, 95% "
                  f"interval [{100 * low:+.2f}, {100 * high:+.2f}] ({worst}); pairs above "
                  f"zero: {len(margins) - len(bad)}/{len(margins)}"
                  + (f"; not: {', '.join(bad)}" if bad else "")
-                 + (f"; no outcomes stored: {', '.join(old)}" if old else ""))
+                 + (f"; no outcomes stored: {', '.join(old)}" if old else ""), failing)
+
+
+def _split_pair(pair: str, cells: pd.DataFrame) -> tuple[str, str]:
+    """(sender, receiver) of a "sender->receiver" label (names may hold "->" themselves)."""
+    return next((s, r) for s, r, _ in table_keys(cells) if f"{s}->{r}" == pair)
 
 
 def _paired_differences(cells: pd.DataFrame, sender: str, receiver: str) -> np.ndarray | None:
@@ -166,7 +191,14 @@ def identified_points(table: pd.DataFrame, larger: bool) -> tuple[int, int, int]
     """(identified, not identifiable, rows) over the points a table has as both a row and a
     column, and whose row compares it with at least one other point (a pooled vector reaches
     no spatial point): identified when the point of the same name is the single best."""
+    hits, flat, total, _ = _identify(table, larger)
+    return hits, flat, total
+
+
+def _identify(table: pd.DataFrame, larger: bool) -> tuple[int, int, int, list[str]]:
+    """identified_points, and the points that are not identified."""
     hits = flat = total = 0
+    missed = []
     for p in table.index.intersection(table.columns):
         row = table.loc[p].to_numpy(dtype=float)
         own = float(table.loc[p, p])
@@ -176,10 +208,14 @@ def identified_points(table: pd.DataFrame, larger: bool) -> tuple[int, int, int]
         total += 1
         if finite.max() == finite.min():  # the row does not vary: nothing to identify by
             flat += 1
+            missed.append(p)
             continue
         best = finite.max() if larger else finite.min()
-        hits += bool(own == best and (finite == best).sum() == 1)  # a tie is a miss
-    return hits, flat, total
+        hit = bool(own == best and (finite == best).sum() == 1)  # a tie is a miss
+        hits += hit
+        if not hit:
+            missed.append(p)
+    return hits, flat, total, missed
 
 
 def layer_identification(cells: pd.DataFrame, networks: pd.DataFrame, metric: str,
@@ -212,17 +248,21 @@ def _identification(cells: pd.DataFrame, metric: str, name: str, tables: list,
     """Identification summed over `tables` (sender, receiver, control)."""
     larger = MEASURES[metric].larger_is_more_similar if metric in MEASURES else True
     hits = flat = total = 0
+    missed = []  # the same-name cell of each point not identified
     for s, r, c in tables:
-        counts = identified_points(stat_table(cells, s, r, c, metric), larger)
+        counts = _identify(stat_table(cells, s, r, c, metric), larger)
         hits, flat, total = hits + counts[0], flat + counts[1], total + counts[2]
+        missed += [cell_ref(s, r, c, p, p, metric) for p in counts[3]]
     if not total:
         return Check(name, None, None, missing)
     share = hits / total
-    return Check(name, share >= IDENTIFIED_SHARE, round(share, 4),
+    passed = share >= IDENTIFIED_SHARE
+    return Check(name, passed, round(share, 4),
                  f"{hits}/{total} points' single most similar point is {what}, over "
                  f"{', '.join(labels)} (passes at {IDENTIFIED_SHARE:g}; chance is about "
                  "1/points; a tie is a miss)"
-                 + (f"; {flat} not identifiable (the row does not vary)" if flat else ""))
+                 + (f"; {flat} not identifiable (the row does not vary)" if flat else ""),
+                 [] if passed else missed)
 
 
 def convergence(cells: pd.DataFrame) -> Check:
@@ -240,14 +280,22 @@ def convergence(cells: pd.DataFrame) -> Check:
         return Check("convergence", None, None, "no cell records whether its fit converged "
                      "(cells fitted for a fixed number of epochs)")
     share = float(known.astype(bool).mean())
-    reasons = _stop_reasons(fitted.loc[known.index[~known.astype(bool)]])
+    stalled = fitted.loc[known.index[~known.astype(bool)]]
+    reasons = _stop_reasons(stalled)
     at_start = _stop_reasons(fitted.loc[known.index[known.astype(bool)]]).get("optimal start")
     return Check("convergence", share >= CONVERGED_SHARE, round(share, 4),
                  f"{int(known.astype(bool).sum())}/{len(known)} cells converged"
                  + (f" ({at_start} at the closed form they started from)" if at_start else "")
                  + f" (passes at {CONVERGED_SHARE:g})"
                  + (f"; the others: {', '.join(f'{n} {r}' for r, n in reasons.items())}"
-                    if reasons else ""))
+                    if reasons else ""),
+                 [] if share >= CONVERGED_SHARE else _distinct_refs(stalled))
+
+
+def _distinct_refs(rows: pd.DataFrame) -> list[dict]:
+    """The cells of these rows (several seeds of one cell: once)."""
+    places = rows[["sender", "receiver", "control", "sender_point", "receiver_point"]]
+    return [cell_ref(*place) for place in places.drop_duplicates().itertuples(index=False)]
 
 
 def _stop_reasons(cells: pd.DataFrame) -> dict[str, int]:
