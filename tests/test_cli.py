@@ -2,8 +2,11 @@
 (the error cases through the same entry point in this process, to spare a Python start
 each)."""
 
+import json
+
 import pytest
 
+from plato.sweep.store import Store
 from tests.helpers import entry_point, error_lines, plato_json, run_plato
 
 
@@ -29,23 +32,39 @@ def test_train_then_eval(tmp_path):
 
 @pytest.mark.slow
 def test_demo_is_the_whole_pipeline(tmp_path):
+    """The demo a new user runs first: converging fits, every check computed (none n/a, each
+    with its reason), every cell saying whether its fit converged, an interactive report, and
+    the static one on request."""
     out = plato_json("demo", "--out", str(tmp_path / "demo"), "--quiet")
-    # resnet-1111 (6 points) and cnn-3 (4 points): (6 + 4)^2 cells per control, 2 controls.
-    assert out["cells"] == 200 and out["failed"] == 0
-    assert out["unstitchable"] > 0 and out["done"] + out["unstitchable"] == 200
+    # two seeds of cnn-3, 3 points each: (cnn->cnn, cnn->cnn-seed1) x 3 x 3 x 2 controls
+    assert out["cells"] == 36 and out["failed"] == 0 and out["done"] == 36
+    store = str(tmp_path / "demo" / "results.sqlite")
+    proc = run_plato("check", store, "--json")
+    checks = json.loads(proc.stdout)["checks"]
+    assert len(checks) == 7 and all(c["passed"] is not None for c in checks), checks
+    assert all(c["detail"] for c in checks)
+    assert out["checks"] == json.loads(proc.stdout)["verdict"]
+    with Store(store, create=False) as db:
+        cells = db.cells("demo")
+    assert cells.converged.notna().all()  # every cell says whether its fit converged
+    assert {json.loads(r)["stop_reason"] for r in cells.result} <= {"plateau", "optimal start",
+                                                                    "stalled", "step cap"}
     page = (tmp_path / "demo" / "report.html").read_text()  # interactive: the tables as data
     assert out["report"].endswith("report.html") and 'id="plato-data"' in page
-    static = plato_json("report", str(tmp_path / "demo" / "results.sqlite"), "--out",
-                        str(tmp_path / "static"), "--static")
+    verdict = page[page.index('<p id="verdict">'):]
+    verdict = verdict[:verdict.index("</p>")]
+    assert "checks" in verdict and "not computed" not in verdict
+    static = plato_json("report", store, "--out", str(tmp_path / "static"), "--static")
     page = (tmp_path / "static" / "report.html").read_text()
     assert static["report"].endswith("report.html") and "plato-data" not in page
-    # 16 stitching heatmaps; per pair and control a CKA heatmap and a scatter against stitching
-    assert page.count("data:image/png") == 16 + 16
+    # 4 stitching heatmaps (2 pairs x 2 controls), 4 debiased (plain and normalized); per
+    # pair and control a CKA heatmap and a scatter against stitching
+    assert page.count("data:image/png") == 8 + 8
     assert "debiased" in page and "Latest stitchable" in page and "Spearman" in page
-    tables = plato_json("table", str(tmp_path / "demo" / "results.sqlite"), "--pair", "resnet",
-                        "resnet")["tables"][0]
+    assert "1 seed" in page and "n&lt;=" not in page and "n<=" not in page
+    tables = plato_json("table", store, "--pair", "cnn", "cnn")["tables"][0]
     diagonal = [tables["values"][i][i] for i in range(len(tables["rows"]))]
-    assert min(diagonal) > 0.85  # a network stitched into itself at the same point
+    assert min(diagonal) > 0.95  # a network stitched into itself at the same point
 
 
 @pytest.mark.parametrize("args, message", [

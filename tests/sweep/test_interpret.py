@@ -106,6 +106,23 @@ def test_the_report_has_the_interpretation_section(interpreted):
     assert {"reconstruction_quality.png", "distance_vs_accuracy.png",
             "reconstructions-resnet-trained.png"} <= figures
     assert any(name.startswith("saliency__") for name in figures)
+    # the interactive page: each trained cell's panel shows its own saliency maps (carried in
+    # the page, hidden until opened) and links to the reconstructions from its networks
+    from plato.report.explore import cell_id
+    from tests.report.test_interactive import page_data
+
+    cells = page_data(page)["cells"]
+    pictures = {p["anchor"] for p in cells[cell_id("resnet", "cnn", "layer2.0", "pool")]
+                ["pictures"]}
+    assert {"saliency__resnet__layer2.0__cnn__pool", "reconstructions-resnet-trained",
+            "reconstructions-cnn-trained"} <= pictures
+    for anchor in pictures:
+        assert f'<figure id="{anchor}">' in page
+    with Store(folder / "run" / "results.sqlite") as store:
+        stored = load_cells(store, "why")
+    mapped = stored[(stored.control == "trained->trained") & stored.saliency_agreement.notna()]
+    hidden = page[page.index('<div id="cell-figures" hidden>'):]
+    assert hidden.count("<figure") == len(mapped) > 0  # every trained cell with maps
 
 
 def test_interpret_fields_are_checked(tmp_path, digits_checkpoints):

@@ -138,14 +138,16 @@ def check(
 ) -> None:
     """Sanity checks of a store: self-pairs, controls, layer identification, convergence.
     Exits 1 when a check fails."""
-    from plato.sweep.checks import run_checks
+    from plato.sweep.checks import run_checks, verdict
     from plato.sweep.store import Store as ResultStore
 
     with ResultStore(store, create=False) as db:
         checks = run_checks(db, db.one_spec(spec, all_specs))
     failed = [c.name for c in checks if c.passed is False]
     mark = {True: "pass", False: "FAIL", None: "n/a "}
-    emit({"checks": [c.to_dict() for c in checks], "failed": failed}, as_json,
-         "\n".join(f"{mark[c.passed]}  {c.name}: {c.detail}" for c in checks))
+    emit({"checks": [c.to_dict() for c in checks], "failed": failed,
+          "verdict": verdict(checks)}, as_json,
+         "\n".join([verdict(checks)] + [f"{mark[c.passed]}  {c.name}: {c.detail}"
+                                         for c in checks]))
     if failed:
         raise typer.Exit(1)

@@ -68,7 +68,7 @@ def plotly_figure(view: TableView):
     lines = ["%{y} -> %{x}", text(view.metric) + " %{z:.4f}"]
     if np.isfinite(custom[..., 0]).any():
         lines.append("95% interval [%{customdata[0]:.4f}, %{customdata[1]:.4f}]")
-    lines.append("n %{customdata[2]} seeds")
+    lines.append("seeds: %{customdata[2]}")
     if np.isfinite(custom[..., 3]).any():
         lines.append("converged %{customdata[3]:.0%}")
     if np.isfinite(custom[..., 4]).any():

@@ -19,11 +19,11 @@ from plato.errors import PlatoError
 from plato.files import write_file
 from plato.report.compression import compression_section
 from plato.report.heatmaps import heatmap, scatter
-from plato.report.interpret import interpretation_section
+from plato.report.interpret import cell_saliency_pictures, interpretation_section
 from plato.report.page import figure, html_table, slug
 from plato.similarity import MEASURES
 from plato.stitch.registry import resolve_stitch
-from plato.sweep.checks import Check, run_checks
+from plato.sweep.checks import Check, run_checks, verdict
 from plato.sweep.store import Store
 from plato.sweep.tables import (
     debiased_interval,
@@ -40,6 +40,7 @@ from plato.sweep.tables import (
 )
 
 NULL_LEVEL = 0.05  # a similarity cell whose permutation p-value exceeds this is circled
+CELL_PICTURES = 48  # cells whose saliency maps the interactive page carries (~60 KB each)
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -50,6 +51,16 @@ table.meta td, table.meta th { border: 1px solid #ddd; padding: 4px 10px; text-a
 figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; max-width: 520px; }
 img { max-width: 560px; } pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
 """
+
+
+def seeds_phrase(n: pd.DataFrame) -> str:
+    """How many stitch seeds a table's cells average, as a title says it: "1 seed", "mean of
+    3 seeds", "mean of 1 to 3 seeds" (cells that lost a seed to a failure)."""
+    counts = n.to_numpy()[np.isfinite(n.to_numpy())].astype(int)
+    low, high = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
+    if high <= 1:
+        return "1 seed"
+    return f"mean of {high} seeds" if low == high else f"mean of {low} to {high} seeds"
 
 
 def _checks_table(checks: list[Check]) -> str:
@@ -196,7 +207,7 @@ def _stitching_parts(cells: pd.DataFrame, sender: str, receiver: str, metric: st
         marks = chance if control == "trained->trained" else None
         crosses = unconverged(cells, sender, receiver, control)
         heatmap(mean, path, f"{metric}: {sender} -> {receiver} ({control}), "
-                f"mean of n<={int(n.max().max())}", scale=metric, marks=marks,
+                f"{seeds_phrase(n)}", scale=metric, marks=marks,
                 crosses=crosses)
         circled = int(marks.to_numpy().sum()) if marks is not None else 0
         crossed = int(crosses.to_numpy().sum()) if crosses is not None else 0
@@ -272,6 +283,9 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
         interpretation = interpretation_section(store, spec, cells, Path(store_path).parent,
                                                 figs)
         compression = compression_section(cells, sims, networks, figs)
+        # the interactive panel's pictures of each cell (the static page shows two)
+        cell_figures = ("", 0) if static else cell_saliency_pictures(
+            cells, Path(store_path).parent, figs, CELL_PICTURES)
     if spec is not None:
         sweeps = sweeps[sweeps.spec == spec]
     if cells is None and sims is None and not interpretation:
@@ -303,7 +317,7 @@ def write_report(store_path: str | Path, out_dir: str | Path, spec: str | None =
     else:
         from plato.report.interactive import interactive_page
 
-        page = interactive_page(title, common, checks, cells, sims, metric)
+        page = interactive_page(title, common, checks, cells, sims, metric, cell_figures)
     write_file(out / "checks.json", json.dumps([c.to_dict() for c in checks], indent=1))
     return write_file(out / "report.html", page)
 
@@ -335,6 +349,7 @@ def _static_body(common: dict, checks: list[Check], cells: pd.DataFrame | None,
             if sims is not None else ""
         sections.append(f"<h2>{html.escape(sender)} &rarr; {html.escape(receiver)}</h2>"
                         f"{stitching}{sim_html}")
-    return "\n".join([common["header"], "<h2>Sanity checks</h2>", _checks_table(checks),
+    return "\n".join([common["header"], "<h2>Sanity checks</h2>",
+                      f'<p><b>{html.escape(verdict(checks))}</b></p>', _checks_table(checks),
                       common["networks"], common["scores"], common["compression"], *sections,
                       common["interpretation"], common["spec"]])

@@ -21,7 +21,7 @@ from importlib import resources
 import pandas as pd
 
 from plato.report.explore import cell_details, cell_pictures, explorer_tables
-from plato.sweep.checks import Check
+from plato.sweep.checks import Check, verdict
 
 _FIGURE_ID = re.compile(r'<figure id="([^"]+)">')
 
@@ -36,30 +36,24 @@ def _script_json(data: dict) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def verdict(checks: list[Check]) -> str:
-    """One line over the checks: 'all 6 checks pass', or which fail, and what is not
-    computed."""
-    failed = [c.name for c in checks if c.passed is False]
-    unknown = [c.name for c in checks if c.passed is None]
-    computed = len(checks) - len(unknown)
-    line = (f"{len(failed)} of {computed} checks fail: {', '.join(failed)}" if failed
-            else f"all {computed} checks pass" if computed else "no check could be computed")
-    if unknown:
-        line += f"; not computed ({len(unknown)}): {', '.join(unknown)}"
-    return line
-
-
 def interactive_page(title: str, common: dict[str, str], checks: list[Check],
-                     cells: pd.DataFrame | None, sims: pd.DataFrame | None,
-                     metric: str) -> str:
+                     cells: pd.DataFrame | None, sims: pd.DataFrame | None, metric: str,
+                     cell_figures: tuple[str, int] = ("", 0)) -> str:
     """The page's HTML; `common` holds the sections it shares with the static page (header,
-    networks, scores, compression, interpretation, spec), already escaped."""
-    figure_ids = _FIGURE_ID.findall(common["compression"] + common["interpretation"])
+    networks, scores, compression, interpretation, spec), already escaped; `cell_figures` the
+    figures of single cells the panel shows (hidden until then) and how many cells have
+    pictures in the store."""
+    figures, pictured = cell_figures
+    figure_ids = _FIGURE_ID.findall(common["compression"] + common["interpretation"] + figures)
+    shown = len(_FIGURE_ID.findall(figures))
     data = {
         "metric": metric,
         "checks": [c.to_dict() for c in checks],
         "tables": explorer_tables(cells, sims),
         "cells": cell_details(cells, sims, cell_pictures(cells, figure_ids)),
+        "pictures_note": (f"The page carries the saliency maps of {shown} of the {pictured} "
+                          "cells that have them (the rest are in the run folder's interpret/)."
+                          if pictured > shown else ""),
     }
     return "\n".join([
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -79,6 +73,7 @@ def interactive_page(title: str, common: dict[str, str], checks: list[Check],
         "<p class='note'>Click a cell.</p></aside></div>",
         common["networks"], common["scores"], common["compression"],
         common["interpretation"], common["spec"],
+        f'<div id="cell-figures" hidden>{figures}</div>',
         f"<script>{_asset('report.js')}</script>",
         "</body></html>",
     ])

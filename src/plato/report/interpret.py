@@ -150,28 +150,45 @@ def _saliency_pictures(cells: pd.DataFrame, run_dir: Path, figs: Path) -> str:
     first = trained[(trained.sender == trained.sender.iloc[0])
                     & (trained.receiver == trained.receiver.iloc[0]) & (trained.seed == 0)]
     gap = (first.sender_index - first.receiver_index).abs()
-    chosen = [first[gap == 0].iloc[:1], first.loc[gap.sort_values().index[-1:]]]
+    chosen = pd.concat([first[gap == 0].iloc[:1], first.loc[gap.sort_values().index[-1:]]])
+    return saliency_pictures(chosen, run_dir, figs)
+
+
+def saliency_pictures(chosen: pd.DataFrame, run_dir: Path, figs: Path) -> str:
+    """Each chosen cell's stored saliency maps as a figure (id: slug('saliency', sender,
+    sender point, receiver, receiver point), what the interactive report's panel shows)."""
     originals = stored_pictures(run_dir, "interpret/originals-saliency.safetensors")
     html_parts = []
-    for rows in chosen:
-        for _, cell in rows.iterrows():
-            found = json.loads(cell["result"] or "{}").get("saliency_file")
-            maps = stored_pictures(run_dir, found)
-            if not maps or "images" not in originals:
-                continue
-            result = SimpleNamespace(shown={tuple(k.split("/")): v for k, v in maps.items()})
-            n = min(len(v) for v in maps.values())
-            name = slug("saliency", cell.sender, cell.sender_point, cell.receiver,
-                        cell.receiver_point)
-            path = figs / f"{name}.png"
-            saliency_figure(result, originals["images"][:n], path,
-                            f"{cell.sender}:{cell.sender_point} -> "
-                            f"{cell.receiver}:{cell.receiver_point}")
-            html_parts.append(figure(path, f"Saliency maps of the sender, the receiver and the "
-                                           f"stitched network at {cell.sender_point} -> "
-                                           f"{cell.receiver_point} (agreement with the "
-                                           f"receiver {cell.saliency_agreement:.2f})"))
+    for _, cell in chosen.iterrows():
+        found = json.loads(cell["result"] or "{}").get("saliency_file")
+        maps = stored_pictures(run_dir, found)
+        if not maps or "images" not in originals:
+            continue
+        result = SimpleNamespace(shown={tuple(k.split("/")): v for k, v in maps.items()})
+        n = min(len(v) for v in maps.values())
+        name = slug("saliency", cell.sender, cell.sender_point, cell.receiver,
+                    cell.receiver_point)
+        path = figs / f"{name}.png"
+        saliency_figure(result, originals["images"][:n], path,
+                        f"{cell.sender}:{cell.sender_point} -> "
+                        f"{cell.receiver}:{cell.receiver_point}")
+        html_parts.append(figure(path, f"Saliency maps of the sender, the receiver and the "
+                                       f"stitched network at {cell.sender_point} -> "
+                                       f"{cell.receiver_point} (agreement with the "
+                                       f"receiver {cell.saliency_agreement:.2f})"))
     return f'<div class="grid">{"".join(html_parts)}</div>' if html_parts else ""
+
+
+def cell_saliency_pictures(cells: pd.DataFrame | None, run_dir: Path, figs: Path,
+                           limit: int) -> tuple[str, int]:
+    """The saliency maps of up to `limit` trained cells (seed 0, in table order) for the
+    interactive report's panel: (their figures, how many cells have maps)."""
+    if cells is None or "saliency_agreement" not in cells or "result" not in cells:
+        return "", 0
+    trained = cells[(cells.control == "trained->trained") & cells.saliency_agreement.notna()
+                    & (cells.seed == cells.seed.min())]
+    trained = trained.sort_values(["sender", "receiver", "sender_index", "receiver_index"])
+    return saliency_pictures(trained.iloc[:limit], run_dir, figs), len(trained)
 
 
 def _language_part(vanilla: pd.DataFrame, autoencoder: pd.DataFrame, figs: Path) -> str:

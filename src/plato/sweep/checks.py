@@ -71,6 +71,19 @@ def cell_ref(sender: str, receiver: str, control: str, sender_point: str,
             "sender_point": sender_point, "receiver_point": receiver_point, "metric": metric}
 
 
+def verdict(checks: list[Check]) -> str:
+    """One line over the checks: 'all 6 checks pass', or which fail, and what is not
+    computed."""
+    failed = [c.name for c in checks if c.passed is False]
+    unknown = [c.name for c in checks if c.passed is None]
+    computed = len(checks) - len(unknown)
+    line = (f"{len(failed)} of {computed} checks fail: {', '.join(failed)}" if failed
+            else f"all {computed} checks pass" if computed else "no check could be computed")
+    if unknown:
+        line += f"; not computed ({len(unknown)}): {', '.join(unknown)}"
+    return line
+
+
 def run_checks(store: Store, spec: str | None = None) -> list[Check]:
     """Every check, on the cells (and similarity measures) of `spec` (default: all)."""
     cells = load_cells(store, spec) if len(store.cells(spec)) else None

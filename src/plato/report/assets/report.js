@@ -161,13 +161,23 @@
     }
     if (cell.pictures.length) {
       panel.appendChild(el("h4", "Pictures"));
-      const list = el("ul");
+      const list = el("ul", null, {id: "cell-pictures"});
       cell.pictures.forEach(p => {
+        const target = document.getElementById(p.anchor);
+        if (target && target.closest("#cell-figures")) {  // this cell's own: shown here
+          const copy = target.cloneNode(true);
+          copy.removeAttribute("id");
+          panel.appendChild(copy);
+          return;
+        }
         const li = el("li");
         li.appendChild(el("a", p.label, {href: "#" + p.anchor}));
         list.appendChild(li);
       });
-      panel.appendChild(list);
+      if (list.children.length) panel.appendChild(list);
+    }
+    if (data.pictures_note && !cell.pictures.some(p => p.anchor.startsWith("saliency"))) {
+      panel.appendChild(el("p", data.pictures_note, {class: "note"}));
     }
   }
 
