@@ -56,12 +56,12 @@ def test_every_table_on_the_page_is_the_stored_table(report):
     for pair in (("cnn", "resnet"), ("resnet", "resnet")):
         for control in ("trained->trained", "random->trained"):
             assert (*pair, "stitched_accuracy", control, "mean") in kinds
-            assert (*pair, "linear_cka", control, "mean") in kinds
+            assert (*pair, "linear_cka", control, "measure") in kinds
         assert (*pair, "debiased stitched_accuracy", "random->trained", "debiased") in kinds
     for t in data["tables"]:
         heat = t["figure"]["data"][0]
         source = sims if t["metric"] == "linear_cka" else cells
-        if t["view"] == "mean":
+        if t["view"] in ("mean", "measure"):
             expected = stat_table(source, t["sender"], t["receiver"], t["control"], t["metric"])
         else:
             expected = debiased_table(cells, t["sender"], t["receiver"], "stitched_accuracy",
@@ -150,7 +150,7 @@ def test_a_failing_check_links_to_cells_the_page_holds(tmp_path):
     failed = [c for c in data["checks"] if c["passed"] is False]
     assert {c["name"] for c in failed} == {"self-pairs", "self-identification (stitching)"}
     tables = {(t["sender"], t["receiver"], t["control"], t["metric"]) for t in data["tables"]
-              if t["view"] == "mean"}
+              if t["view"] in ("mean", "measure")}
     for check in failed:
         assert check["cells"], check["name"]
         for ref in check["cells"]:

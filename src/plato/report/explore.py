@@ -20,11 +20,10 @@ from plato.report.figures import TableView, plotly_figure, table_view
 from plato.report.page import slug
 from plato.stats import seeds_examples_interval
 from plato.sweep.tables import (
-    cell_interval,
     debiased_interval,
     debiased_table,
     debiasing_controls,
-    interval_kind,
+    kind_and_interval,
     measure_columns,
     paired_differences,
     stat_table,
@@ -91,7 +90,7 @@ def explorer_tables(cells: pd.DataFrame | None, sims: pd.DataFrame | None) -> li
         for sender, receiver, control in table_keys(sims):
             for measure in measures:
                 view = table_view(sims, sender, receiver, control, measure)
-                tables.append(_entry(view, control, "mean"))
+                tables.append(_entry(view, control, "measure"))
     return tables
 
 
@@ -166,7 +165,7 @@ def cell_details(cells: pd.DataFrame | None, sims: pd.DataFrame | None,
 def _stitching(group: pd.DataFrame, control: str) -> dict:
     """One control of one cell: its stitched accuracy over the seeds and each seed's fit."""
     accuracy = group.stitched_accuracy.dropna()
-    low, high = cell_interval(group, "stitched_accuracy")
+    kind, (low, high) = kind_and_interval(group, "stitched_accuracy")
     seeds = []
     for row in group.sort_values("seed").to_dict("records"):
         result = json.loads(row["result"]) if isinstance(row.get("result"), str) else {}
@@ -177,7 +176,7 @@ def _stitching(group: pd.DataFrame, control: str) -> dict:
     return {"control": control, "stitched_accuracy": _plain(float(accuracy.mean()))
             if len(accuracy) else None,
             "low": _plain(float(low)), "high": _plain(float(high)),
-            "interval": interval_kind(group, "stitched_accuracy"), "n": int(len(accuracy)),
+            "interval": kind, "n": int(len(accuracy)),
             "converged": int(converged.astype(bool).sum()) if len(converged) else None,
             "fits": int(len(converged)), "seeds": seeds}
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from plato.sweep.store import Store
-from plato.sweep.tables import load_for_metric, stat_table
+from plato.sweep.tables import interval_tables, load_for_metric, stat_table
 
 
 @dataclass
@@ -42,8 +42,9 @@ def table_view(cells: pd.DataFrame, sender: str, receiver: str, control: str,
     """The view of one stored table: the mean over seeds and its interval
     (plato.sweep.tables.cell_interval)."""
     value = stat_table(cells, sender, receiver, control, metric)
-    low, high, n = (stat_table(cells, sender, receiver, control, metric, stat)
-                    .reindex_like(value) for stat in ("low", "high", "n"))
+    low, high = (end.reindex_like(value) for end in
+                 interval_tables(cells, sender, receiver, control, metric))
+    n = stat_table(cells, sender, receiver, control, metric, "n").reindex_like(value)
     converged = (stat_table(cells, sender, receiver, control, "converged").reindex_like(value)
                  if "converged" in cells.columns and cells.converged.notna().any()
                  else value * np.nan)

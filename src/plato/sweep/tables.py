@@ -141,25 +141,50 @@ def stat_table(cells: pd.DataFrame, sender: str, receiver: str,
                control: str = "trained->trained", metric: str = "stitched_accuracy",
                stat: str = "mean") -> pd.DataFrame:
     """The (sender points x receiver points) matrix of one statistic of one metric."""
+    if stat not in STATS:
+        raise PlatoError(f"unknown statistic '{stat}': choose one of {', '.join(STATS)}")
+    if stat in ("low", "high"):
+        return interval_tables(cells, sender, receiver, control, metric)[stat == "high"]
+    sel = _table_cells(cells, sender, receiver, control, metric)
+    grouped = sel.groupby(["sender_point", "receiver_point"])[metric]
+    values = {"mean": grouped.mean, "std": lambda: grouped.std(ddof=1),
+              "n": grouped.count}[stat]()
+    return _matrix(values, sel, sender, receiver)
+
+
+def interval_tables(cells: pd.DataFrame, sender: str, receiver: str,
+                    control: str = "trained->trained",
+                    metric: str = "stitched_accuracy") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(low, high): the matrices of each cell's 95% interval (cell_interval), computed once
+    for both ends."""
+    sel = _table_cells(cells, sender, receiver, control, metric)
+    ends = {key: cell_interval(group, metric) for key, group in
+            sel.groupby(["sender_point", "receiver_point"])}
+    tables = []
+    for side in (0, 1):
+        values = pd.Series({key: end[side] for key, end in ends.items()}, dtype=float)
+        values.index.names = ["sender_point", "receiver_point"]
+        tables.append(_matrix(values, sel, sender, receiver))
+    return tables[0], tables[1]
+
+
+def _table_cells(cells: pd.DataFrame, sender: str, receiver: str, control: str,
+                 metric: str) -> pd.DataFrame:
+    """The rows of one table, after checking the metric and that the table exists."""
     if metric not in measure_columns(cells):
         raise PlatoError(f"metric '{metric}' is not in these cells: choose one of "
                          f"{', '.join(measure_columns(cells))}")
-    if stat not in STATS:
-        raise PlatoError(f"unknown statistic '{stat}': choose one of {', '.join(STATS)}")
     sel = cells[(cells.sender == sender) & (cells.receiver == receiver)
                 & (cells.control == control)]
     if sel.empty:
         have = ", ".join(f"{s}->{r} ({c})" for s, r, c in table_keys(cells))
         raise PlatoError(f"no cells for {sender} -> {receiver} ({control}); the store has {have}")
-    if stat in ("low", "high"):
-        side = 0 if stat == "low" else 1
-        values = pd.Series({key: cell_interval(group, metric)[side] for key, group in
-                            sel.groupby(["sender_point", "receiver_point"])}, dtype=float)
-        values.index.names = ["sender_point", "receiver_point"]
-    else:
-        grouped = sel.groupby(["sender_point", "receiver_point"])[metric]
-        values = {"mean": grouped.mean, "std": lambda: grouped.std(ddof=1),
-                  "n": grouped.count}[stat]()
+    return sel
+
+
+def _matrix(values: pd.Series, sel: pd.DataFrame, sender: str, receiver: str) -> pd.DataFrame:
+    """Values indexed by (sender point, receiver point) as the table's matrix, points in
+    network order."""
     matrix = values.unstack("receiver_point")
     matrix = matrix.reindex(index=_axis(sel, "sender"), columns=_axis(sel, "receiver"))
     matrix.index.name, matrix.columns.name = f"{sender} (sender)", f"{receiver} (receiver)"
@@ -178,6 +203,11 @@ INTERVAL_KINDS = {
 def interval_kind(group: pd.DataFrame, metric: str) -> str:
     """Which interval a cell of these seeds' rows gets (INTERVAL_KINDS)."""
     return _interval(group, metric)[0]
+
+
+def kind_and_interval(group: pd.DataFrame, metric: str) -> tuple[str, tuple[float, float]]:
+    """interval_kind and cell_interval of one cell, computed once."""
+    return _interval(group, metric)
 
 
 def interval_description(cells: pd.DataFrame, sender: str, receiver: str, control: str,
@@ -231,8 +261,12 @@ def seed_outcomes(group: pd.DataFrame) -> np.ndarray | None:
     """The seeds' per-example outcomes of one cell's rows, (seeds, examples); None where a seed
     has none stored (stores written before they were kept) or the seeds saw different
     examples."""
-    rows = [outcomes(r) for r in group[group.status == "done"].to_dict("records")] \
-        if "status" in group else [outcomes(r) for r in group.to_dict("records")]
+    done = group[group.status == "done"] if "status" in group else group
+    if "correct" not in done or "test_examples" not in done:
+        return None
+    # only the two columns outcomes() reads: a whole row as a dict costs 100x more
+    rows = [outcomes({"correct": blob, "test_examples": n}) for blob, n in
+            zip(done["correct"], done["test_examples"], strict=True)]
     if not rows or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
         return None
     return np.stack(rows).astype(float)

@@ -42,7 +42,7 @@
   // ------------------------------------------------------------------ choosing a table
   const pairKey = t => t.sender + SEP + t.receiver;
   const pairs = [...new Set(data.tables.map(pairKey))];
-  const VIEWS = {mean: "mean over seeds", debiased: "trained minus control",
+  const VIEWS = {mean: "mean over seeds", measure: "the measure", debiased: "trained minus control",
                  normalized: "trained minus control, normalized"};
   const controls = document.getElementById("controls");
   function select(label, id) {
@@ -68,8 +68,8 @@
   // Each choice narrows the next: pair, then metric, then view, then control.
   function refresh() {
     const ofPair = data.tables.filter(t => pairKey(t) === pairSel.value);
-    const metrics = [...new Set(ofPair.filter(t => t.view === "mean").map(t => t.metric))];
-    if (ofPair.some(t => t.view !== "mean")) metrics.includes("stitched_accuracy") || metrics.unshift("stitched_accuracy");
+    const metrics = [...new Set(ofPair.filter(t => t.view === "mean" || t.view === "measure")
+                                      .map(t => t.metric))];
     fill(metricSel, metrics, null, metricSel.value || data.metric);
     const base = m => m.replace(/^(debiased|normalized) /, "");
     const ofMetric = ofPair.filter(t => base(t.metric) === metricSel.value);
@@ -95,7 +95,7 @@
   function choose(ref, metric) {
     pairSel.value = ref.sender + SEP + ref.receiver;
     metricSel.value = metric || "stitched_accuracy";
-    viewSel.value = "mean";
+    viewSel.value = "";  // the metric's first view: its mean, or the measure
     controlSel.value = ref.control;
     refresh();
     openCell(ref.sender, ref.receiver, ref.sender_point, ref.receiver_point);
