@@ -167,6 +167,10 @@ def test_a_clicked_cell_shows_its_stored_values(browser, small_run, stored, tmp_
     low, high = (stat_table(cells, "cnn", "resnet", stat=s).loc[sp, rp] for s in ("low", "high"))
     assert f"stitched_accuracy {table.loc[sp, rp]:.4f}" in hover
     assert f"[{low:.4f}, {high:.4f}]" in hover
+    # another metric of the same pair keeps the open cell outlined where it is
+    choose(browser, "pick-metric", "steps")
+    shapes = browser.execute_script("return document.getElementById('heatmap').layout.shapes")
+    assert len(shapes) == 1 and (shapes[0]["x0"], shapes[0]["y0"]) == (column - 0.5, row - 0.5)
 
 
 def test_the_controls_switch_metric_control_and_view(browser, small_run, stored, tmp_path):

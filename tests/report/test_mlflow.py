@@ -77,3 +77,14 @@ def test_names_become_valid_keys_and_a_refusal_is_one_line(small_run, tmp_path):
     proc = run_plato("export", small_run, "--mlflow", "nosuch://there")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "MLflow at nosuch://there refused" in proc.stderr
+
+
+def test_without_mlflow_the_flag_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from plato.errors import PlatoError
+    from plato.report.tracker import mlflow_module
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
+    with pytest.raises(PlatoError, match=r"pip install 'plato-stitch\[mlflow\]'"):
+        mlflow_module()

@@ -72,7 +72,8 @@ def explorer_tables(cells: pd.DataFrame | None, sims: pd.DataFrame | None) -> li
     """Every table the page can show: per pair, control and metric the mean over seeds
     ("mean"); for stitched accuracy, trained minus each random control with its paired
     interval ("debiased") and that difference over the receiver's accuracy minus the control
-    ("normalized"); per similarity measure its values with their p-values."""
+    ("normalized"); per similarity measure its values with their p-values ("measure": one
+    value a cell, no seeds)."""
     tables = []
     if cells is not None:
         metrics = [m for m in EXPLORED if m in measure_columns(cells) and cells[m].notna().any()]

@@ -7,6 +7,7 @@
   const plot = document.getElementById("heatmap");
   const panel = document.getElementById("details");
   let current = null;  // the table shown
+  let opened = null;  // the cell whose panel is open: {pair, sp, rp}
 
   function el(tag, text, attrs) {
     const node = document.createElement(tag);
@@ -65,39 +66,40 @@
   pairs.forEach(p => pairSel.appendChild(el("option", p.split(SEP).join(" \u2192 "),
                                              {value: p})));
 
-  // Each choice narrows the next: pair, then metric, then view, then control.
-  function refresh() {
+  // Each choice narrows the next: pair, then metric, then view, then control. `want` asks for
+  // values the selects do not offer yet (a check's link to another pair's table).
+  function refresh(want) {
+    want = want || {};
+    if (want.pair) pairSel.value = want.pair;
     const ofPair = data.tables.filter(t => pairKey(t) === pairSel.value);
     const metrics = [...new Set(ofPair.filter(t => t.view === "mean" || t.view === "measure")
                                       .map(t => t.metric))];
-    fill(metricSel, metrics, null, metricSel.value || data.metric);
+    fill(metricSel, metrics, null, want.metric || metricSel.value || data.metric);
     const base = m => m.replace(/^(debiased|normalized) /, "");
     const ofMetric = ofPair.filter(t => base(t.metric) === metricSel.value);
     const views = [...new Set(ofMetric.map(t => t.view))];
-    fill(viewSel, views, views.map(v => VIEWS[v]), viewSel.value);
+    fill(viewSel, views, views.map(v => VIEWS[v]), "view" in want ? want.view : viewSel.value);
     const ofView = ofMetric.filter(t => t.view === viewSel.value);
     // the trained table first: what a reader looks at before its controls
     const names = ofView.map(t => t.control).sort((a, b) =>
       (b === "trained->trained") - (a === "trained->trained"));
-    fill(controlSel, names, null, controlSel.value);
+    fill(controlSel, names, null, want.control || controlSel.value);
     show(ofView.find(t => t.control === controlSel.value));
   }
-  [pairSel, metricSel, viewSel].forEach(s => s.addEventListener("change", refresh));
-  controlSel.addEventListener("change", refresh);
+  [pairSel, metricSel, viewSel, controlSel].forEach(s =>
+    s.addEventListener("change", () => refresh()));
 
   function show(t) {
     if (!t) return;
     current = t;
     Plotly.react(plot, t.figure.data, t.figure.layout, {responsive: true});
+    if (opened && opened.pair === pairKey(t)) mark(opened.sp, opened.rp);  // still outlined
   }
 
   // Choose the table of a cell (from a check's link) and open the cell.
   function choose(ref, metric) {
-    pairSel.value = ref.sender + SEP + ref.receiver;
-    metricSel.value = metric || "stitched_accuracy";
-    viewSel.value = "";  // the metric's first view: its mean, or the measure
-    controlSel.value = ref.control;
-    refresh();
+    refresh({pair: ref.sender + SEP + ref.receiver, metric: metric || "stitched_accuracy",
+             view: "", control: ref.control});  // view "": the metric's first (its mean)
     openCell(ref.sender, ref.receiver, ref.sender_point, ref.receiver_point);
     plot.scrollIntoView({behavior: "smooth"});
   }
@@ -117,6 +119,7 @@
     const head = el("h3", null, {id: "cell-title"});
     head.textContent = s + ":" + sp + " \u2192 " + r + ":" + rp;
     panel.appendChild(head);
+    opened = {pair: s + SEP + r, sp: sp, rp: rp};
     mark(sp, rp);
     if (!cell) { panel.appendChild(el("p", "The store holds nothing for this cell.")); return; }
     panel.setAttribute("data-cell", [s, r, sp, rp].join(SEP));
