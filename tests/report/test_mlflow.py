@@ -72,8 +72,12 @@ def test_a_sweep_logs_its_spec_when_it_ends(digits_checkpoints, tmp_path):
 def test_names_become_valid_keys_and_a_refusal_is_one_line(small_run, tmp_path):
     row = pd.Series({"metric": "stitched_accuracy", "sender": "a/../b", "sender_point": ".",
                      "receiver": "<x>", "receiver_point": "p:1", "control": "random->trained"})
-    assert metric_key(row) == "stitched_accuracy/a_.._b../_x_.p_1/random-trained"
+    assert metric_key(row).startswith("stitched_accuracy/a_.._b../_x_.p_1/random-trained~")
     assert key_part("..") == "_" and len(metric_key(row.replace("a/../b", "n" * 400))) == 250
+    # names that differ only in characters a key refuses keep distinct keys
+    assert metric_key(row.replace("<x>", "<x]")) != metric_key(row)
+    clean = row.replace({"a/../b": "cnn", ".": "stem", "<x>": "resnet", "p:1": "pool"})
+    assert metric_key(clean) == "stitched_accuracy/cnn.stem/resnet.pool/random-trained"
     proc = run_plato("export", small_run, "--mlflow", "nosuch://there")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "MLflow at nosuch://there refused" in proc.stderr

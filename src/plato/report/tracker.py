@@ -9,7 +9,8 @@ extra): one MLflow run per spec, holding
                checks.json and the spec's interactive report (report.html)
 
 MLflow's keys allow letters, digits and `_ - . space /`: other characters of a name become
-`_` in a key (the parquet artifact keeps the names as they are). A folder or `file:` URI is
+`_` in a key, followed by `~` and a hash of the original names so that keys stay distinct (the
+parquet artifact keeps the names as they are). A folder or `file:` URI is
 MLflow's file store, which MLflow keeps in maintenance mode behind MLFLOW_ALLOW_FILE_STORE;
 naming one is the opt-in, so Plato sets it for that call.
 """
@@ -44,14 +45,15 @@ def key_part(name: str) -> str:
 
 
 def metric_key(row) -> str:
-    """METRIC/SENDER.POINT/RECEIVER.POINT/CONTROL; an over-long key keeps its start and a hash
-    of the whole (still one key per cell and metric)."""
-    key = "/".join(key_part(p) for p in (
-        row.metric, f"{row.sender}.{row.sender_point}", f"{row.receiver}.{row.receiver_point}",
-        str(row.control).replace("->", "-")))
-    if len(key) > KEY_LENGTH:
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        key = key[:KEY_LENGTH - 17] + "~" + digest
+    """METRIC/SENDER.POINT/RECEIVER.POINT/CONTROL. Where a name held characters MLflow keys
+    refuse (made `_`) or the key is over-long, `~` and a hash of the original follow, so two
+    cells never share a key (their values would merge into one history)."""
+    parts = (str(row.metric), f"{row.sender}.{row.sender_point}",
+             f"{row.receiver}.{row.receiver_point}", str(row.control).replace("->", "-"))
+    original, key = "/".join(parts), "/".join(key_part(p) for p in parts)
+    if key != original or len(key) > KEY_LENGTH:
+        digest = hashlib.sha256(original.encode()).hexdigest()[:12]
+        key = key[:KEY_LENGTH - 13] + "~" + digest
     return key
 
 
