@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -44,14 +43,14 @@ def demo(
     the interactive report (about 26 s on 2 CPU cores)."""
     from plato.files import write_file
     from plato.report import write_report
-    from plato.sweep.checks import Check, verdict
+    from plato.sweep.checks import load_checks, verdict
     from plato.sweep.run import run_sweep
     from plato.sweep.spec import load_spec
 
     spec_path = write_file(out / "demo.yaml", DEMO_SPEC)
     summary = run_sweep(load_spec(spec_path), out, device="cpu", progress=not quiet)
     path = write_report(summary.store, out, spec="demo")
-    checks = [Check(**c) for c in json.loads((path.parent / "checks.json").read_text())]
+    checks = load_checks(path.parent / "checks.json")
     obj = {**summary.to_dict(), "report": str(path), "checks": verdict(checks)}
     emit(obj, as_json, f"demo: {summary.cells} cells ({summary.done} stitched, "
          f"{summary.unstitchable} not stitchable, {summary.failed} failed) in "

@@ -132,15 +132,14 @@ def cell_details(cells: pd.DataFrame | None, sims: pd.DataFrame | None,
             slot(sender, receiver, sp, rp)["stitching"].append(_stitching(group, control))
         for sender, receiver in dict.fromkeys((s, r) for s, r, _ in table_keys(cells)):
             for random in debiasing_controls(cells, sender, receiver):
-                trained = stat_table(cells, sender, receiver)
-                control_mean = stat_table(cells, sender, receiver, random).reindex_like(trained)
+                difference = debiased_table(cells, sender, receiver, "stitched_accuracy",
+                                            random)  # the debiased heatmap's values
                 for (sp, rp), differences in paired_differences(cells, sender, receiver,
                                                                 random).items():
                     low, high = seeds_examples_interval(differences)
                     slot(sender, receiver, sp, rp)["debiased"].append({
                         "control": random,
-                        "difference": _plain(float(trained.loc[sp, rp]
-                                                   - control_mean.loc[sp, rp])),
+                        "difference": _plain(float(difference.loc[sp, rp])),
                         "low": _plain(float(low)), "high": _plain(float(high)),
                         "seeds": int(len(differences))})
     if sims is not None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from plato.errors import PlatoError
-from plato.sweep.checks import run_checks
+from plato.sweep.checks import load_checks
 from plato.sweep.export import long_table
 from plato.sweep.store import Store
 
@@ -84,21 +84,20 @@ def log_to_mlflow(store_path: str | Path, uri: str, spec: str | None = None,
 
     with Store(store_path, create=False) as store:
         table = long_table(store, spec)
-        checks = {name: run_checks(store, name) for name in table.spec.unique()}
         sweeps = store.sweeps().set_index("spec")
     try:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri(uri))
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        return [_log_spec(client, experiment_id, store_path, str(name), rows, checks[name],
-                          sweeps) for name, rows in table.groupby("spec", sort=True)]
+        return [_log_spec(client, experiment_id, store_path, str(name), rows, sweeps)
+                for name, rows in table.groupby("spec", sort=True)]
     except MlflowException as e:
         first = str(getattr(e, "message", e)).split(". ")[0]
         raise PlatoError(f"MLflow at {uri} refused the log: {first}") from None
 
 
 def _log_spec(client, experiment_id: str, store_path: str | Path, name: str,
-              rows: pd.DataFrame, checks: list, sweeps: pd.DataFrame) -> str:
+              rows: pd.DataFrame, sweeps: pd.DataFrame) -> str:
     """One spec as one MLflow run (marked FAILED if logging stops part way)."""
     from mlflow.entities import RunTag
 
@@ -106,13 +105,16 @@ def _log_spec(client, experiment_id: str, store_path: str | Path, name: str,
         "plato.spec": name, "plato.store": str(Path(store_path).resolve())})
     run_id = run.info.run_id
     try:
-        verdicts = [RunTag(f"check.{key_part(c.name)}",
-                           {True: "pass", False: "FAIL", None: "n/a"}[c.passed]) for c in checks]
-        client.log_batch(run_id, params=_params(name, rows, sweeps), tags=verdicts)
-        metrics = _metrics(rows, checks)
-        for start in range(0, len(metrics), BATCH):
-            client.log_batch(run_id, metrics=metrics[start:start + BATCH])
-        _artifacts(client, run_id, store_path, name, rows)
+        with tempfile.TemporaryDirectory() as folder:
+            checks = _artifact_files(Path(folder), store_path, name, rows)
+            verdicts = [RunTag(f"check.{key_part(c.name)}",
+                               {True: "pass", False: "FAIL", None: "n/a"}[c.passed])
+                        for c in checks]
+            client.log_batch(run_id, params=_params(name, rows, sweeps), tags=verdicts)
+            metrics = _metrics(rows, checks)
+            for start in range(0, len(metrics), BATCH):
+                client.log_batch(run_id, metrics=metrics[start:start + BATCH])
+            client.log_artifacts(run_id, folder)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -152,17 +154,18 @@ def _metrics(rows: pd.DataFrame, checks: list) -> list:
     return metrics
 
 
-def _artifacts(client, run_id: str, store_path: str | Path, name: str,
-               rows: pd.DataFrame) -> None:
-    """The long table, the checks and the spec's interactive report (its pictures are inlined:
-    the page is the one file)."""
+def _artifact_files(folder: Path, store_path: str | Path, name: str,
+                    rows: pd.DataFrame) -> list:
+    """The long table, the spec's interactive report (its pictures are inlined: the page is
+    the one file) and its checks.json, written into `folder`; returns the checks the report
+    computed (the run's tags and check metrics: computed once)."""
     from plato.report.html import write_report
 
-    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as scratch:
-        buffer = io.BytesIO()
-        rows.to_parquet(buffer, index=False)
-        (Path(folder) / "export.parquet").write_bytes(buffer.getvalue())
+    buffer = io.BytesIO()
+    rows.to_parquet(buffer, index=False)
+    (folder / "export.parquet").write_bytes(buffer.getvalue())
+    with tempfile.TemporaryDirectory() as scratch:  # the report's heatmaps/ stay out
         page = write_report(store_path, scratch, spec=name)
         for written in (page, page.parent / "checks.json"):
-            (Path(folder) / written.name).write_bytes(written.read_bytes())
-        client.log_artifacts(run_id, folder)
+            (folder / written.name).write_bytes(written.read_bytes())
+    return load_checks(folder / "checks.json")

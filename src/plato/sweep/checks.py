@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,11 @@ def verdict(checks: list[Check]) -> str:
     if unknown:
         line += f"; not computed ({len(unknown)}): {', '.join(unknown)}"
     return line
+
+
+def load_checks(path: str | Path) -> list[Check]:
+    """The checks a report wrote (checks.json beside report.html)."""
+    return [Check(**c) for c in json.loads(Path(path).read_text())]
 
 
 def run_checks(store: Store, spec: str | None = None) -> list[Check]:
@@ -143,6 +149,7 @@ def controls(cells: pd.DataFrame) -> Check:
     margins disagree widen it; one seed: Student t over the examples) says whether the margin
     is more than noise."""
     margins: dict[str, tuple[float, float, float]] = {}  # pair -> (mean, low, high)
+    names: dict[str, tuple[str, str]] = {}  # pair -> (sender, receiver)
     old = []  # pairs whose cells hold no per-example outcomes (stores written before)
     for s, r in sorted({(s, r) for s, r, _ in table_keys(cells)}):
         have = {c for s_, r_, c in table_keys(cells) if (s_, r_) == (s, r)}
@@ -154,6 +161,7 @@ def controls(cells: pd.DataFrame) -> Check:
             continue
         low, high = seeds_examples_interval(differences)
         margins[f"{s}->{r}"] = (float(differences.mean()), low, high)
+        names[f"{s}->{r}"] = (s, r)
     if not margins:
         reason = (f"the cells of {', '.join(old)} hold no per-example outcomes (stored before "
                   "they were kept): run the sweep into a new store" if old else
@@ -165,7 +173,7 @@ def controls(cells: pd.DataFrame) -> Check:
     mean, low, high = margins[worst]
     failing = []  # the failing pairs' cells whose own margin's lower end is not above zero
     for pair in bad:
-        s, r = _split_pair(pair, cells)
+        s, r = names[pair]
         lows = debiased_interval(cells, s, r, "random->trained")[0]
         failing += [cell_ref(s, r, "trained->trained", sp, rp) for sp in lows.index
                     for rp in lows.columns if lows.loc[sp, rp] <= 0]  # NaN: no outcomes
@@ -175,11 +183,6 @@ def controls(cells: pd.DataFrame) -> Check:
                  f"zero: {len(margins) - len(bad)}/{len(margins)}"
                  + (f"; not: {', '.join(bad)}" if bad else "")
                  + (f"; no outcomes stored: {', '.join(old)}" if old else ""), failing)
-
-
-def _split_pair(pair: str, cells: pd.DataFrame) -> tuple[str, str]:
-    """(sender, receiver) of a "sender->receiver" label (names may hold "->" themselves)."""
-    return next((s, r) for s, r, _ in table_keys(cells) if f"{s}->{r}" == pair)
 
 
 def _paired_differences(cells: pd.DataFrame, sender: str, receiver: str) -> np.ndarray | None:
